@@ -1,0 +1,20 @@
+// Messages between the ONNX backend (event loop) and its worker threads.
+
+import type { BackendMetadata, Tensor } from '../protocol/oip.js';
+
+export interface OnnxWorkerData {
+  path: string;
+  intraOpThreads: number;
+}
+
+export interface WorkerRequest {
+  id: number;
+  inputs: Tensor[];
+  outputs: string[] | undefined;
+}
+
+export type WorkerResponse =
+  | { type: 'ready'; metadata: BackendMetadata; warmupError: string | undefined }
+  | { type: 'load-error'; message: string }
+  | { type: 'result'; id: number; outputs: Tensor[] }
+  | { type: 'error'; id: number; message: string };

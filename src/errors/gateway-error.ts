@@ -1,0 +1,29 @@
+// GatewayError: the typed error every stage and backend throws; carries a registry code, a client message and a cause.
+
+import { ERROR_CODES, type ErrorCode } from './codes.js';
+
+export interface GatewayErrorOptions {
+  /** The underlying error, logged but never shown to the client. */
+  cause?: unknown;
+  /** Extra response headers (e.g. `Allow`, `Retry-After`). */
+  headers?: Record<string, string>;
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly headers: Record<string, string>;
+
+  /** `message` is what the client sees; it defaults to the registry's message for the code. */
+  constructor(code: ErrorCode, message?: string, options: GatewayErrorOptions = {}) {
+    super(message ?? ERROR_CODES[code].message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export function isGatewayError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError;
+}

@@ -1,0 +1,45 @@
+// The stage contract: every step of the request path is a Stage composed as an onion around `next()`.
+
+import type { IncomingHttpHeaders } from 'node:http';
+import type { InferenceRequest } from '../protocol/oip.js';
+import type { ServedVersion } from '../models/catalog.js';
+import type { RequestBody } from '../http/request-body.js';
+
+/** The model-aware operations that run through the pipeline (health and server metadata do not). */
+export type Operation = 'infer' | 'model-metadata' | 'model-ready';
+
+/** Per-request state shared by the stages. Stages add to it; only server.ts turns it into HTTP. */
+export interface Context {
+  requestId: string;
+  readonly operation: Operation;
+  readonly modelName: string;
+  /** The version named in the URL path, if any; it always wins over routing. */
+  readonly pathVersion: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  /** Aborted when the client goes away or the request must stop; pass it to every upstream call. */
+  readonly signal: AbortSignal;
+  /** The request body, read lazily so earlier stages can reject a request before it is read. */
+  readonly body: RequestBody;
+  /** Set by the route stage: the model version that serves this request. */
+  target?: ServedVersion;
+  /** Set by the validate stage: the decoded, validated inference request. */
+  inference?: InferenceRequest;
+  /** Headers every reply for this request carries, successful or not (e.g. x-request-id, x-model-version). */
+  readonly responseHeaders: Record<string, string>;
+}
+
+/** What a stage returns instead of writing HTTP: a status, a JSON-able body and extra headers. */
+export interface Reply {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export type Next = () => Promise<Reply>;
+
+export interface Stage {
+  readonly name: string;
+  handle(ctx: Context, next: Next): Promise<Reply>;
+}
+
+export type Pipeline = (ctx: Context) => Promise<Reply>;

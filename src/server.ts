@@ -1,0 +1,172 @@
+// Data-plane HTTP server: matches OIP paths, builds a Context, runs the pipeline and writes the reply. The only writer of responses.
+
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { ServerConfig } from './config/schema.js';
+import { ERROR_CODES } from './errors/codes.js';
+import { GatewayError } from './errors/gateway-error.js';
+import { toResponse } from './errors/to-response.js';
+import { RequestBody } from './http/request-body.js';
+import type { ModelCatalog } from './models/catalog.js';
+import type { Context, Operation, Pipeline } from './pipeline/stage.js';
+import { requestIdFrom } from './stages/request-id.js';
+import { GATEWAY_NAME, GATEWAY_VERSION } from './version.js';
+
+/** What the server serves; swapped as a whole on reload so a request sees one consistent generation. */
+export interface Generation {
+  pipeline: Pipeline;
+  catalog: ModelCatalog;
+}
+
+export interface GatewayState {
+  current: Generation;
+  /** Set on SIGTERM: readiness fails and every reply closes its connection. */
+  draining: boolean;
+}
+
+type Route =
+  | { kind: 'live' | 'ready' | 'server-metadata'; methods: readonly string[] }
+  | { kind: 'model'; operation: Operation; model: string; version: string | undefined; methods: readonly string[] };
+
+const GET = ['GET', 'HEAD'] as const;
+const POST = ['POST'] as const;
+
+/** Maps a path to an OIP endpoint; undefined when it is none of them. */
+export function matchRoute(path: string): Route | undefined {
+  const s = path.split('/');
+  if (s[0] !== '' || s[1] !== 'v2') return undefined;
+  if (s.length === 2) return { kind: 'server-metadata', methods: GET };
+  if (s[2] === 'health' && s.length === 4) {
+    if (s[3] === 'live') return { kind: 'live', methods: GET };
+    if (s[3] === 'ready') return { kind: 'ready', methods: GET };
+    return undefined;
+  }
+  if (s[2] !== 'models' || s.length < 4 || !s[3]) return undefined;
+  const model = s[3];
+  let rest = s.slice(4);
+  let version: string | undefined;
+  if (rest[0] === 'versions') {
+    if (!rest[1]) return undefined;
+    version = rest[1];
+    rest = rest.slice(2);
+  }
+  if (rest.length === 0) return { kind: 'model', operation: 'model-metadata', model, version, methods: GET };
+  if (rest.length === 1 && rest[0] === 'ready') return { kind: 'model', operation: 'model-ready', model, version, methods: GET };
+  if (rest.length === 1 && rest[0] === 'infer') return { kind: 'model', operation: 'infer', model, version, methods: POST };
+  return undefined;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>, close: boolean): void {
+  const payload = JSON.stringify(body);
+  const out: http.OutgoingHttpHeaders = { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  if (close) out.connection = 'close';
+  res.writeHead(status, out);
+  res.end(payload);
+}
+
+/** Raw responses for requests Node's parser rejected before any handler ran. */
+function rejectOnSocket(socket: Socket, status: number, reason: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger): http.Server {
+  const server = http.createServer(
+    {
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        log.error({ err }, 'unhandled error while answering a request');
+        if (!res.headersSent) send(res, 500, { error: ERROR_CODES.GW_ERR_INTERNAL.message }, {}, true);
+        else res.destroy();
+      });
+    },
+  );
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'HPE_HEADER_OVERFLOW') return rejectOnSocket(socket, 431, 'Request Header Fields Too Large', 'request headers are too large');
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rejectOnSocket(socket, 408, 'Request Timeout', 'request was not received in time');
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const route = matchRoute(q < 0 ? url : url.slice(0, q));
+    const method = req.method ?? 'GET';
+    if (!route) {
+      return send(res, 404, { error: `${ERROR_CODES.GW_ERR_ROUTE_NOT_FOUND.message}: ${method} ${url.slice(0, 200)}` }, {}, state.draining);
+    }
+    if (!route.methods.includes(method)) {
+      const allow = route.methods.join(', ');
+      return send(res, 405, { error: `method ${method} is not allowed here; use ${allow}` }, { allow }, state.draining);
+    }
+    const generation = state.current;
+    switch (route.kind) {
+      case 'live':
+        return send(res, 200, { live: true }, {}, state.draining);
+      case 'ready': {
+        const ready = !state.draining && generation.catalog.ready();
+        return send(res, ready ? 200 : 503, { ready }, {}, state.draining);
+      }
+      case 'server-metadata':
+        return send(res, 200, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: [] }, {}, state.draining);
+      case 'model':
+        return runPipeline(generation, route.operation, route.model, route.version, req, res);
+    }
+  }
+
+  async function runPipeline(
+    generation: Generation,
+    operation: Operation,
+    modelName: string,
+    pathVersion: string | undefined,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const aborter = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) aborter.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
+    });
+    const ctx: Context = {
+      requestId: requestIdFrom(req.headers['x-request-id']),
+      operation,
+      modelName,
+      pathVersion,
+      headers: req.headers,
+      signal: aborter.signal,
+      body: new RequestBody(req, config.maxBodyBytes),
+      responseHeaders: {},
+    };
+    try {
+      const reply = await generation.pipeline(ctx);
+      if (res.destroyed) return;
+      send(res, reply.status, reply.body, { ...ctx.responseHeaders, ...reply.headers }, state.draining || ctx.body.abandoned);
+    } catch (err) {
+      const mapped = toResponse(err);
+      const fields = { requestId: ctx.requestId, model: modelName, version: ctx.target?.version, code: mapped.code, status: mapped.status };
+      if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
+      else if (mapped.status >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.body.error }, 'request failed');
+      if (res.destroyed) return;
+      send(res, mapped.status, mapped.body, { ...ctx.responseHeaders, ...mapped.headers }, state.draining || ctx.body.abandoned);
+    }
+  }
+
+  return server;
+}

@@ -1,0 +1,124 @@
+// Test helpers: start a real gateway in-process (port 0, 127.0.0.1) or as a child process, and talk to it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { startGateway, type RunningGateway } from '../../src/main.js';
+import { createLogger } from '../../src/telemetry/log.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../../..');
+export const MODELS = path.join(ROOT, 'examples/models');
+export const CLI = path.join(ROOT, 'dist/src/cli.js');
+
+/** The example models as a config `models` section. */
+export function irisModels(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    iris: {
+      defaultVersion: '1',
+      versions: {
+        '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } },
+        '2': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v2.onnx') } },
+      },
+    },
+    ...extra,
+  };
+}
+
+export function gatewayConfig(overrides: { server?: Record<string, unknown>; models?: Record<string, unknown> } = {}): Record<string, unknown> {
+  return {
+    server: { host: '127.0.0.1', port: 0, ...overrides.server },
+    logging: { level: 'silent' },
+    models: overrides.models ?? irisModels(),
+  };
+}
+
+/** Starts a gateway inside the test process. Always `await gw.stop()` (use t.teardown). */
+export async function startTestGateway(raw: Record<string, unknown> = gatewayConfig()): Promise<RunningGateway> {
+  const config = await parseConfig(raw, { baseDir: ROOT, source: 'test' });
+  return startGateway(config, createLogger(config.logging.level));
+}
+
+export async function writeConfigFile(raw: unknown): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-config-'));
+  const file = path.join(dir, 'gateway.yaml');
+  await writeFile(file, typeof raw === 'string' ? raw : stringify(raw));
+  return file;
+}
+
+export interface GatewayProcess {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Runs `model-gateway start --config FILE` as a real process and waits for its ready line. */
+export async function spawnGateway(configFile: string, args: string[] = []): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [CLI, 'start', '--config', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not become ready in time:\n${err}\n${out}`)), 60_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /model-gateway ready on (http:\/\/\S+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code} before ready:\n${err}\n${out}`));
+    });
+  });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return {
+    child,
+    url,
+    stdout: () => out,
+    stderr: () => err,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion and returns its exit code and output. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+export const IRIS_ROW = [5.1, 3.5, 1.4, 0.2];
+
+export function irisRequest(rows: number[][] = [IRIS_ROW], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { inputs: [{ name: 'input', shape: [rows.length, 4], datatype: 'FP32', data: rows }], ...extra };
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
+
+export async function getJson(url: string): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+  const res = await fetch(url);
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
