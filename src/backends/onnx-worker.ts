@@ -91,6 +91,8 @@ async function main(): Promise<void> {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // Run failures are returned to the caller and logged by the gateway as JSON; ORT's own stderr copy is noise.
+      logSeverityLevel: 4,
     });
     metadata = {
       platform: 'onnxruntime_onnx',

@@ -54,6 +54,8 @@ export interface GatewayProcess {
   url: string;
   stdout: () => string;
   stderr: () => string;
+  /** Resolves with the exit code when the process exits (for whatever reason). */
+  exited: Promise<number | null>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -85,6 +87,7 @@ export async function spawnGateway(configFile: string, args: string[] = []): Pro
     url,
     stdout: () => out,
     stderr: () => err,
+    exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

@@ -1,0 +1,62 @@
+// End to end: the real CLI process serves the example config, its banner's curl example works, and SIGTERM drains.
+
+import test from 'ava';
+import http from 'node:http';
+import path from 'node:path';
+import { ROOT, postJson, spawnGateway, getJson } from '../helpers/gateway.js';
+
+const EXAMPLE = path.join(ROOT, 'examples/gateway.yaml');
+
+test('the example config serves both Iris versions and the large MLP; the banner curl example works', async (t) => {
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1']);
+  t.teardown(() => gw.stop());
+  t.regex(gw.stderr(), /model iris: versions 1, 2 \(default 1\)/);
+  t.regex(gw.stderr(), /model mlp-large: versions 1/);
+
+  // Run the banner's own example body against the gateway.
+  const curl = /curl -s (\S+) -H 'content-type: application\/json' -d '(.+)'/.exec(gw.stderr());
+  t.truthy(curl, gw.stderr());
+  const example = await postJson(curl![1]!, curl![2]!);
+  t.is(example.status, 200);
+  t.is(example.body.model_version, '1');
+
+  const v2 = await postJson(`${gw.url}/v2/models/iris/versions/2/infer`, JSON.parse(curl![2]!));
+  t.is(v2.status, 200);
+  t.is(v2.headers.get('x-model-version'), '2');
+
+  const mlp = await postJson(`${gw.url}/v2/models/mlp-large/infer`, {
+    inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.sin(i)) }],
+  });
+  t.is(mlp.status, 200);
+  t.deepEqual((mlp.body.outputs as { shape: number[] }[])[0]!.shape, [1, 16]);
+  t.like(await getJson(`${gw.url}/v2/health/ready`), { status: 200 });
+});
+
+test('SIGTERM: stops accepting, finishes the in-flight request, exits 0', async (t) => {
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1']);
+  t.teardown(() => gw.stop('SIGKILL'));
+  const rows = 2048;
+  const body = JSON.stringify({ inputs: [{ name: 'input', shape: [rows, 512], datatype: 'FP32', data: new Array(rows * 512).fill(0.25) }] });
+  // A raw request so we know exactly when the body has been sent before the signal.
+  const inFlight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+    const req = http.request(`${gw.url}/v2/models/mlp-large/infer`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+    });
+    req.on('error', reject);
+    req.end(body, () => setTimeout(() => gw.child.kill('SIGTERM'), 20));
+  });
+  const [result, code] = await Promise.all([inFlight, gw.exited]);
+  t.is(result.status, 200);
+  t.is(result.connection, 'close');
+  t.is(code, 0);
+  t.regex(gw.stdout(), /"msg":"stopped"/);
+});
+
+test('a config that cannot start fails fast with its problems and exit 1', async (t) => {
+  const { runCli, writeConfigFile } = await import('../helpers/gateway.js');
+  const file = await writeConfigFile({ models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: 'nope.onnx' } } } } } });
+  const { code, stderr } = await runCli(['start', '--config', file]);
+  t.is(code, 1);
+  t.regex(stderr, /models\.iris\.versions\.1\.backend\.path: file not found/);
+});

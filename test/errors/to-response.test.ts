@@ -1,0 +1,41 @@
+// One registry, one mapper: every code maps to its status with a JSON error body, and every code is documented.
+
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ERROR_CODES, type ErrorCode } from '../../src/errors/codes.js';
+import { GatewayError } from '../../src/errors/gateway-error.js';
+import { toResponse } from '../../src/errors/to-response.js';
+import { ROOT } from '../helpers/gateway.js';
+
+test('every registry code maps to its status and a JSON error body', (t) => {
+  for (const code of Object.keys(ERROR_CODES) as ErrorCode[]) {
+    const mapped = toResponse(new GatewayError(code, undefined, { headers: { 'retry-after': '2' } }));
+    t.is(mapped.status, ERROR_CODES[code].status, code);
+    t.deepEqual(mapped.body, { error: ERROR_CODES[code].message });
+    t.deepEqual(mapped.headers, { 'retry-after': '2' });
+    t.is(mapped.unexpected, undefined);
+  }
+});
+
+test('a specific message replaces the default; the cause is never shown', (t) => {
+  const mapped = toResponse(new GatewayError('GW_ERR_BACKEND_FAILED', 'model m version 1: inference failed', { cause: new Error('secret detail') }));
+  t.deepEqual(mapped.body, { error: 'model m version 1: inference failed' });
+  t.false(JSON.stringify(mapped).includes('secret'));
+});
+
+test('anything else is a 500 with a generic message, flagged for logging', (t) => {
+  const boom = new TypeError('cannot read properties of undefined (secret internals)');
+  const mapped = toResponse(boom);
+  t.is(mapped.status, 500);
+  t.is(mapped.code, 'GW_ERR_INTERNAL');
+  t.deepEqual(mapped.body, { error: 'internal gateway error' });
+  t.is(mapped.unexpected, boom);
+});
+
+test('every error code is documented in the README with its status', async (t) => {
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+  for (const [code, { status }] of Object.entries(ERROR_CODES)) {
+    t.regex(readme, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from the README error table`);
+  }
+});
