@@ -28,7 +28,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await catalog.close();
     throw err;
   }
-  const state: GatewayState = { current: { catalog, pipeline: buildPipeline({ catalog }) }, draining: false };
+  const state: GatewayState = { current: { catalog, pipeline: buildPipeline({ config, catalog, log }) }, draining: false };
   const server = createDataPlane(state, config.server, log);
   server.listen(config.server.port, config.server.host);
   try {

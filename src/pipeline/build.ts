@@ -1,6 +1,8 @@
 // THE request chain, in order. Every model-aware request runs through exactly these stages.
 
+import type { GatewayConfig } from '../config/schema.js';
 import type { ModelCatalog } from '../models/catalog.js';
+import type { Logger } from '../telemetry/log.js';
 import { requestIdStage } from '../stages/request-id.js';
 import { routeStage } from '../stages/route.js';
 import { upstreamStage } from '../stages/upstream.js';
@@ -9,9 +11,12 @@ import { compose } from './compose.js';
 import type { Pipeline } from './stage.js';
 
 export interface PipelineDeps {
+  config: GatewayConfig;
   catalog: ModelCatalog;
+  log: Logger;
 }
 
+/** Builds the chain for one config generation; everything a stage precomputes happens here, not per request. */
 export function buildPipeline({ catalog }: PipelineDeps): Pipeline {
   return compose([
     requestIdStage(), //  x-request-id in, x-request-id out

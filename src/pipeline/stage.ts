@@ -1,7 +1,7 @@
 // The stage contract: every step of the request path is a Stage composed as an onion around `next()`.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { InferenceRequest } from '../protocol/oip.js';
+import type { InferenceRequest, InferenceResult } from '../protocol/oip.js';
 import type { ServedVersion } from '../models/catalog.js';
 import type { RequestBody } from '../http/request-body.js';
 
@@ -22,10 +22,26 @@ export interface Context {
   readonly body: RequestBody;
   /** Set by the route stage: the model version that serves this request. */
   target?: ServedVersion;
+  /** Set by the auth stage: the verified caller (absent when auth is off or the caller is anonymous). */
+  identity?: Identity;
   /** Set by the validate stage: the decoded, validated inference request. */
   inference?: InferenceRequest;
+  /** Set by the upstream stage: the decoded outputs of the primary call (before JSON encoding). */
+  result?: InferenceResult;
   /** Headers every reply for this request carries, successful or not (e.g. x-request-id, x-model-version). */
   readonly responseHeaders: Record<string, string>;
+}
+
+/** A verified caller: who it is and what its token says. */
+export interface Identity {
+  /** The token's issuer (`iss`). */
+  issuer: string;
+  /** The token's subject (`sub`). */
+  subject: string;
+  /** Scopes from the `scope` (space-separated) or `scp` claim. */
+  scopes: ReadonlySet<string>;
+  /** Every verified claim. */
+  claims: Readonly<Record<string, unknown>>;
 }
 
 /** What a stage returns instead of writing HTTP: a status, a JSON-able body and extra headers. */

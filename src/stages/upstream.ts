@@ -30,6 +30,7 @@ export function upstreamStage(catalog: ModelCatalog): Stage {
           const request = ctx.inference;
           if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
           const result = await target.backend.infer(request, ctx.signal);
+          ctx.result = result;
           return {
             status: 200,
             body: encodeInferResponse({ modelName: target.model, modelVersion: target.version, id: request.id, outputs: result.outputs }),
