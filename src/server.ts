@@ -105,17 +105,22 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
   });
 
+  function sendError(res: ServerResponse, err: GatewayError): void {
+    const mapped = toResponse(err);
+    send(res, mapped.status, mapped.body, mapped.headers, state.draining);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const route = matchRoute(q < 0 ? url : url.slice(0, q));
     const method = req.method ?? 'GET';
     if (!route) {
-      return send(res, 404, { error: `${ERROR_CODES.GW_ERR_ROUTE_NOT_FOUND.message}: ${method} ${url.slice(0, 200)}` }, {}, state.draining);
+      return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`));
     }
     if (!route.methods.includes(method)) {
       const allow = route.methods.join(', ');
-      return send(res, 405, { error: `method ${method} is not allowed here; use ${allow}` }, { allow }, state.draining);
+      return sendError(res, new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } }));
     }
     const generation = state.current;
     switch (route.kind) {
