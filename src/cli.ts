@@ -1,10 +1,14 @@
 #!/usr/bin/env node
-// model-gateway <command>: start the gateway, or validate a config without starting.
+// model-gateway <command>: start the gateway, validate a config without starting, or talk to a running one's admin API.
 
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ADMIN_USAGE, runAdminCommand } from './cli-admin.js';
+import { DEV_ISSUER, TOKEN_USAGE, tokenCommand } from './cli-token.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { startGateway, type RunningGateway } from './main.js';
+import { SERVE_MODEL_USAGE, serveModelCommand } from './serve-model.js';
 import type { BackendMetadata } from './protocol/oip.js';
 import { createLogger } from './telemetry/log.js';
 import { GATEWAY_VERSION } from './version.js';
@@ -12,16 +16,16 @@ import { GATEWAY_VERSION } from './version.js';
 const USAGE = `model-gateway ${GATEWAY_VERSION}: a model-aware Open Inference Protocol sidecar
 
 Usage:
-  model-gateway start [--config FILE] [--port N] [--host ADDR]
-      Start the gateway (default config: ./gateway.yaml).
-  model-gateway check-config FILE
+  model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N]
+      Start the gateway (default config: ./gateway.yaml). It watches the file and reloads on change.
+${SERVE_MODEL_USAGE}${ADMIN_USAGE}${TOKEN_USAGE}  model-gateway check-config FILE
       Validate a config file and every model path in it, without starting. Exit 0 if valid, 1 if not.
   model-gateway help | --help
   model-gateway version | --version
 `;
 
 /** A runnable curl line for the first model, built from its real metadata. */
-export function exampleCurl(url: string, model: string, meta: BackendMetadata): string {
+export function exampleCurl(url: string, model: string, meta: BackendMetadata, authorization?: string): string {
   const sample = [5.1, 3.5, 1.4, 0.2];
   const inputs = meta.inputs.map((input) => {
     const shape = input.shape.map((d) => (d < 0 ? 1 : d));
@@ -33,18 +37,32 @@ export function exampleCurl(url: string, model: string, meta: BackendMetadata): 
     });
     return { name: input.name, shape, datatype: input.datatype, data: n <= 16 ? data : `<${n} values>` };
   });
-  return `curl -s ${url}/v2/models/${model}/infer -H 'content-type: application/json' -d '${JSON.stringify({ inputs })}'`;
+  const auth = authorization === undefined ? '' : ` -H "authorization: ${authorization}"`;
+  return `curl -s ${url}/v2/models/${model}/infer -H 'content-type: application/json'${auth} -d '${JSON.stringify({ inputs })}'`;
+}
+
+/** The Authorization value for the banner's curl: a dev token command when the dev issuer is trusted, else a placeholder. */
+function bannerAuthorization(config: GatewayConfig, model: string): string | undefined {
+  if (config.auth === undefined) return undefined;
+  if (!config.auth.issuers.some((i) => i.issuer === DEV_ISSUER)) return 'Bearer $TOKEN';
+  const scopes = config.models[model]?.auth?.infer.scopes ?? [];
+  const cli = path.relative(process.cwd(), process.argv[1] ?? 'dist/src/cli.js') || 'dist/src/cli.js';
+  return `Bearer $(node ${cli} token${scopes.length > 0 ? ` --scope '${scopes.join(' ')}'` : ''})`;
 }
 
 function printBanner(gw: RunningGateway, config: GatewayConfig): void {
   const lines = [`model-gateway ready on ${gw.url}`];
   for (const model of gw.state.current.catalog.all()) {
-    lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')} (default ${model.defaultVersion})`);
+    const traffic = gw.controller.model(model.name);
+    const weights = traffic.weightsSource === 'default' ? '' : `; weights ${Object.entries(traffic.weights).map(([v, w]) => `${v}=${w}`).join(' ')}`;
+    const shadow = traffic.shadow ? `; shadow ${traffic.shadow.targets.map((t) => `${t.version} at ${t.percent}%`).join(', ')}` : '';
+    lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')} (default ${model.defaultVersion})${weights}${shadow}`);
   }
+  lines.push(gw.admin ? `admin API on ${gw.admin.url} (try: model-gateway status --admin-url ${gw.admin.url})` : 'admin API off (admin.enabled is false, or neither admin.token nor MODEL_GATEWAY_ADMIN_TOKEN is set)');
   const first = gw.state.current.catalog.all().find((m) => m.versions.get(m.defaultVersion)?.backend.ready());
   if (first) {
     const meta = first.versions.get(first.defaultVersion)!.backend.metadata();
-    lines.push(`try:\n  ${exampleCurl(gw.url, first.name, meta)}`);
+    lines.push(`try:\n  ${exampleCurl(gw.url, first.name, meta, bannerAuthorization(config, first.name))}`);
   }
   void config;
   process.stderr.write(`${lines.join('\n')}\n`);
@@ -53,18 +71,26 @@ function printBanner(gw: RunningGateway, config: GatewayConfig): void {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c', default: 'gateway.yaml' }, port: { type: 'string' }, host: { type: 'string' } },
+    options: { config: { type: 'string', short: 'c', default: 'gateway.yaml' }, port: { type: 'string' }, host: { type: 'string' }, 'admin-port': { type: 'string' } },
     strict: true,
   });
-  const { config } = await loadConfig(values.config!);
-  if (values.port !== undefined) {
-    const port = Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('--port', [`--port: '${values.port}' is not a port number`]);
-    config.server.port = port;
-  }
-  if (values.host !== undefined) config.server.host = values.host;
+  const { config, file } = await loadConfig(values.config!);
+  const portFlag = (flag: string, value: string) => {
+    const port = Number(value);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`--${flag}`, [`--${flag}: '${value}' is not a port number`]);
+    return port;
+  };
+  const port = values.port === undefined ? undefined : portFlag('port', values.port);
+  const adminPort = values['admin-port'] === undefined ? undefined : portFlag('admin-port', values['admin-port']);
+  // Flags win over the file, on every reload too.
+  const adjustConfig = (c: GatewayConfig) => {
+    if (port !== undefined) c.server.port = port;
+    if (values.host !== undefined) c.server.host = values.host;
+    if (adminPort !== undefined) c.admin.port = adminPort;
+  };
+  adjustConfig(config);
   const log = createLogger(config.logging.level);
-  const gw = await startGateway(config, log);
+  const gw = await startGateway(config, log, { configFile: file, adjustConfig });
   log.info({ url: gw.url }, 'ready');
   printBanner(gw, config);
 
@@ -111,6 +137,14 @@ async function run(argv: string[]): Promise<number> {
       return start(rest);
     case 'check-config':
       return checkConfig(rest);
+    case 'serve-model':
+      return serveModelCommand(rest);
+    case 'token':
+      return tokenCommand(rest);
+    case 'status':
+    case 'shift':
+    case 'reload':
+      return runAdminCommand(command, rest, { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
     case 'version':
     case '--version':
       process.stdout.write(`${GATEWAY_VERSION}\n`);

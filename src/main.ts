@@ -1,12 +1,22 @@
-// Starting and stopping a gateway: config → backends (loaded, warmed) → pipeline → data-plane server; drain on stop.
+// Starting and stopping a gateway: config → backends (loaded, warmed) → pipeline → data plane + admin API; drain on stop.
 
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
+import { adminToken, startAdminServer, type RunningAdmin } from './admin.js';
+import { anyOf, bearerTokenAuthorizer, type AdminAuthorizer } from './admin-auth.js';
+import { createAdminAuthorizer } from './auth/authorize.js';
 import { createBackend } from './backends/create.js';
+import { AuthStats } from './auth/stats.js';
+import { createRateLimitStore } from './ratelimit/create-store.js';
+import { GuardRegistry } from './resilience/registry.js';
+import type { RateLimitStore } from './ratelimit/store.js';
+import type { Clock } from './ratelimit/token-bucket.js';
 import type { GatewayConfig } from './config/schema.js';
-import { ModelCatalog } from './models/catalog.js';
-import { buildPipeline } from './pipeline/build.js';
+import type { BackendFactory } from './models/catalog.js';
+import { GatewayController } from './reload/controller.js';
+import type { KeyHash } from './routing/sticky.js';
+import type { Rng } from './routing/weighted.js';
 import { createDataPlane, type GatewayState } from './server.js';
 import type { Logger } from './telemetry/log.js';
 
@@ -16,25 +26,87 @@ export interface RunningGateway {
   readonly port: number;
   readonly state: GatewayState;
   readonly server: http.Server;
+  /** Applies reloads and runtime weight changes; owns the backends. */
+  readonly controller: GatewayController;
+  /** The admin API, when enabled and a token is configured. */
+  readonly admin: RunningAdmin | undefined;
+  /** Process-wide rate-limit store (its `stats` are the rate-limit counters) and auth counters. */
+  readonly security: { readonly rateLimitStore: RateLimitStore; readonly authStats: AuthStats };
+  /** Every version's circuit breaker and concurrency cap (its `snapshot()` is what the admin API shows). */
+  readonly guards: GuardRegistry;
   /** Stops accepting, lets in-flight requests finish (up to server.shutdownTimeoutMs), closes backends. */
   stop(): Promise<void>;
 }
 
-export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
-  const catalog = ModelCatalog.fromConfig(config, (model, version, backend) => createBackend(model, version, backend, log));
+export interface GatewayOptions {
+  /** The file `config` was loaded from: enables hot reload (file watching and POST /admin/reload). */
+  configFile?: string;
+  /** Re-applied to every reloaded config, so command-line flags keep winning over the file. */
+  adjustConfig?: (config: GatewayConfig) => void;
+  /** Creates each version's backend; default: by the config's `kind`. */
+  backendFactory?: BackendFactory;
+  /** Replaces the admin API's static-token check. */
+  adminAuthorizer?: AdminAuthorizer;
+  /** Randomness and hashing for routing and shadow sampling (deterministic tests). */
+  rng?: Rng;
+  keyHash?: KeyHash;
+  env?: NodeJS.ProcessEnv;
+  /** Epoch-ms clock for token expiry, JWKS cooldowns and token buckets (deterministic tests). */
+  clock?: Clock;
+}
+
+export async function startGateway(config: GatewayConfig, log: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
+  // Once per process, not per reload: buckets (and the Redis connection) survive config changes.
+  const rateLimitStore = await createRateLimitStore(config.rateLimits, { log, ...(options.clock ? { clock: options.clock } : {}) });
+  const authStats = new AuthStats();
+  // Breakers and concurrency caps per version, kept across reloads for versions whose backend is reused.
+  const guards = new GuardRegistry({ log });
+  const security = { rateLimitStore, authStats, guards, ...(options.clock ? { clock: options.clock } : {}) };
+  let controller: GatewayController;
   try {
-    await catalog.start();
+    controller = await GatewayController.start(config, log, {
+      backendFactory: options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log)),
+      ...(options.configFile !== undefined ? { configFile: options.configFile } : {}),
+      ...(options.adjustConfig ? { adjustConfig: options.adjustConfig } : {}),
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.rng ? { shadowRng: options.rng } : {}),
+      route: { ...(options.rng ? { rng: options.rng } : {}), ...(options.keyHash ? { keyHash: options.keyHash } : {}) },
+      security,
+    });
   } catch (err) {
-    await catalog.close();
+    await rateLimitStore.close();
+    guards.close();
     throw err;
   }
-  const state: GatewayState = { current: { catalog, pipeline: buildPipeline({ config, catalog, log }) }, draining: false };
+  const state: GatewayState = controller.state;
   const server = createDataPlane(state, config.server, log);
-  server.listen(config.server.port, config.server.host);
+  let admin: RunningAdmin | undefined;
   try {
+    server.listen(config.server.port, config.server.host);
     await once(server, 'listening');
+    // With JWT auth configured at start, an admin call may present either the static token or a JWT holding
+    // auth.admin's scopes (read: GET/HEAD, write: the rest); the JWT check follows reloads of the auth section.
+    const env = options.env ?? process.env;
+    const adminAuthorizer =
+      options.adminAuthorizer ??
+      (config.auth
+        ? anyOf(bearerTokenAuthorizer(() => adminToken(controller.config.admin, env)), createAdminAuthorizer(() => controller.config, { log, ...(options.clock ? { now: options.clock } : {}) }))
+        : undefined);
+    admin = await startAdminServer({
+      controller,
+      guards,
+      config: config.admin,
+      log,
+      ...(adminAuthorizer ? { authorize: adminAuthorizer } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
+    await controller.watch();
   } catch (err) {
-    await catalog.close();
+    server.close();
+    await admin?.close();
+    await controller.close();
+    await rateLimitStore.close();
+    guards.close();
     throw err;
   }
   const { port } = server.address() as AddressInfo;
@@ -44,6 +116,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       state.draining = true;
+      controller.stopWatching(); // no reload may start backends while we drain
+      await admin?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Idle keep-alive sockets close now; busy ones close after their reply (which carries Connection: close).
       server.closeIdleConnections();
@@ -57,10 +131,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         log.warn({ shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutdown deadline reached; closing remaining connections');
         server.closeAllConnections();
       }
-      await state.current.catalog.close();
+      await controller.close();
+      await rateLimitStore.close();
+      guards.close();
     })();
     return stopping;
   };
 
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, stop };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, stop };
 }

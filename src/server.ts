@@ -77,6 +77,12 @@ function rejectOnSocket(socket: Socket, status: number, reason: string, message:
   );
 }
 
+/** The connection's peer address, with IPv4-mapped IPv6 (`::ffff:10.0.0.1`) shown as plain IPv4. */
+export function peerAddress(remote: string | undefined): string {
+  if (remote === undefined) return '';
+  return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
+}
+
 export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger): http.Server {
   const server = http.createServer(
     {
@@ -155,9 +161,12 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       modelName,
       pathVersion,
       headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      clientAddress: peerAddress(req.socket.remoteAddress),
       signal: aborter.signal,
       body: new RequestBody(req, config.maxBodyBytes),
       responseHeaders: {},
+      upstreamHeaders: {},
     };
     try {
       const reply = await generation.pipeline(ctx);

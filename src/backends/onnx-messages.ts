@@ -7,11 +7,10 @@ export interface OnnxWorkerData {
   intraOpThreads: number;
 }
 
-export interface WorkerRequest {
-  id: number;
-  inputs: Tensor[];
-  outputs: string[] | undefined;
-}
+export type WorkerRequest =
+  | { type: 'infer'; id: number; inputs: Tensor[]; outputs: string[] | undefined }
+  /** Finish the current run, release the session and let the thread end (terminating mid-run aborts the process). */
+  | { type: 'close' };
 
 export type WorkerResponse =
   | { type: 'ready'; metadata: BackendMetadata; warmupError: string | undefined }

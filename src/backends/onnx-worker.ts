@@ -122,8 +122,18 @@ async function main(): Promise<void> {
   }
   post({ type: 'ready', metadata, warmupError });
 
+  let running: Promise<void> = Promise.resolve();
   port.on('message', (msg: WorkerRequest) => {
-    run(msg.inputs, msg.outputs).then(
+    if (msg.type === 'close') {
+      // Native work still in flight when a thread is terminated makes onnxruntime-node abort the whole process, so
+      // the thread ends itself: after the current run, with the session released and the port closed.
+      void running
+        .then(() => session.release())
+        .catch(() => undefined)
+        .finally(() => port.close());
+      return;
+    }
+    running = run(msg.inputs, msg.outputs).then(
       (outputs) => {
         const buffers = new Set<ArrayBuffer>();
         for (const o of outputs) if (!Array.isArray(o.data)) buffers.add(o.data.buffer as ArrayBuffer);

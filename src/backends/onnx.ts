@@ -32,6 +32,8 @@ interface Slot {
 
 const WORKER_URL = new URL('./onnx-worker.js', import.meta.url);
 const RESPAWN_DELAY_MS = { first: 100, max: 5_000 };
+/** close() waits this long for a worker to finish an abandoned run and exit by itself before terminating it, ms. */
+const CLOSE_GRACE_MS = 30_000;
 
 /** Why a call was aborted: the signal's own GatewayError (deadline, shutdown) or a client disconnect. */
 function abortReason(signal: AbortSignal): GatewayError {
@@ -116,7 +118,25 @@ export class OnnxBackend implements Backend {
     const slots = [...this.#slots];
     this.#slots.clear();
     for (const slot of slots) slot.job?.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
-    await Promise.allSettled(slots.map((s) => s.worker.terminate()));
+    await Promise.allSettled(slots.map((s) => this.#stop(s.worker)));
+  }
+
+  /**
+   * Asks a worker to end after its current run and waits for it. terminate() while a session is running (an abandoned
+   * call: deadline passed, client gone) makes onnxruntime-node abort the process; it is only the last resort.
+   */
+  async #stop(worker: Worker): Promise<void> {
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const close: WorkerRequest = { type: 'close' };
+    worker.postMessage(close);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), CLOSE_GRACE_MS)));
+    const outcome = await Promise.race([exited.then(() => 'exited' as const), late]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      this.#opts.log.warn({ graceMs: CLOSE_GRACE_MS }, 'ONNX worker still running after close; terminating it');
+      await worker.terminate();
+    }
   }
 
   #freeSlot(): Slot | undefined {
@@ -130,7 +150,7 @@ export class OnnxBackend implements Backend {
       const job = this.#queue.shift()!;
       if (job.settled) continue;
       slot.job = job;
-      const msg: WorkerRequest = { id: this.#nextId++, inputs: job.request.inputs, outputs: job.request.outputs };
+      const msg: WorkerRequest = { type: 'infer', id: this.#nextId++, inputs: job.request.inputs, outputs: job.request.outputs };
       slot.worker.postMessage(msg);
     }
   }

@@ -76,24 +76,42 @@ export async function parseConfig(
       if (!envPaths.has(at)) problems.push(`${at}: ${describeIssue(issue)}`);
     }
   }
-  // Model files are checked even when other keys are wrong, so one run lists everything to fix.
-  for (const model of modelFiles(substituted)) {
-    const absolute = path.resolve(options.baseDir, model.path);
-    model.resolve(absolute);
+  // Input files are checked even when other keys are wrong, so one run lists everything to fix.
+  for (const input of inputFiles(substituted)) {
+    const absolute = path.resolve(options.baseDir, input.path);
+    input.resolve(absolute);
     try {
       await access(absolute, constants.R_OK);
     } catch {
-      problems.push(`${model.at}: file not found (${absolute})`);
+      problems.push(`${input.at}: file not found (${absolute})`);
     }
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(options.source, sortByPath(problems));
-  for (const model of modelFiles(result.data)) model.resolve(path.resolve(options.baseDir, model.path));
+  for (const input of inputFiles(result.data)) input.resolve(path.resolve(options.baseDir, input.path));
   return result.data;
 }
 
-/** Every `models.*.versions.*.backend.path` of an onnx backend, found in a config that may not be valid. */
-function modelFiles(config: unknown): { at: string; path: string; resolve(absolute: string): void }[] {
-  const found: { at: string; path: string; resolve(absolute: string): void }[] = [];
+interface InputFile {
+  at: string;
+  path: string;
+  resolve(absolute: string): void;
+}
+
+/**
+ * Every file the config reads — onnx model paths and issuers' `jwks.file` — found in a config that may not be valid.
+ * Relative paths resolve against the config file's directory, like a ConfigMap's neighbouring keys.
+ */
+function inputFiles(config: unknown): InputFile[] {
+  const found: InputFile[] = [];
+  const issuers = isRecord(config) && isRecord(config.auth) ? config.auth.issuers : undefined;
+  if (Array.isArray(issuers)) {
+    issuers.forEach((issuer: unknown, i) => {
+      const jwks = isRecord(issuer) ? issuer.jwks : undefined;
+      if (isRecord(jwks) && typeof jwks.file === 'string' && jwks.file !== '') {
+        found.push({ at: `auth.issuers.${i}.jwks.file`, path: jwks.file, resolve: (absolute) => (jwks.file = absolute) });
+      }
+    });
+  }
   const models = (config as { models?: unknown } | null)?.models;
   if (!isRecord(models)) return found;
   for (const [modelName, model] of Object.entries(models)) {

@@ -16,8 +16,18 @@ export interface Context {
   /** The version named in the URL path, if any; it always wins over routing. */
   readonly pathVersion: string | undefined;
   readonly headers: IncomingHttpHeaders;
-  /** Aborted when the client goes away or the request must stop; pass it to every upstream call. */
-  readonly signal: AbortSignal;
+  /**
+   * The request's raw header lines (name, value, name, value, ...), for checks Node's merged `headers` hide, such as
+   * a repeated Authorization header. Never forward from it: stages strip from `headers`.
+   */
+  readonly rawHeaders: readonly string[];
+  /** The peer address of the connection (the Envoy sidecar in a mesh; see rate-limit keys for X-Forwarded-For). */
+  readonly clientAddress: string;
+  /**
+   * Aborted when the client goes away or the request must stop; pass it to every upstream call. The deadline stage
+   * replaces it with one that also aborts when the model's deadline expires, so read it when calling, not earlier.
+   */
+  signal: AbortSignal;
   /** The request body, read lazily so earlier stages can reject a request before it is read. */
   readonly body: RequestBody;
   /** Set by the route stage: the model version that serves this request. */
@@ -30,6 +40,11 @@ export interface Context {
   result?: InferenceResult;
   /** Headers every reply for this request carries, successful or not (e.g. x-request-id, x-model-version). */
   readonly responseHeaders: Record<string, string>;
+  /**
+   * Gateway-owned headers a remote backend must send upstream (e.g. the verified identity). Only stages write it,
+   * never from client input; client copies of these names are removed from `headers` by the auth stage.
+   */
+  readonly upstreamHeaders: Record<string, string>;
 }
 
 /** A verified caller: who it is and what its token says. */

@@ -1,10 +1,26 @@
 // Upstream: the terminal stage; performs the operation on the chosen version's backend and shapes the OIP reply.
 
+import { forwardingBackend, type ForwardingBackend } from '../backends/backend.js';
+import { clientHeaders, decodeOutputs, gatewayHeaders, replyFromRemote } from '../backends/http-oip.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { ModelCatalog } from '../models/catalog.js';
+import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import type { Context, Reply, Stage } from '../pipeline/stage.js';
 import type { ModelMetadataBody } from '../protocol/oip.js';
 import { encodeInferResponse } from '../protocol/validate.js';
+
+/**
+ * A remote version: the client's body goes upstream as received (never re-encoded); the remote's answer comes back
+ * with the gateway's model name and version, or with the remote's own status and error message.
+ */
+async function forwardToRemote(ctx: Context, target: ServedVersion, remote: ForwardingBackend): Promise<Reply> {
+  const label = `model ${target.model} version ${target.version}`;
+  const body = await ctx.body.bytes();
+  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
+  const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
+  // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
+  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.body, label) };
+  return reply;
+}
 
 export function upstreamStage(catalog: ModelCatalog): Stage {
   return {
@@ -12,24 +28,28 @@ export function upstreamStage(catalog: ModelCatalog): Stage {
     async handle(ctx: Context): Promise<Reply> {
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before route') });
+      const backend = target.backend;
+      const remote = forwardingBackend(backend);
       switch (ctx.operation) {
         case 'model-ready': {
-          const ready = target.backend.ready();
+          // A remote is asked now (its own ready endpoint); an in-process backend knows.
+          const ready = remote?.checkReady ? await remote.checkReady(ctx.signal) : backend.ready();
           return { status: ready ? 200 : 503, body: { name: target.model, version: target.version, ready } };
         }
         case 'model-metadata': {
-          if (!target.backend.ready()) {
+          if (!backend.ready()) {
             throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
           }
-          const meta = target.backend.metadata();
+          const meta = backend.metadata();
           const versions = [...(catalog.get(target.model)?.versions.keys() ?? [])];
           const body: ModelMetadataBody = { name: target.model, versions, platform: meta.platform, inputs: meta.inputs, outputs: meta.outputs };
           return { status: 200, body };
         }
         case 'infer': {
+          if (remote) return forwardToRemote(ctx, target, remote);
           const request = ctx.inference;
           if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
-          const result = await target.backend.infer(request, ctx.signal);
+          const result = await backend.infer(request, ctx.signal);
           ctx.result = result;
           return {
             status: 200,

@@ -1,22 +1,58 @@
-// Validate: reads the inference body and checks it against the target version's metadata before any backend sees it.
+// Validate: reads the inference body and checks it against the target version's metadata before any backend sees it,
+// unless the version forwards bodies undecoded to a remote that validates them itself (and nothing else needs tensors).
 
+import { forwardingBackend } from '../backends/backend.js';
+import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { Stage } from '../pipeline/stage.js';
+import type { ServedVersion } from '../models/catalog.js';
+import type { Context, Stage } from '../pipeline/stage.js';
+import type { InferenceRequest } from '../protocol/oip.js';
 import { validateInferRequest } from '../protocol/validate.js';
 
-export function validateStage(): Stage {
+/** False for a remote version with `validate: remote`: its body goes upstream as received, never parsed here. */
+export function needsDecoding(target: ServedVersion): boolean {
+  return forwardingBackend(target.backend)?.passThrough !== true;
+}
+
+/** The request body decoded and validated against `target`'s metadata (400 for any mismatch, 503 if not loaded). */
+export async function decodeFor(ctx: Context, target: ServedVersion): Promise<InferenceRequest> {
+  const body = await ctx.body.json();
+  if (!target.backend.ready()) {
+    throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
+  }
+  const meta = target.backend.metadata();
+  return validateInferRequest(body, { name: target.model, inputs: meta.inputs, outputs: meta.outputs });
+}
+
+/**
+ * Models whose requests other stages need decoded even when the serving version would forward them as received:
+ * shadow copies and comparisons work on tensors, and `cost: rows` rate limits charge the batch's first dimension.
+ */
+export function modelsNeedingTensors(config: GatewayConfig): (model: string) => boolean {
+  const names = new Set(
+    Object.entries(config.models)
+      .filter(([, model]) => model.shadow?.targets.some((t) => t.percent > 0))
+      .map(([name]) => name),
+  );
+  let all = false;
+  for (const rule of config.rateLimits?.rules ?? []) {
+    if (rule.cost !== 'rows') continue;
+    if (rule.models === undefined) all = true;
+    else for (const model of rule.models) names.add(model);
+  }
+  return (model) => all || names.has(model);
+}
+
+/** `config` tells which models other stages need decoded (see modelsNeedingTensors); without it, only the backend decides. */
+export function validateStage(config?: GatewayConfig): Stage {
+  const needTensors = config ? modelsNeedingTensors(config) : () => false;
   return {
     name: 'validate',
     async handle(ctx, next) {
       if (ctx.operation !== 'infer') return next();
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('validate ran before route') });
-      const body = await ctx.body.json();
-      if (!target.backend.ready()) {
-        throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
-      }
-      const meta = target.backend.metadata();
-      ctx.inference = validateInferRequest(body, { name: target.model, inputs: meta.inputs, outputs: meta.outputs });
+      if (needsDecoding(target) || needTensors(target.model)) ctx.inference = await decodeFor(ctx, target);
       return next();
     },
   };

@@ -3,43 +3,67 @@
 import test from 'ava';
 import http from 'node:http';
 import path from 'node:path';
-import { ROOT, postJson, spawnGateway, getJson } from '../helpers/gateway.js';
+import { ROOT, postJson, runCli, spawnGateway, getJson } from '../helpers/gateway.js';
+
+/** A token from the development key, minted the way the README and the banner say. */
+async function devToken(scope: string): Promise<string> {
+  const minted = await runCli(['token', '--scope', scope]);
+  if (minted.code !== 0) throw new Error(`model-gateway token failed: ${minted.stderr}`);
+  return minted.stdout.trim();
+}
 
 const EXAMPLE = path.join(ROOT, 'examples/gateway.yaml');
 
 test('the example config serves both Iris versions and the large MLP; the banner curl example works', async (t) => {
-  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1']);
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0']);
   t.teardown(() => gw.stop());
   t.regex(gw.stderr(), /model iris: versions 1, 2 \(default 1\)/);
   t.regex(gw.stderr(), /model mlp-large: versions 1/);
 
   // Run the banner's own example body against the gateway.
-  const curl = /curl -s (\S+) -H 'content-type: application\/json' -d '(.+)'/.exec(gw.stderr());
+  // The banner's curl carries a dev-token command: run that command, then the request.
+  const curl = /curl -s (\S+) -H 'content-type: application\/json' -H "authorization: Bearer \$\(node \S+ token --scope '([^']+)'\)" -d '(.+)'/.exec(gw.stderr());
   t.truthy(curl, gw.stderr());
-  const example = await postJson(curl![1]!, curl![2]!);
+  const [, url, scope, body] = curl as unknown as [string, string, string, string];
+  const authorization = `Bearer ${await devToken(scope)}`;
+  const example = await postJson(url, body, { authorization });
   t.is(example.status, 200);
+  const anonymous = await postJson(url, body);
+  t.is(anonymous.status, 401);
+  t.is(anonymous.headers.get('www-authenticate'), 'Bearer realm="model-gateway"');
   t.is(example.body.model_version, '1');
 
-  const v2 = await postJson(`${gw.url}/v2/models/iris/versions/2/infer`, JSON.parse(curl![2]!));
+  const v2 = await postJson(`${gw.url}/v2/models/iris/versions/2/infer`, JSON.parse(body), { authorization });
   t.is(v2.status, 200);
   t.is(v2.headers.get('x-model-version'), '2');
 
-  const mlp = await postJson(`${gw.url}/v2/models/mlp-large/infer`, {
-    inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.sin(i)) }],
-  });
+  const mlp = await postJson(
+    `${gw.url}/v2/models/mlp-large/infer`,
+    { inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.sin(i)) }] },
+    { authorization: `Bearer ${await devToken('mlp:infer')}` },
+  );
   t.is(mlp.status, 200);
   t.deepEqual((mlp.body.outputs as { shape: number[] }[])[0]!.shape, [1, 16]);
   t.like(await getJson(`${gw.url}/v2/health/ready`), { status: 200 });
+
+  // With auth on, the admin API takes a JWT with auth.admin's scope (default gateway:admin) instead of a static token.
+  const admin = /admin API on (http:\/\/\S+)/.exec(gw.stderr());
+  t.truthy(admin, gw.stderr());
+  const status = (token?: string) => fetch(`${admin![1]}/admin/status`, token ? { headers: { authorization: `Bearer ${token}` } } : {}).then((r) => r.status);
+  t.is(await status(await devToken('gateway:admin')), 200);
+  t.is(await status(await devToken('iris:infer')), 403);
+  t.is(await status(), 401);
 });
 
 test('SIGTERM: stops accepting, finishes the in-flight request, exits 0', async (t) => {
-  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1']);
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0']);
   t.teardown(() => gw.stop('SIGKILL'));
+  const authorization = `Bearer ${await devToken('mlp:infer')}`;
   const rows = 2048;
   const body = JSON.stringify({ inputs: [{ name: 'input', shape: [rows, 512], datatype: 'FP32', data: new Array(rows * 512).fill(0.25) }] });
   // A raw request so we know exactly when the body has been sent before the signal.
   const inFlight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-    const req = http.request(`${gw.url}/v2/models/mlp-large/infer`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = http.request(`${gw.url}/v2/models/mlp-large/infer`, { method: 'POST', headers: { 'content-type': 'application/json', authorization } }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
     });

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import { startGateway, type RunningGateway } from '../../src/main.js';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/main.js';
 import { createLogger } from '../../src/telemetry/log.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -28,18 +28,20 @@ export function irisModels(extra: Record<string, unknown> = {}): Record<string, 
   };
 }
 
-export function gatewayConfig(overrides: { server?: Record<string, unknown>; models?: Record<string, unknown> } = {}): Record<string, unknown> {
+export function gatewayConfig(overrides: { server?: Record<string, unknown>; models?: Record<string, unknown>; admin?: Record<string, unknown> } = {}): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0, ...overrides.server },
+    // Port 0: tests run in parallel, and the admin API starts whenever a token is configured (or in the environment).
+    admin: { host: '127.0.0.1', port: 0, ...overrides.admin },
     logging: { level: 'silent' },
     models: overrides.models ?? irisModels(),
   };
 }
 
 /** Starts a gateway inside the test process. Always `await gw.stop()` (use t.teardown). */
-export async function startTestGateway(raw: Record<string, unknown> = gatewayConfig()): Promise<RunningGateway> {
+export async function startTestGateway(raw: Record<string, unknown> = gatewayConfig(), options: GatewayOptions = {}): Promise<RunningGateway> {
   const config = await parseConfig(raw, { baseDir: ROOT, source: 'test' });
-  return startGateway(config, createLogger(config.logging.level));
+  return startGateway(config, createLogger(config.logging.level), options);
 }
 
 export async function writeConfigFile(raw: unknown): Promise<string> {

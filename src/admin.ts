@@ -1,0 +1,177 @@
+// Admin HTTP server on its own port (loopback by default): traffic weights, shadow statistics, reload — bearer-token protected.
+
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { bearerTokenAuthorizer, type AdminAction, type AdminAuthorizer } from './admin-auth.js';
+import type { AdminConfig } from './config/schema.js';
+import { GatewayError } from './errors/gateway-error.js';
+import { toResponse } from './errors/to-response.js';
+import { RequestBody } from './http/request-body.js';
+import type { GatewayController } from './reload/controller.js';
+import type { GuardRegistry } from './resilience/registry.js';
+
+/** Admin request bodies are tiny (a weight map). */
+const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+
+/** The environment variable holding the admin token when the config has none. */
+export const ADMIN_TOKEN_ENV = 'MODEL_GATEWAY_ADMIN_TOKEN';
+
+export interface AdminServerOptions {
+  controller: GatewayController;
+  config: AdminConfig;
+  log: Logger;
+  /** Replaces the default static-token check (e.g. `anyOf(tokenCheck, jwtScopeCheck)`). */
+  authorize?: AdminAuthorizer;
+  /** Circuit breaker and load-shedding state per version, shown by GET /admin/models as `resilience`. */
+  guards?: GuardRegistry;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunningAdmin {
+  readonly url: string;
+  readonly port: number;
+  readonly server: http.Server;
+  close(): Promise<void>;
+}
+
+/** The token admin calls must present: the running config's, else the environment's. */
+export function adminToken(config: AdminConfig, env: NodeJS.ProcessEnv): string | undefined {
+  return config.token ?? (env[ADMIN_TOKEN_ENV] || undefined);
+}
+
+interface Handler {
+  action: AdminAction;
+  run(req: IncomingMessage, params: { model?: string }): Promise<{ status: number; body: unknown }>;
+}
+
+type Routes = Partial<Record<string, Handler>>;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store' });
+  res.end(payload);
+}
+
+/** Resolves the path to its handlers by method; undefined for paths the admin API does not have. */
+function match(path: string, c: GatewayController, guards?: GuardRegistry): { routes: Routes; params: { model?: string } } | undefined {
+  const s = path.split('/');
+  if (s[0] !== '' || s[1] !== 'admin') return undefined;
+  const ok = async (body: unknown) => ({ status: 200, body });
+  if (s.length === 3 && s[2] === 'status') return { routes: { GET: { action: 'read', run: () => ok(c.status()) } }, params: {} };
+  if (s.length === 3 && s[2] === 'reload') {
+    return { routes: { POST: { action: 'write', run: async () => ({ status: 200, body: await c.reloadFromFile('admin') }) } }, params: {} };
+  }
+  if (s[2] !== 'models') return undefined;
+  if (s.length === 3) {
+    return { routes: { GET: { action: 'read', run: () => ok({ generation: c.generation, reload: c.status().reload.lastAttempt, models: c.models(), resilience: guards?.snapshot() ?? {} }) } }, params: {} };
+  }
+  const model = s[3];
+  if (!model) return undefined;
+  const params = { model };
+  if (s.length === 4) return { routes: { GET: { action: 'read', run: () => ok(c.model(model)) } }, params };
+  if (s.length !== 5) return undefined;
+  if (s[4] === 'shadow') {
+    return {
+      routes: {
+        GET: { action: 'read', run: () => ok(c.shadowStats(model)) },
+        DELETE: { action: 'write', run: () => ok(c.resetShadowStats(model)) },
+      },
+      params,
+    };
+  }
+  if (s[4] === 'weights') {
+    return {
+      routes: {
+        PUT: {
+          action: 'write',
+          run: async (req) => {
+            c.model(model); // 404 for an unknown model before reading the body
+            const body = await new RequestBody(req, MAX_ADMIN_BODY_BYTES).json();
+            return { status: 200, body: await c.setWeights(model, body) };
+          },
+        },
+        DELETE: { action: 'write', run: async () => ({ status: 200, body: await c.clearWeights(model) }) },
+      },
+      params,
+    };
+  }
+  return undefined;
+}
+
+export function createAdminServer(options: AdminServerOptions): http.Server {
+  const { controller, log } = options;
+  const env = options.env ?? process.env;
+  // The token is looked up per request: a reloaded config can rotate it without a restart.
+  const authorize = options.authorize ?? bearerTokenAuthorizer(() => adminToken(controller.config.admin, env));
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+    try {
+      await authorize({ method, path, headers: req.headers, action: method === 'GET' || method === 'HEAD' ? 'read' : 'write' });
+      const found = match(path, controller, options.guards);
+      if (!found) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such admin endpoint: ${method} ${path.slice(0, 200)}`);
+      const handler = found.routes[method];
+      if (!handler) {
+        const allow = Object.keys(found.routes).join(', ');
+        throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } });
+      }
+      const { status, body } = await handler.run(req, found.params);
+      if (handler.action === 'write') log.info({ method, path, status }, 'admin change');
+      send(res, status, body);
+    } catch (err) {
+      const mapped = toResponse(err);
+      if (mapped.unexpected !== undefined) log.error({ err: mapped.unexpected, method, path }, 'unexpected admin error');
+      else if (mapped.status === 401 || mapped.status === 403) log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
+      // A refused or half-read body must not be parsed as the next request on this connection.
+      const close = !req.complete;
+      send(res, mapped.status, mapped.body, close ? { ...mapped.headers, connection: 'close' } : mapped.headers);
+    }
+  }
+
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, requireHostHeader: true }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err }, 'unhandled admin error');
+      if (!res.headersSent) send(res, 500, { error: 'internal gateway error' });
+      else res.destroy();
+    });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+    const body = JSON.stringify({ error: `malformed HTTP request (${err.code ?? 'parse error'})` });
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  return server;
+}
+
+/**
+ * Starts the admin server, or returns undefined (with a warning) when it is disabled or no token is configured:
+ * an admin API that anyone on the host could call is never started.
+ */
+export async function startAdminServer(options: AdminServerOptions): Promise<RunningAdmin | undefined> {
+  const { config, log } = options;
+  if (!config.enabled) return undefined;
+  if (!options.authorize && adminToken(config, options.env ?? process.env) === undefined) {
+    log.warn(`admin API disabled: set admin.token in the config or ${ADMIN_TOKEN_ENV} in the environment to enable it`);
+    return undefined;
+  }
+  const server = createAdminServer(options);
+  server.listen(config.port, config.host);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,16 @@
+// Process-wide auth counters, kept for the observability issue (no metrics system yet) and read by tests.
+
+export class AuthStats {
+  /** Tokens verified cryptographically (cache misses). */
+  verified = 0;
+  /** Requests answered from the verified-token cache. */
+  cacheHits = 0;
+  /** Enforced denials by error code. */
+  readonly denied: Record<string, number> = {};
+  /** Denials that dry-run mode let through, by error code. */
+  readonly dryRunDenied: Record<string, number> = {};
+
+  count(into: Record<string, number>, code: string): void {
+    into[code] = (into[code] ?? 0) + 1;
+  }
+}

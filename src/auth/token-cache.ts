@@ -1,0 +1,57 @@
+// A bounded cache of verified tokens: RS256/ES256 verification costs more than the whole proxy path, so do it once per token.
+
+import { createHash } from 'node:crypto';
+import type { Identity } from '../pipeline/stage.js';
+
+interface Entry {
+  identity: Identity;
+  /** Epoch ms after which the entry must not be used: the token's `exp`, or sooner. */
+  expiresAt: number;
+}
+
+/**
+ * Keyed by SHA-256 of the token, so the cache holds no usable credentials. Least recently used entries are evicted;
+ * an entry never outlives its token's `exp` (no clock tolerance is applied here: past `exp`, the token is verified
+ * again and the verifier's tolerance decides).
+ */
+export class TokenCache {
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxTtlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  static key(token: string): string {
+    return createHash('sha256').update(token).digest('base64url');
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string): Identity | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    this.#entries.delete(key);
+    if (this.now() >= entry.expiresAt) return undefined;
+    this.#entries.set(key, entry); // most recently used goes last
+    return entry.identity;
+  }
+
+  /** `expSeconds` is the token's verified `exp`. */
+  set(key: string, identity: Identity, expSeconds: number): void {
+    if (this.maxEntries === 0) return;
+    const now = this.now();
+    const expiresAt = Math.min(expSeconds * 1000, now + this.maxTtlMs);
+    if (expiresAt <= now) return;
+    this.#entries.delete(key);
+    while (this.#entries.size >= this.maxEntries) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.#entries.delete(oldest);
+    }
+    this.#entries.set(key, { identity, expiresAt });
+  }
+}

@@ -1,0 +1,174 @@
+// The Open Inference Protocol as a proxy sees it: remote paths, which headers go upstream, and how a remote's answer
+// becomes the gateway's (its names replaced by the gateway's, its errors passed on, its tensors decoded on demand).
+
+import type { IncomingHttpHeaders } from 'node:http';
+import { GatewayError } from '../errors/gateway-error.js';
+import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
+import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
+import type { ForwardedResponse } from './backend.js';
+
+/** The remote's OIP endpoints for one model (version). */
+export class RemoteModelPaths {
+  readonly origin: string;
+  readonly metadata: string;
+  readonly ready: string;
+  readonly infer: string;
+
+  constructor(baseUrl: string, model: string, version: string | undefined) {
+    const url = new URL(baseUrl);
+    this.origin = url.origin;
+    const prefix = url.pathname.replace(/\/+$/, '');
+    this.metadata = `${prefix}/v2/models/${encodeURIComponent(model)}${version === undefined ? '' : `/versions/${encodeURIComponent(version)}`}`;
+    this.ready = `${this.metadata}/ready`;
+    this.infer = `${this.metadata}/infer`;
+  }
+}
+
+/** RFC 9110 §7.6.1: meaningful for one connection only, never forwarded. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/**
+ * Not forwarded either: framing the client library recomputes (host, content-length, expect), credentials meant for
+ * the gateway (a remote that needs its own gets them from the backend's `headers`), the gateway's routing header
+ * (the remote path already names the version) and the request id (the gateway's canonical one is set instead).
+ */
+const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization', 'cookie', 'x-model-version', 'x-request-id']);
+
+/**
+ * The client's end-to-end headers for the remote (so `traceparent`, `tracestate`, `baggage`, the content type and
+ * Triton's `inference-header-content-length` pass). Gateway-owned headers (verified identity, request id) travel
+ * separately as `gatewayHeaders` and are applied last by the backend.
+ */
+export function clientHeaders(incoming: IncomingHttpHeaders): Record<string, string> {
+  const listed = new Set(
+    String(incoming.connection ?? '')
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter((t) => t !== ''),
+  );
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_ONLY.has(name) || listed.has(name)) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+/** Headers only the gateway sets: the stages' gateway-owned headers and the gateway's request id. */
+export function gatewayHeaders(requestId: string, gatewayOwned: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(gatewayOwned)) out[name.toLowerCase()] = value;
+  out['x-request-id'] = requestId;
+  return out;
+}
+
+/** What the gateway answers for a remote's answer (structurally a pipeline Reply). */
+export interface RemoteReply {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Record<string, string>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function badGateway(label: string, what: string): GatewayError {
+  return new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the backend sent ${what}`);
+}
+
+/** The remote's `{"error": "..."}` message, if its body is one. */
+export function remoteErrorMessage(body: Buffer): string | undefined {
+  const parsed = parseJson(body);
+  return isObject(parsed) && typeof parsed.error === 'string' ? parsed.error : undefined;
+}
+
+/**
+ * A successful remote inference body, parsed. Throws 502 for anything that is not an OIP JSON inference response
+ * (binary tensor responses are not passed through).
+ */
+export function parseInferenceResponse(res: ForwardedResponse, label: string): Record<string, unknown> {
+  if (res.headers['inference-header-content-length'] !== undefined) throw badGateway(label, 'a binary tensor response, which the gateway does not pass through');
+  const parsed = parseJson(res.body);
+  if (!isObject(parsed) || !Array.isArray(parsed.outputs)) throw badGateway(label, 'a response that is not an OIP inference response');
+  return parsed;
+}
+
+/**
+ * The reply for a remote's answer: 2xx → the inference body with `model_name`/`model_version` replaced by the gateway's
+ * names; 4xx/5xx → the remote's
+ * status and error message (with its Retry-After). A remote 404 means the backend's model/version is misconfigured,
+ * not that the caller asked for something unknown, so it becomes a 502.
+ */
+export function replyFromRemote(res: ForwardedResponse, names: { model: string; version: string }, label: string): RemoteReply {
+  if (res.status >= 200 && res.status < 300) {
+    // The caller asked the gateway for its model and version; the remote's own names are an implementation detail.
+    const body = parseInferenceResponse(res, label);
+    body.model_name = names.model;
+    body.model_version = names.version;
+    return { status: res.status, body, headers: {} };
+  }
+  if (res.status < 400 || res.status > 599) throw badGateway(label, `an unexpected status ${res.status}`);
+  const message = remoteErrorMessage(res.body);
+  if (res.status === 404) throw badGateway(label, `404 for its configured model${message ? `: ${message}` : ''}`);
+  const headers: Record<string, string> = {};
+  if (res.headers['retry-after'] !== undefined) headers['retry-after'] = res.headers['retry-after'];
+  return { status: res.status, body: { error: message ?? `${label}: the backend answered ${res.status}` }, headers };
+}
+
+/** The JSON body for a decoded request (used when a backend call starts from tensors, e.g. a shadow copy). */
+export function encodeInferRequest(request: InferenceRequest): Buffer {
+  const body = {
+    ...(request.id !== undefined ? { id: request.id } : {}),
+    ...(request.parameters !== undefined ? { parameters: request.parameters } : {}),
+    inputs: request.inputs.map((t) => ({ name: t.name, shape: t.shape, datatype: t.datatype, data: encodeJsonData(t) })),
+    ...(request.outputs !== undefined ? { outputs: request.outputs.map((name) => ({ name })) } : {}),
+  };
+  return Buffer.from(JSON.stringify(body));
+}
+
+/** A remote inference body's outputs as tensors; anything malformed is a 502, since the remote sent it. */
+export function decodeOutputs(body: Record<string, unknown>, label: string): Tensor[] {
+  const outputs = body.outputs;
+  if (!Array.isArray(outputs)) throw badGateway(label, 'a response without outputs');
+  return outputs.map((raw: unknown, i) => {
+    if (!isObject(raw) || typeof raw.name !== 'string' || !isDatatype(raw.datatype) || !isShape(raw.shape)) {
+      throw badGateway(label, `a malformed output ${i}`);
+    }
+    const where = `output '${raw.name}'`;
+    try {
+      return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data: decodeJsonData(raw.datatype, flattenData(raw.data, raw.shape, where), where) };
+    } catch (err) {
+      if (err instanceof GatewayError) throw badGateway(label, `an invalid ${where}: ${err.message}`);
+      throw err;
+    }
+  });
+}
+
+function isShape(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((d) => Number.isSafeInteger(d) && (d as number) >= -1);
+}
+
+function isTensorMetadata(value: unknown): value is TensorMetadata {
+  return isObject(value) && typeof value.name === 'string' && isDatatype(value.datatype) && isShape(value.shape);
+}
+
+/** The remote's model metadata body → what the gateway needs (its name and versions are the gateway's own). */
+export function parseRemoteMetadata(body: Buffer): BackendMetadata | undefined {
+  const parsed = parseJson(body);
+  if (!isObject(parsed) || !Array.isArray(parsed.inputs) || !Array.isArray(parsed.outputs)) return undefined;
+  if (!parsed.inputs.every(isTensorMetadata) || !parsed.outputs.every(isTensorMetadata)) return undefined;
+  return {
+    platform: typeof parsed.platform === 'string' ? parsed.platform : '',
+    inputs: parsed.inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [...t.shape] })),
+    outputs: parsed.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [...t.shape] })),
+  };
+}

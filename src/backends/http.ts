@@ -1,0 +1,231 @@
+// Remote backend (kind `http`): an OIP server (the `serve-model` runtime container, Triton, KServe) behind an undici
+// Pool with keep-alive and timeouts; forwards bodies undecoded, retries once what never left, probes metadata.
+
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { HttpBackendConfig } from '../config/schema.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
+import { RetryBudget } from '../resilience/retry-budget.js';
+import { systemClock, type Clock } from '../resilience/clock.js';
+import type { Backend, ForwardedRequest, ForwardedResponse } from './backend.js';
+import { exchange, ExchangeError, type ExchangeRequest, type ExchangeResponse } from './http-dispatch.js';
+import { decodeOutputs, encodeInferRequest, parseInferenceResponse, parseRemoteMetadata, remoteErrorMessage, RemoteModelPaths } from './http-oip.js';
+
+export interface HttpBackendOptions {
+  config: HttpBackendConfig;
+  /** The gateway's model name: the remote's name when `config.model` is unset. */
+  model: string;
+  /** Human name used in errors, e.g. `model iris version 2`. */
+  label: string;
+  log: Logger;
+  clock?: Clock;
+}
+
+/** Failures of a connection that say nothing about the request (it never reached the remote if it was not sent). */
+const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+const RETRY_AFTER = { 'retry-after': '1' };
+
+export class HttpBackend implements Backend {
+  readonly kind = 'http';
+  readonly passThrough: boolean;
+  readonly #config: HttpBackendConfig;
+  readonly #label: string;
+  readonly #log: Logger;
+  readonly #paths: RemoteModelPaths;
+  readonly #pool: Pool;
+  readonly #budget: RetryBudget | undefined;
+  /** `headers` from the config, names lower-cased so they replace (never duplicate) a forwarded header. */
+  readonly #configuredHeaders: Record<string, string>;
+  #metadata: BackendMetadata | undefined;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #probeFailing = false;
+  #closed = false;
+  #retries = 0;
+
+  constructor(opts: HttpBackendOptions) {
+    const { config } = opts;
+    this.#config = config;
+    this.#label = opts.label;
+    this.#log = opts.log;
+    this.passThrough = config.validate === 'remote';
+    this.#configuredHeaders = Object.fromEntries(Object.entries(config.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    this.#paths = new RemoteModelPaths(config.url, config.model ?? opts.model, config.version);
+    this.#pool = new Pool(this.#paths.origin, {
+      connections: config.connections,
+      // No pipelining: inference calls are long and non-idempotent; one slow call must not stall those behind it.
+      pipelining: 1,
+      connectTimeout: config.connectTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      bodyTimeout: config.bodyTimeoutMs,
+      // Close idle sockets before the remote does (it would race our next request); Keep-Alive hints may shorten it.
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: config.keepAliveTimeoutMs,
+      maxResponseSize: config.maxResponseBytes,
+    });
+    this.#budget = config.retry.enabled
+      ? new RetryBudget({ percent: config.retry.budgetPercent, minPerSecond: config.retry.minRetriesPerSecond, windowMs: config.retry.budgetWindowMs }, opts.clock ?? systemClock)
+      : undefined;
+  }
+
+  /**
+   * Fetches the remote's metadata once. A remote that is not up yet is no reason to fail the gateway (in a pod the
+   * runtime container may start later): the version stays not-ready and the probe keeps trying in the background.
+   */
+  async start(): Promise<void> {
+    await this.#probe();
+    this.#schedule();
+  }
+
+  metadata(): BackendMetadata {
+    if (!this.#metadata) throw new GatewayError('GW_ERR_MODEL_NOT_READY', `${this.#label}: the backend's metadata has not been fetched yet`, { headers: RETRY_AFTER });
+    return this.#metadata;
+  }
+
+  /**
+   * Ready once the remote's metadata was fetched. Later failures do not flip it back: gateway readiness failing would
+   * pull the whole pod (and any fallback version) out of service; breakers deal with a failing remote instead.
+   */
+  ready(): boolean {
+    return !this.#closed && this.#metadata !== undefined;
+  }
+
+  /** Asks the remote's own ready endpoint now. */
+  async checkReady(signal: AbortSignal): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      const res = await this.#request({ method: 'GET', path: this.#paths.ready, headers: { ...this.#configuredHeaders }, signal: AbortSignal.any([signal, AbortSignal.timeout(this.#config.probeTimeoutMs)]) }, false);
+      return res.status === 200;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return false;
+    }
+  }
+
+  forward(request: ForwardedRequest): Promise<ForwardedResponse> {
+    if (this.#closed) return Promise.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
+    const headers = { ...request.headers, ...this.#configuredHeaders, ...request.gatewayHeaders };
+    return this.#request({ method: 'POST', path: this.#paths.infer, headers, body: request.body, signal: request.signal }, true);
+  }
+
+  /** Tensors in, tensors out (shadow copies, or callers without a client body): JSON-encodes and decodes. */
+  async infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
+    const body = encodeInferRequest(request);
+    const res = await this.forward({ body, headers: { 'content-type': 'application/json' }, signal });
+    if (res.status >= 200 && res.status < 300) {
+      return { outputs: decodeOutputs(parseInferenceResponse(res, this.#label), this.#label) };
+    }
+    throw this.#statusError(res);
+  }
+
+  /** Retries made since start (each one a request that never reached the remote). */
+  get retries(): number {
+    return this.#retries;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#probeTimer);
+    // destroy, not close: by the time backends close, the server has drained; a call still waiting on a hung remote
+    // must not hold shutdown up.
+    await this.#pool.destroy();
+  }
+
+  /** One request, retried once when it failed before the remote could have seen it and the budget allows. */
+  async #request(req: ExchangeRequest, retryable: boolean): Promise<ExchangeResponse> {
+    const budget = retryable ? this.#budget : undefined;
+    budget?.recordRequest();
+    try {
+      return await exchange(this.#pool, req);
+    } catch (first) {
+      if (!(budget && isSafeToRetry(first) && !req.signal.aborted && budget.tryRetry())) throw this.#transportError(first, req.signal);
+      this.#retries++;
+      this.#log.debug({ err: first }, 'retrying a request that never reached the backend');
+      try {
+        return await exchange(this.#pool, req);
+      } catch (second) {
+        throw this.#transportError(second, req.signal);
+      }
+    }
+  }
+
+  /** Maps a failed exchange to the gateway's error: the signal's own reason, a timeout, or an unreachable remote. */
+  #transportError(err: unknown, signal: AbortSignal): GatewayError {
+    if (err instanceof ExchangeError && err.aborted) {
+      if (signal.reason instanceof GatewayError) return signal.reason;
+      // Only probes use AbortSignal.timeout; requests are cut by the deadline stage's GatewayError.
+      if (signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError') {
+        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${this.#label}: the backend did not answer within probeTimeoutMs (${this.#config.probeTimeoutMs} ms)`, { cause: err });
+      }
+      return new GatewayError('GW_ERR_CLIENT_CLOSED', undefined, { cause: err });
+    }
+    if (err instanceof GatewayError) return err;
+    const code = err instanceof ExchangeError ? err.code : undefined;
+    const label = this.#label;
+    switch (code) {
+      case 'UND_ERR_HEADERS_TIMEOUT':
+        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${label}: the backend sent no response within ${this.#config.headersTimeoutMs} ms`, { cause: err });
+      case 'UND_ERR_BODY_TIMEOUT':
+        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${label}: the backend stalled for ${this.#config.bodyTimeoutMs} ms while sending its response`, { cause: err });
+      case 'UND_ERR_CONNECT_TIMEOUT':
+        return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: connecting to the backend timed out`, { cause: err, headers: RETRY_AFTER });
+      case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+        return new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the backend's response exceeds ${this.#config.maxResponseBytes} bytes`, { cause: err });
+      case 'UND_ERR_DESTROYED':
+      case 'UND_ERR_CLOSED':
+        return new GatewayError('GW_ERR_SHUTTING_DOWN', undefined, { cause: err });
+    }
+    if (code !== undefined && CONNECTION_FAILURES.has(code)) {
+      return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: the backend is unreachable (${code})`, { cause: err, headers: RETRY_AFTER });
+    }
+    return new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the exchange with the backend failed${code ? ` (${code})` : ''}`, { cause: err });
+  }
+
+  /** A remote's non-2xx answer to a tensor call, as the gateway's error for it. */
+  #statusError(res: ForwardedResponse): GatewayError {
+    const detail = remoteErrorMessage(res.body) ?? `status ${res.status}`;
+    const message = `${this.#label}: the backend refused the request: ${detail}`;
+    const retryAfter = { 'retry-after': res.headers['retry-after'] ?? '1' };
+    if (res.status === 404) return new GatewayError('GW_ERR_BAD_GATEWAY', `${this.#label}: the backend does not serve its configured model: ${detail}`);
+    if (res.status === 413) return new GatewayError('GW_ERR_BODY_TOO_LARGE', message);
+    if (res.status === 429 || res.status === 503) return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', message, { headers: retryAfter });
+    if (res.status === 408 || res.status === 504) return new GatewayError('GW_ERR_BACKEND_TIMEOUT', message);
+    if (res.status >= 400 && res.status < 500) return new GatewayError('GW_ERR_INVALID_REQUEST', message);
+    if (res.status === 500) return new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#label}: inference failed in the backend: ${detail}`);
+    return new GatewayError('GW_ERR_BAD_GATEWAY', `${this.#label}: the backend answered ${detail}`);
+  }
+
+  /** Fetches the remote's metadata; logs the first failure of a run loudly and the rest quietly. */
+  async #probe(): Promise<void> {
+    try {
+      const res = await this.#request({ method: 'GET', path: this.#paths.metadata, headers: { ...this.#configuredHeaders }, signal: AbortSignal.timeout(this.#config.probeTimeoutMs) }, false);
+      const metadata = res.status === 200 ? parseRemoteMetadata(res.body) : undefined;
+      if (!metadata) throw new Error(res.status === 200 ? 'the metadata body is not OIP model metadata' : `metadata request answered ${res.status}`);
+      this.#metadata = metadata;
+      if (this.#probeFailing) this.#log.info({ backend: this.#paths.origin }, 'backend metadata fetched again');
+      this.#probeFailing = false;
+    } catch (err) {
+      if (this.#closed) return; // the pool was destroyed under the probe: nothing to report
+      const fields = { backend: `${this.#paths.origin}${this.#paths.metadata}`, reason: err instanceof Error ? err.message : String(err) };
+      if (!this.#probeFailing) this.#log.warn(fields, this.#metadata ? 'cannot refresh the backend metadata; keeping the last one' : 'backend not reachable yet; the version stays not-ready and will be retried');
+      else this.#log.debug(fields, 'backend metadata probe failed again');
+      this.#probeFailing = true;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#probeTimer = setTimeout(() => {
+      void this.#probe().then(() => this.#schedule());
+    }, this.#config.probeIntervalMs);
+    // Probes never keep the process alive on their own.
+    this.#probeTimer.unref();
+  }
+}
+
+/** Only connection failures of a request that was never completely written: the remote cannot have acted on it. */
+function isSafeToRetry(err: unknown): boolean {
+  return err instanceof ExchangeError && !err.aborted && !err.sent && !err.responded && err.code !== undefined && CONNECTION_FAILURES.has(err.code);
+}

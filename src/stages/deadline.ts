@@ -1,0 +1,37 @@
+// Deadline: each inference gets its model's `timeoutMs`, counted from the moment its body has been received (like
+// Envoy's route timeout); on expiry the backend call is aborted through the request's signal and the client gets 504.
+
+import type { GatewayConfig } from '../config/schema.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { Reply, Stage } from '../pipeline/stage.js';
+import { systemClock, type Clock } from '../resilience/clock.js';
+
+export function deadlineStage(config: GatewayConfig, clock: Clock = systemClock): Stage {
+  const timeouts = new Map(Object.entries(config.models).map(([name, model]) => [name, model.timeoutMs]));
+  return {
+    name: 'deadline',
+    async handle(ctx, next) {
+      const ms = ctx.target ? timeouts.get(ctx.target.model) : undefined;
+      if (ctx.operation !== 'infer' || ms === undefined) return next();
+      await ctx.body.bytes();
+      const deadline = new AbortController();
+      const expired = new Promise<never>((_, reject) => {
+        deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason as Error), { once: true });
+      });
+      expired.catch(() => {}); // only ever observed through the race below
+      const cancel = clock.after(ms, () => {
+        deadline.abort(new GatewayError('GW_ERR_DEADLINE_EXCEEDED', `model '${ctx.modelName}' did not answer within its deadline of ${ms} ms`));
+      });
+      // Every later stage and backend call sees the narrowed signal: the deadline aborts exactly this request's call.
+      ctx.signal = AbortSignal.any([ctx.signal, deadline.signal]);
+      const reply: Promise<Reply> = next();
+      try {
+        // Racing as well as aborting: the 504 goes out on time even if something downstream ignores the signal.
+        return await Promise.race([reply, expired]);
+      } finally {
+        cancel();
+        reply.catch(() => {}); // a call that lost the race settles later; its error was already answered
+      }
+    },
+  };
+}

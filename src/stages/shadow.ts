@@ -1,0 +1,141 @@
+// Shadow: mirrors a share of a model's inference traffic to other versions, fire-and-forget, and compares the answers.
+
+import { performance } from 'node:perf_hooks';
+import type { GatewayConfig } from '../config/schema.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
+import type { Context, Next, Reply, Stage } from '../pipeline/stage.js';
+import type { InferenceResult } from '../protocol/oip.js';
+import { ShadowComparator } from '../shadow/compare.js';
+import { isMirroredRequest, markShadow } from '../shadow/mark.js';
+import type { ShadowRuntime } from '../shadow/runtime.js';
+
+interface ShadowTarget {
+  readonly version: string;
+  readonly percent: number;
+  readonly served: ServedVersion;
+}
+
+interface ShadowPlan {
+  readonly targets: readonly ShadowTarget[];
+  readonly timeoutMs: number;
+  readonly maxConcurrent: number;
+  readonly comparator: ShadowComparator;
+}
+
+type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
+
+/** Builds each model's plan once per generation; models without `shadow` have none and pass straight through. */
+function plansFrom(config: GatewayConfig, catalog: ModelCatalog): Map<string, ShadowPlan> {
+  const plans = new Map<string, ShadowPlan>();
+  for (const [name, model] of Object.entries(config.models)) {
+    const shadow = model.shadow;
+    const served = catalog.get(name);
+    if (!shadow || !served) continue;
+    const targets = shadow.targets
+      .filter((t) => t.percent > 0)
+      .map((t) => ({ version: t.version, percent: t.percent, served: served.versions.get(t.version)! }));
+    if (targets.length === 0) continue;
+    plans.set(name, { targets, timeoutMs: shadow.timeoutMs, maxConcurrent: shadow.maxConcurrent, comparator: new ShadowComparator(shadow.compare) });
+  }
+  return plans;
+}
+
+export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtime: ShadowRuntime): Stage {
+  const plans = plansFrom(config, catalog);
+
+  /** One shadow call with its own deadline; never rejects. Frees the slot when it settles or times out. */
+  async function callShadow(ctx: Context, target: ShadowTarget, plan: ShadowPlan): Promise<ShadowAnswer> {
+    const controller = runtime.callController();
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    // Racing our own timer (not only aborting) frees the slot on time even if a backend ignores the signal.
+    const deadline = new Promise<ShadowAnswer>((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort(new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `shadow call timed out after ${plan.timeoutMs} ms`));
+        resolve({ ok: false, ms: performance.now() - started, timedOut: true });
+      }, plan.timeoutMs);
+    });
+    let dispatched: Promise<InferenceResult>;
+    try {
+      dispatched = target.served.backend.infer(markShadow(ctx.inference!), controller.signal);
+    } catch (err) {
+      dispatched = Promise.reject(err); // a backend that throws instead of rejecting must not fail the primary
+    }
+    const call = dispatched.then(
+      (result): ShadowAnswer => ({ ok: true, ms: performance.now() - started, result }),
+      (): ShadowAnswer => ({ ok: false, ms: performance.now() - started, timedOut: false }),
+    );
+    try {
+      return await Promise.race([call, deadline]);
+    } finally {
+      clearTimeout(timer);
+      runtime.callDone(controller);
+      runtime.release(ctx.modelName);
+    }
+  }
+
+  async function compareLater(
+    ctx: Context,
+    primaryTarget: ServedVersion,
+    target: ShadowTarget,
+    plan: ShadowPlan,
+    primary: Promise<{ ok: boolean; ms: number }>,
+    shadow: Promise<ShadowAnswer>,
+  ): Promise<void> {
+    const [answered, s] = await Promise.all([primary, shadow]);
+    // Let the primary's reply be written before spending event-loop time on the comparison.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const primaryVersion = primaryTarget.version;
+    // A reply from the model's fallback version (the primary's breaker was open) is not the primary's answer.
+    const p = { ok: answered.ok && ctx.target === primaryTarget, ms: answered.ms };
+    const outputs = ctx.result?.outputs;
+    const comparison = p.ok && s.ok && outputs ? plan.comparator.compare(outputs, s.result.outputs) : undefined;
+    runtime.stats.record(ctx.modelName, primaryVersion, target.version, {
+      kind: 'settled',
+      primary: { ok: p.ok, ms: p.ms },
+      shadow: s.ok ? { ok: true, ms: s.ms } : { ok: false, ms: s.ms, timedOut: s.timedOut },
+      ...(comparison ? { comparison } : {}),
+    });
+    if (comparison && !comparison.agreed && s.ok && outputs) {
+      runtime.disagreementLog?.record({
+        requestId: ctx.requestId,
+        model: ctx.modelName,
+        primaryVersion,
+        shadowVersion: target.version,
+        comparison: comparison.outputs,
+        primary: outputs,
+        shadow: s.result.outputs,
+      });
+    }
+  }
+
+  return {
+    name: 'shadow',
+    handle(ctx: Context, next: Next): Promise<Reply> {
+      const plan = plans.get(ctx.modelName);
+      if (!plan || ctx.operation !== 'infer' || !ctx.target || !ctx.inference || isMirroredRequest(ctx.headers)) return next();
+      const primaryTarget = ctx.target;
+      const primaryVersion = primaryTarget.version;
+      const chosen = plan.targets.filter((t) => t.version !== primaryVersion && runtime.rng() * 100 < t.percent);
+      if (chosen.length === 0) return next();
+
+      // The primary's chain runs first (an in-process primary is queued before any copy); its reply never waits for them.
+      const started = performance.now();
+      const reply = next();
+      const primary = reply.then(
+        () => ({ ok: true, ms: performance.now() - started }),
+        () => ({ ok: false, ms: performance.now() - started }),
+      );
+      for (const target of chosen) {
+        if (!runtime.tryAcquire(ctx.modelName, plan.maxConcurrent)) {
+          runtime.stats.record(ctx.modelName, primaryVersion, target.version, { kind: 'dropped' });
+          continue;
+        }
+        runtime.stats.record(ctx.modelName, primaryVersion, target.version, { kind: 'started' });
+        runtime.track(compareLater(ctx, primaryTarget, target, plan, primary, callShadow(ctx, target, plan)));
+      }
+      return reply;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// Prometheus metrics (prom-client), one registry per gateway, served at /metrics on the admin port.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Latency buckets in seconds: sub-millisecond proxy hops up to multi-second inference. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export function statusClass(status: number): string {
+  return `${Math.floor(status / 100)}xx`;
+}
+
+/**
+ * The gateway's own instruments. Stages that keep state (breakers, rate limits, shadows) register gauges with
+ * `collect` callbacks reading that state at scrape time, so the hot path pays nothing for them.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'model_gateway_requests_total',
+    help: 'Model requests answered, by model, version and status class.',
+    labelNames: ['model', 'version', 'operation', 'status_class'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'model_gateway_request_duration_seconds',
+    help: 'Time from request arrival to the end of the response, by model, version and status class.',
+    labelNames: ['model', 'version', 'operation', 'status_class'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly inFlight = new Gauge({
+    name: 'model_gateway_requests_in_flight',
+    help: 'Model requests being processed.',
+    labelNames: ['model'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'model_gateway_upstream_duration_seconds',
+    help: 'Time spent in the backend call for one model version (in-process ONNX or remote HTTP).',
+    labelNames: ['model', 'version', 'backend', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    // Process CPU/memory/handles and Node's event-loop delay (nodejs_eventloop_lag_*), sampled at 10 ms resolution.
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+  }
+
+  /** The Prometheus text exposition. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

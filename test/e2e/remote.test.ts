@@ -1,0 +1,165 @@
+// End to end: real `serve-model` processes as the runtime container behind `http` versions — directly, pass-through,
+// a version split between in-process and remote, and the CLI gateway process proxying to it.
+
+import test from 'ava';
+import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { irisDisagreementRows, IRIS_ROWS } from '../helpers/iris.js';
+import { MODELS, gatewayConfig, getJson, irisRequest, postJson, runCli, spawnGateway, startTestGateway, writeConfigFile } from '../helpers/gateway.js';
+import { spawnServeModel, type ServeModelProcess } from '../helpers/serve-model.js';
+
+type Body = Record<string, unknown>;
+const outputsOf = (body: Body) => body.outputs as { name: string; datatype: string; shape: number[]; data: number[] }[];
+
+async function runtime(t: import('ava').ExecutionContext, args: string[] = ['--model-dir', MODELS]): Promise<ServeModelProcess> {
+  const proc = await spawnServeModel([...args, '--port', '0', '--log-level', 'warn']);
+  t.teardown(() => proc.stop('SIGKILL'));
+  return proc;
+}
+
+/** A model directory using both layouts: iris/<v>/model.onnx, petals-v3.onnx, plain.onnx; other files are ignored. */
+async function mixedRepository(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-repo-'));
+  for (const v of ['1', '2']) {
+    await mkdir(path.join(dir, 'iris', v), { recursive: true });
+    await copyFile(path.join(MODELS, `iris-v${v}.onnx`), path.join(dir, 'iris', v, 'model.onnx'));
+  }
+  await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, 'petals-v3.onnx'));
+  await copyFile(path.join(MODELS, 'iris-v2.onnx'), path.join(dir, 'plain.onnx'));
+  await writeFile(path.join(dir, 'README.txt'), 'not a model');
+  return dir;
+}
+
+test('serve-model serves a model directory in both layouts over OIP, on 127.0.0.1 by default, and drains on SIGTERM', async (t) => {
+  const proc = await runtime(t, ['--model-dir', await mixedRepository()]);
+  t.regex(proc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.regex(proc.stderr(), /model iris: versions 1, 2/);
+  t.like(await getJson(`${proc.url}/v2/models/iris`), { status: 200, body: { name: 'iris', versions: ['1', '2'], platform: 'onnxruntime_onnx' } });
+  t.like(await getJson(`${proc.url}/v2/models/petals/versions/3/ready`), { status: 200, body: { ready: true } });
+  const plain = await postJson(`${proc.url}/v2/models/plain/versions/1/infer`, irisRequest(), { 'x-request-id': 'abc-1' });
+  t.is(plain.status, 200);
+  t.is(plain.headers.get('x-request-id'), 'abc-1');
+  t.like(plain.body, { model_name: 'plain', model_version: '1' });
+  t.like(await getJson(`${proc.url}/v2/health/ready`), { status: 200 });
+  t.is(await proc.stop('SIGTERM'), 0);
+});
+
+const cliFails = test.macro(async (t, args: () => Promise<string[]>, code: number, message: RegExp) => {
+  const result = await runCli(['serve-model', ...(await args())]);
+  t.is(result.code, code, result.stderr);
+  t.regex(result.stderr, message);
+});
+test('serve-model without a source exits 2 with usage', cliFails, async () => [], 2, /needs exactly one of --model-dir DIR or --config FILE/);
+test('serve-model on an empty directory exits 1', cliFails, async () => ['--model-dir', await mkdtemp(path.join(os.tmpdir(), 'mg-empty-'))], 1, /no models found/);
+test('serve-model refuses names the gateway cannot serve', cliFails, async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bad-'));
+  await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, 'bad name.onnx'));
+  return ['--model-dir', dir];
+}, 1, /bad name\.onnx: model name 'bad name' must match/);
+test('serve-model --config refuses http versions (it is the runtime, not a proxy)', cliFails, async () => [
+  '--config',
+  await writeConfigFile({ models: { m: { versions: { '1': { backend: { kind: 'http', url: 'http://127.0.0.1:1' } } } } } }),
+], 1, /models\.m\.versions\.1\.backend\.kind: serve-model serves ONNX models in-process/);
+
+test('a remote version answers as the gateway’s model and version, with the runtime’s own outputs; metadata and readiness come from the remote', async (t) => {
+  const proc = await runtime(t);
+  const gw = await startTestGateway(
+    gatewayConfig({
+      models: {
+        flowers: {
+          versions: {
+            remote: { backend: { kind: 'http', url: proc.url, model: 'iris', version: '2' } },
+            checked: { backend: { kind: 'http', url: proc.url, model: 'iris', version: '2', validate: 'gateway' } },
+          },
+        },
+      },
+    }),
+  );
+  t.teardown(() => gw.stop());
+  const request = irisRequest(IRIS_ROWS.slice(0, 5), { id: 'req-42' });
+  const direct = await postJson(`${proc.url}/v2/models/iris/versions/2/infer`, request);
+  const viaGateway = await postJson(`${gw.url}/v2/models/flowers/versions/remote/infer`, request);
+  t.is(viaGateway.status, 200);
+  t.is(viaGateway.headers.get('x-model-version'), 'remote');
+  t.deepEqual(viaGateway.body, { ...direct.body, model_name: 'flowers', model_version: 'remote' });
+  t.is(viaGateway.body.id, 'req-42');
+
+  t.like(await getJson(`${gw.url}/v2/models/flowers/versions/remote`), {
+    status: 200,
+    body: { name: 'flowers', versions: ['checked', 'remote'], inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }] },
+  });
+  t.like(await getJson(`${gw.url}/v2/models/flowers/versions/remote/ready`), { status: 200, body: { name: 'flowers', version: 'remote', ready: true } });
+  t.like(await getJson(`${gw.url}/v2/health/ready`), { status: 200 });
+
+  // Who validated is visible in the message: the remote knows the model as 'iris', the gateway as 'flowers'.
+  const unknownInput = { inputs: [{ name: 'nope', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] };
+  const passed = await postJson(`${gw.url}/v2/models/flowers/versions/remote/infer`, unknownInput);
+  t.is(passed.status, 400);
+  t.regex(String(passed.body.error), /model 'iris' has no such input/, 'validate: remote → the runtime validated the undecoded body');
+  const checked = await postJson(`${gw.url}/v2/models/flowers/versions/checked/infer`, unknownInput);
+  t.is(checked.status, 400);
+  t.regex(String(checked.body.error), /model 'flowers' has no such input/, 'validate: gateway → rejected before the remote');
+  const notJson = await postJson(`${gw.url}/v2/models/flowers/versions/remote/infer`, '{"inputs": [');
+  t.is(notJson.status, 400);
+  t.regex(String(notJson.body.error), /request body is not valid JSON/);
+  t.like(await postJson(`${gw.url}/v2/models/flowers/versions/checked/infer`, request), { status: 200, body: { model_name: 'flowers', model_version: 'checked' } });
+});
+
+test('split: version 1 in-process and version 2 remote both answer by version path, and weighted traffic reaches both', async (t) => {
+  const proc = await runtime(t, ['--model-dir', await mixedRepository()]);
+  let flip = 0;
+  const gw = await startTestGateway(
+    gatewayConfig({
+      models: {
+        iris: {
+          weights: { '1': 1, '2': 1 },
+          versions: {
+            '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } },
+            '2': { backend: { kind: 'http', url: proc.url, version: '2' } },
+          },
+        },
+      },
+    }),
+    { rng: () => (flip++ % 2 === 0 ? 0.25 : 0.75) },
+  );
+  t.teardown(() => gw.stop());
+  // Rows where the two versions disagree prove that each path really reaches its own version.
+  const rows = irisDisagreementRows().map((i) => IRIS_ROWS[i]!);
+  const local = await postJson(`${gw.url}/v2/models/iris/versions/1/infer`, irisRequest(rows));
+  const remote = await postJson(`${gw.url}/v2/models/iris/versions/2/infer`, irisRequest(rows));
+  const runtimeV1 = await postJson(`${proc.url}/v2/models/iris/versions/1/infer`, irisRequest(rows));
+  const runtimeV2 = await postJson(`${proc.url}/v2/models/iris/versions/2/infer`, irisRequest(rows));
+  t.is(local.status, 200);
+  t.is(remote.status, 200);
+  t.deepEqual(outputsOf(local.body), outputsOf(runtimeV1.body));
+  t.deepEqual(outputsOf(remote.body), outputsOf(runtimeV2.body));
+  t.like(remote.body, { model_name: 'iris', model_version: '2' });
+  const labels = (b: Body) => outputsOf(b).find((o) => o.name === 'label')!.data;
+  t.notDeepEqual(labels(local.body), labels(remote.body));
+
+  const seen = new Set<string>();
+  for (let i = 0; i < 6; i++) {
+    const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest());
+    t.is(res.status, 200);
+    seen.add(res.headers.get('x-model-version')!);
+    t.is(res.body.model_version, res.headers.get('x-model-version'));
+  }
+  t.deepEqual([...seen].sort(), ['1', '2']);
+});
+
+test('the gateway CLI process proxies to a serve-model process', async (t) => {
+  const proc = await runtime(t);
+  const file = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 0 },
+    admin: { enabled: false },
+    logging: { level: 'warn' },
+    models: { iris: { versions: { '2': { backend: { kind: 'http', url: proc.url, version: '2' } } } } },
+  });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop('SIGKILL'));
+  t.regex(gw.stderr(), /curl -s .*\/v2\/models\/iris\/infer/, 'the remote version was ready in time for the banner');
+  const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest());
+  t.like(res, { status: 200, body: { model_name: 'iris', model_version: '2' } });
+  t.is(await gw.stop('SIGTERM'), 0);
+});

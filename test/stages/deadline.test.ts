@@ -1,0 +1,126 @@
+// Deadline stage: the model's timeoutMs, counted from the end of the body, aborts the downstream call and answers 504.
+
+import test from 'ava';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+import { parseConfig } from '../../src/config/load.js';
+import { GatewayError } from '../../src/errors/gateway-error.js';
+import { RequestBody } from '../../src/http/request-body.js';
+import type { ServedVersion } from '../../src/models/catalog.js';
+import type { Context, Operation, Reply } from '../../src/pipeline/stage.js';
+import { deadlineStage } from '../../src/stages/deadline.js';
+import { ROOT, gatewayConfig, irisModels } from '../helpers/gateway.js';
+import { ManualClock } from '../helpers/manual-clock.js';
+
+async function stage(clock: ManualClock) {
+  const models = irisModels() as { iris: Record<string, unknown> };
+  models.iris.timeoutMs = 500;
+  return deadlineStage(await parseConfig(gatewayConfig({ models }), { baseDir: ROOT, source: 'test' }), clock);
+}
+
+/** A real IncomingMessage whose body arrives when `end()` is called. */
+function incoming(): { req: IncomingMessage; end(): void } {
+  const req = new IncomingMessage(new Socket());
+  return {
+    req,
+    end() {
+      req.push('{}');
+      req.push(null);
+    },
+  };
+}
+
+function ctxFor(req: IncomingMessage, client: AbortController, operation: Operation = 'infer'): Context {
+  return {
+    requestId: 'r1',
+    operation,
+    modelName: 'iris',
+    pathVersion: '1',
+    headers: {},
+    rawHeaders: [],
+    clientAddress: '127.0.0.1',
+    signal: client.signal,
+    body: new RequestBody(req, 1 << 20),
+    target: { model: 'iris', version: '1' } as ServedVersion,
+    responseHeaders: {},
+    upstreamHeaders: {},
+  };
+}
+
+/** A downstream call that only ends when its signal aborts, like a backend call to a hung remote. */
+function hangingNext(ctx: Context, seen: AbortSignal[]): () => Promise<Reply> {
+  return () => {
+    const signal = ctx.signal;
+    seen.push(signal);
+    return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+  };
+}
+
+test('expiry aborts the downstream signal with GW_ERR_DEADLINE_EXCEEDED (504) at exactly timeoutMs', async (t) => {
+  const clock = new ManualClock();
+  const s = await stage(clock);
+  const { req, end } = incoming();
+  end();
+  const ctx = ctxFor(req, new AbortController());
+  const seen: AbortSignal[] = [];
+  const reply = s.handle(ctx, hangingNext(ctx, seen));
+  await ctx.body.bytes();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  clock.advance(499);
+  t.false(seen[0]!.aborted);
+  clock.advance(1);
+  const err = await t.throwsAsync(reply, { instanceOf: GatewayError });
+  t.is(err!.code, 'GW_ERR_DEADLINE_EXCEEDED');
+  t.is(err!.status, 504);
+  t.regex(err!.message, /model 'iris' did not answer within its deadline of 500 ms/);
+  t.is(seen[0]!.reason, err);
+});
+
+test('the clock starts once the body has been received, not before', async (t) => {
+  const clock = new ManualClock();
+  const s = await stage(clock);
+  const { req, end } = incoming();
+  const ctx = ctxFor(req, new AbortController());
+  const seen: AbortSignal[] = [];
+  const reply = s.handle(ctx, hangingNext(ctx, seen));
+  clock.advance(5_000); // a slow upload: not the model's time
+  t.is(clock.pending, 0);
+  end();
+  await ctx.body.bytes();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  t.is(clock.pending, 1);
+  clock.advance(500);
+  await t.throwsAsync(reply, { instanceOf: GatewayError, message: /deadline of 500 ms/ });
+});
+
+test('a reply in time is returned and its timer cancelled; a client abort still reaches the backend', async (t) => {
+  const clock = new ManualClock();
+  const s = await stage(clock);
+  const { req, end } = incoming();
+  end();
+  const ctx = ctxFor(req, new AbortController());
+  t.deepEqual(await s.handle(ctx, () => Promise.resolve({ status: 200, body: { ok: true } })), { status: 200, body: { ok: true } });
+  t.is(clock.pending, 0);
+
+  const client = new AbortController();
+  const second = incoming();
+  second.end();
+  const ctx2 = ctxFor(second.req, client);
+  const seen: AbortSignal[] = [];
+  const reply = s.handle(ctx2, hangingNext(ctx2, seen));
+  await ctx2.body.bytes();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  const gone = new GatewayError('GW_ERR_CLIENT_CLOSED');
+  client.abort(gone);
+  t.is(await t.throwsAsync(reply), gone);
+  t.is(seen[0]!.reason, gone);
+});
+
+test('metadata and readiness calls get no deadline and keep their signal', async (t) => {
+  const s = await stage(new ManualClock());
+  const { req } = incoming();
+  const client = new AbortController();
+  const ctx = ctxFor(req, client, 'model-metadata');
+  await s.handle(ctx, () => Promise.resolve({ status: 200, body: {} }));
+  t.is(ctx.signal, client.signal);
+});
