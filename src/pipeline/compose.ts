@@ -1,9 +1,40 @@
 // Composes stages into one onion: each stage can act before and after the rest of the chain.
 
-import { GatewayError } from '../errors/gateway-error.js';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
+import { tracer } from '../telemetry/tracing.js';
 import type { Context, Pipeline, Reply, Stage } from './stage.js';
 
-export function compose(stages: readonly Stage[]): Pipeline {
+export interface ComposeOptions {
+  /** Wrap every stage in a child span (`stage <name>`). Decided at build time: untraced chains pay nothing. */
+  traced?: boolean;
+}
+
+/** A stage whose time (including everything after it, as in any onion) is recorded as its own span. */
+function tracedStage(stage: Stage): Stage {
+  return {
+    name: stage.name,
+    handle(ctx, next) {
+      return tracer().startActiveSpan(`stage ${stage.name}`, async (span) => {
+        try {
+          return await stage.handle(ctx, next);
+        } catch (err) {
+          // Client errors are answers, not span failures; 5xx and unexpected errors mark the span.
+          if (!isGatewayError(err) || err.status >= 500) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+          }
+          if (isGatewayError(err)) span.setAttribute('model_gateway.error.code', err.code);
+          throw err;
+        } finally {
+          span.end();
+        }
+      });
+    },
+  };
+}
+
+export function compose(input: readonly Stage[], options: ComposeOptions = {}): Pipeline {
+  const stages = options.traced ? input.map(tracedStage) : input;
   return (ctx: Context) => {
     let reached = -1;
     const dispatch = (i: number): Promise<Reply> => {

@@ -1,5 +1,4 @@
-// Route: resolves the model and the version that serves the request: path version, else the x-model-version header
-// (when allowed), else sticky or weighted choice for inference, else the model's default version.
+// Route: picks the serving version — the path's, else an allowed x-model-version header, else sticky/weighted choice, else the default.
 
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedModel } from '../models/catalog.js';

@@ -9,6 +9,12 @@ import { BatchSpanProcessor, SimpleSpanProcessor, TracerProvider, type SpanExpor
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 
+/** The trace id of the active span, for logs; undefined when nothing is traced. */
+export function activeTraceId(): string | undefined {
+  const ctx = trace.getActiveSpan()?.spanContext();
+  return ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : undefined;
+}
+
 /** The tracer every module uses; a no-op until startTracing() registers a provider. */
 export function tracer(): Tracer {
   return trace.getTracer(GATEWAY_NAME, GATEWAY_VERSION);
