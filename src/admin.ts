@@ -1,5 +1,6 @@
 // Admin HTTP server on its own port (loopback by default): traffic weights, shadow statistics, reload — bearer-token protected.
 
+import type { GatewayMetrics } from './telemetry/metrics.js';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -26,6 +27,8 @@ export interface AdminServerOptions {
   authorize?: AdminAuthorizer;
   /** Circuit breaker and load-shedding state per version, shown by GET /admin/models as `resilience`. */
   guards?: GuardRegistry;
+  /** Served at GET /metrics without the admin token (Prometheus text; no secrets in it). */
+  metrics?: GatewayMetrics;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -111,6 +114,12 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const method = req.method ?? 'GET';
+    if (path === '/metrics' && options.metrics && (method === 'GET' || method === 'HEAD')) {
+      const { contentType, body } = await options.metrics.exposition();
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(method === 'HEAD' ? undefined : body);
+      return;
+    }
     try {
       await authorize({ method, path, headers: req.headers, action: method === 'GET' || method === 'HEAD' ? 'read' : 'write' });
       const found = match(path, controller, options.guards);
@@ -156,8 +165,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   const { config, log } = options;
   if (!config.enabled) return undefined;
   if (!options.authorize && adminToken(config, options.env ?? process.env) === undefined) {
-    log.warn(`admin API disabled: set admin.token in the config or ${ADMIN_TOKEN_ENV} in the environment to enable it`);
-    return undefined;
+    if (!options.metrics) {
+      log.warn(`admin API disabled: set admin.token in the config or ${ADMIN_TOKEN_ENV} in the environment to enable it`);
+      return undefined;
+    }
+    // Metrics still need the port; every admin endpoint answers 401 until a token is configured.
+    log.warn(`admin API endpoints refuse every call: set admin.token in the config or ${ADMIN_TOKEN_ENV} to enable them; /metrics is served`);
   }
   const server = createAdminServer(options);
   server.listen(config.port, config.host);

@@ -4,12 +4,14 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, runAdminCommand } from './cli-admin.js';
+import { MESH_USAGE, meshCommand } from './cli-mesh.js';
 import { DEV_ISSUER, TOKEN_USAGE, tokenCommand } from './cli-token.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { startGateway, type RunningGateway } from './main.js';
 import { SERVE_MODEL_USAGE, serveModelCommand } from './serve-model.js';
 import type { BackendMetadata } from './protocol/oip.js';
+import { startTracing } from './telemetry/tracing.js';
 import { createLogger } from './telemetry/log.js';
 import { GATEWAY_VERSION } from './version.js';
 
@@ -18,7 +20,7 @@ const USAGE = `model-gateway ${GATEWAY_VERSION}: a model-aware Open Inference Pr
 Usage:
   model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N]
       Start the gateway (default config: ./gateway.yaml). It watches the file and reloads on change.
-${SERVE_MODEL_USAGE}${ADMIN_USAGE}${TOKEN_USAGE}  model-gateway check-config FILE
+${SERVE_MODEL_USAGE}${ADMIN_USAGE}${TOKEN_USAGE}${MESH_USAGE}  model-gateway check-config FILE
       Validate a config file and every model path in it, without starting. Exit 0 if valid, 1 if not.
   model-gateway help | --help
   model-gateway version | --version
@@ -90,17 +92,31 @@ async function start(argv: string[]): Promise<number> {
   };
   adjustConfig(config);
   const log = createLogger(config.logging.level);
+  // Before any pipeline is built: pipelines add spans only when tracing records (decided at build time).
+  const tracing = startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint });
+  if (tracing.enabled) log.info('tracing: exporting spans over OTLP/HTTP');
   const gw = await startGateway(config, log, { configFile: file, adjustConfig });
   log.info({ url: gw.url }, 'ready');
   printBanner(gw, config);
 
   const onSignal = (signal: NodeJS.Signals) => {
-    log.info({ signal }, 'stopping: draining in-flight requests');
+    // SIGTERM comes from the kubelet, while endpoints still point here: keep serving for the drain delay. SIGINT is
+    // someone at a terminal: no endpoints to wait for.
+    const drainDelayMs = signal === 'SIGTERM' ? config.server.drainDelayMs : 0;
+    log.info({ signal, drainDelayMs }, 'stopping: draining in-flight requests');
     process.once(signal, () => {
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     });
-    gw.stop().then(
+    // The drain cuts connections before the deadline; this backstop covers a backend whose close() hangs.
+    setTimeout(() => {
+      log.error({ shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutdown deadline passed: exiting now');
+      log.flush();
+      process.exit(1);
+    }, config.server.shutdownTimeoutMs).unref();
+    gw.stop(drainDelayMs)
+      .then(() => tracing.shutdown())
+      .then(
       () => {
         log.info('stopped');
         log.flush();
@@ -137,6 +153,8 @@ async function run(argv: string[]): Promise<number> {
       return start(rest);
     case 'check-config':
       return checkConfig(rest);
+    case 'mesh':
+      return meshCommand(rest, { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) });
     case 'serve-model':
       return serveModelCommand(rest);
     case 'token':

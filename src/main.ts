@@ -17,8 +17,14 @@ import type { BackendFactory } from './models/catalog.js';
 import { GatewayController } from './reload/controller.js';
 import type { KeyHash } from './routing/sticky.js';
 import type { Rng } from './routing/weighted.js';
+import { drainGateway } from './drain.js';
 import { createDataPlane, type GatewayState } from './server.js';
 import type { Logger } from './telemetry/log.js';
+import { createAccessLog } from './telemetry/access-log.js';
+import { InstrumentedBackend } from './telemetry/instrumented-backend.js';
+import { GatewayMetrics } from './telemetry/metrics.js';
+import { registerStateMetrics } from './telemetry/state-metrics.js';
+import { tracingEnabled } from './telemetry/tracing.js';
 
 export interface RunningGateway {
   /** Base URL of the data plane, e.g. http://127.0.0.1:8080 */
@@ -34,8 +40,14 @@ export interface RunningGateway {
   readonly security: { readonly rateLimitStore: RateLimitStore; readonly authStats: AuthStats };
   /** Every version's circuit breaker and concurrency cap (its `snapshot()` is what the admin API shows). */
   readonly guards: GuardRegistry;
-  /** Stops accepting, lets in-flight requests finish (up to server.shutdownTimeoutMs), closes backends. */
-  stop(): Promise<void>;
+  /** This gateway's Prometheus registry (served at /metrics on the admin port); undefined when metrics are off. */
+  readonly metrics: GatewayMetrics | undefined;
+  /**
+   * The drain timeline of src/drain.ts: readiness fails at once, new connections are still accepted for
+   * `drainDelayMs` (default 0 here; the CLI passes server.drainDelayMs on SIGTERM), then in-flight requests and their
+   * shadow calls finish, all within server.shutdownTimeoutMs of the call.
+   */
+  stop(drainDelayMs?: number): Promise<void>;
 }
 
 export interface GatewayOptions {
@@ -62,10 +74,14 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   // Breakers and concurrency caps per version, kept across reloads for versions whose backend is reused.
   const guards = new GuardRegistry({ log });
   const security = { rateLimitStore, authStats, guards, ...(options.clock ? { clock: options.clock } : {}) };
+  const metrics = config.telemetry.metrics.enabled ? new GatewayMetrics() : undefined;
+  const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log));
   let controller: GatewayController;
   try {
     controller = await GatewayController.start(config, log, {
-      backendFactory: options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log)),
+      // Every backend is wrapped once, at creation: upstream spans and latency for every kind, in-process or remote.
+      backendFactory: (model, version, backend) =>
+        new InstrumentedBackend(createVersionBackend(model, version, backend), { model, version, metrics, traced: tracingEnabled() }),
       ...(options.configFile !== undefined ? { configFile: options.configFile } : {}),
       ...(options.adjustConfig ? { adjustConfig: options.adjustConfig } : {}),
       ...(options.env ? { env: options.env } : {}),
@@ -79,7 +95,11 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     throw err;
   }
   const state: GatewayState = controller.state;
-  const server = createDataPlane(state, config.server, log);
+  if (metrics) registerStateMetrics(metrics, { guards, rateLimits: rateLimitStore.stats, auth: authStats, shadows: controller.shadow.stats });
+  const server = createDataPlane(state, config.server, log, {
+    metrics,
+    accessLog: createAccessLog(log, config.logging.accessLog),
+  });
   let admin: RunningAdmin | undefined;
   try {
     server.listen(config.server.port, config.server.host);
@@ -95,6 +115,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     admin = await startAdminServer({
       controller,
       guards,
+      ...(metrics ? { metrics } : {}),
       config: config.admin,
       log,
       ...(adminAuthorizer ? { authorize: adminAuthorizer } : {}),
@@ -113,30 +134,28 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   let stopping: Promise<void> | undefined;
 
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      state.draining = true;
-      controller.stopWatching(); // no reload may start backends while we drain
-      await admin?.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // Idle keep-alive sockets close now; busy ones close after their reply (which carries Connection: close).
-      server.closeIdleConnections();
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), config.server.shutdownTimeoutMs);
-      });
-      const outcome = await Promise.race([closed.then(() => 'drained' as const), deadline]);
-      clearTimeout(timer);
-      if (outcome === 'timeout') {
-        log.warn({ shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutdown deadline reached; closing remaining connections');
-        server.closeAllConnections();
-      }
-      await controller.close();
-      await rateLimitStore.close();
-      guards.close();
-    })();
+  const release = async () => {
+    await controller.close();
+    await rateLimitStore.close();
+    guards.close();
+  };
+  const stop = (drainDelayMs = 0): Promise<void> => {
+    stopping ??= drainGateway(
+      {
+        state,
+        server,
+        log,
+        onDraining: () => controller.stopWatching(), // no reload may start backends while we drain
+        onStopAccepting: async () => {
+          await admin?.close();
+        },
+        backgroundIdle: () => controller.shadow.idle(),
+        release,
+      },
+      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs },
+    ).then(() => undefined);
     return stopping;
   };
 
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, stop };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, stop };
 }

@@ -184,7 +184,7 @@ export async function serveModelCommand(argv: string[]): Promise<number> {
     if (values.workers !== undefined) throw new ConfigError('--workers', ['--workers: only with --model-dir; with --config each version sets backend.workers']);
     const loaded = await loadConfig(values.config!);
     config = asRuntimeConfig(loaded.config, listen, loaded.file);
-    if (logLevel !== undefined) config.logging = { level: logLevel };
+    if (logLevel !== undefined) config.logging = { ...config.logging, level: logLevel };
   }
   config = { ...config, server: { ...config.server, ...listen } };
   const log = createLogger(config.logging.level);

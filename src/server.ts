@@ -1,15 +1,20 @@
 // Data-plane HTTP server: matches OIP paths, builds a Context, runs the pipeline and writes the reply. The only writer of responses.
 
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import { performance } from 'node:perf_hooks';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { AccessLog } from './telemetry/access-log.js';
+import { statusClass, type GatewayMetrics } from './telemetry/metrics.js';
+import { tracer, tracingEnabled } from './telemetry/tracing.js';
 import type { ServerConfig } from './config/schema.js';
 import { ERROR_CODES } from './errors/codes.js';
 import { GatewayError } from './errors/gateway-error.js';
 import { toResponse } from './errors/to-response.js';
 import { RequestBody } from './http/request-body.js';
 import type { ModelCatalog } from './models/catalog.js';
-import type { Context, Operation, Pipeline } from './pipeline/stage.js';
+import { RawBody, type Context, type Operation, type Pipeline } from './pipeline/stage.js';
 import { requestIdFrom } from './stages/request-id.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from './version.js';
 
@@ -24,6 +29,9 @@ export interface GatewayState {
   /** Set on SIGTERM: readiness fails and every reply closes its connection. */
   draining: boolean;
 }
+
+/** OIP extensions the data plane implements, listed in server metadata. */
+const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
 
 type Route =
   | { kind: 'live' | 'ready' | 'server-metadata'; methods: readonly string[] }
@@ -58,6 +66,16 @@ export function matchRoute(path: string): Route | undefined {
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>, close: boolean): void {
+  if (body instanceof RawBody) {
+    const out: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', ...headers, 'content-length': body.byteLength };
+    if (close) out.connection = 'close';
+    res.writeHead(status, out);
+    // Corked so the JSON part and the tensors leave in as few packets as one concatenated buffer would, without the copy.
+    res.cork();
+    for (const chunk of body.chunks) res.write(chunk);
+    res.end();
+    return;
+  }
   const payload = JSON.stringify(body);
   const out: http.OutgoingHttpHeaders = { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
   if (close) out.connection = 'close';
@@ -83,12 +101,43 @@ export function peerAddress(remote: string | undefined): string {
   return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
 }
 
-export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger): http.Server {
+/** What the data plane records per request; each part is optional (metrics off, access log off). */
+export interface DataPlaneTelemetry {
+  metrics?: GatewayMetrics | undefined;
+  accessLog?: AccessLog | undefined;
+}
+
+/** The trace id of a W3C `traceparent` header, so access logs join the caller's trace even when nothing is exported. */
+function traceIdFrom(header: string | string[] | undefined): string | undefined {
+  const m = typeof header === 'string' ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(header) : null;
+  return m && m[1] !== '0'.repeat(32) ? m[1] : undefined;
+}
+
+/** The server span of a model request, continuing the caller's W3C trace context. Named by route, never by raw path. */
+function startServerSpan(req: IncomingMessage, operation: Operation, versioned: boolean, model: string) {
+  const suffix = operation === 'infer' ? '/infer' : operation === 'model-ready' ? '/ready' : '';
+  const route = `/v2/models/{model}${versioned ? '/versions/{version}' : ''}${suffix}`;
+  const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+  return tracer().startSpan(
+    `${req.method ?? 'GET'} ${route}`,
+    {
+      kind: SpanKind.SERVER,
+      attributes: { 'http.request.method': req.method ?? 'GET', 'http.route': route, 'url.path': (req.url ?? '').split('?')[0]!.slice(0, 256), 'model_gateway.model': model.slice(0, 128) },
+    },
+    parent,
+  );
+}
+
+export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger, telemetry: DataPlaneTelemetry = {}): http.Server {
+  const { metrics, accessLog } = telemetry;
   const server = http.createServer(
     {
       keepAliveTimeout: config.keepAliveTimeoutMs,
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
+      maxHeaderSize: config.maxHeaderBytes,
+      // Node checks header/request timeouts on this period (default 30 s): without it a slow client outlives headersTimeoutMs.
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 4))),
       insecureHTTPParser: false,
       requireHostHeader: true,
     },
@@ -137,7 +186,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
         return send(res, ready ? 200 : 503, { ready }, {}, state.draining);
       }
       case 'server-metadata':
-        return send(res, 200, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: [] }, {}, state.draining);
+        return send(res, 200, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: SERVER_EXTENSIONS }, {}, state.draining);
       case 'model':
         return runPipeline(generation, route.operation, route.model, route.version, req, res);
     }
@@ -151,6 +200,10 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
+    const started = performance.now();
+    // Unknown model names come from clients: one label for all of them keeps the series count bounded.
+    const modelLabel = generation.catalog.get(modelName) ? modelName : 'unknown';
+    metrics?.inFlight.inc({ model: modelLabel });
     const aborter = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) aborter.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
@@ -168,17 +221,53 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       responseHeaders: {},
       upstreamHeaders: {},
     };
+    const span = tracingEnabled() ? startServerSpan(req, operation, pathVersion !== undefined, modelName) : undefined;
+    let status = 500;
+    let errorCode: string | undefined;
+    let fallbackFrom: string | undefined;
     try {
-      const reply = await generation.pipeline(ctx);
+      const run = () => generation.pipeline(ctx);
+      const reply = await (span ? context.with(trace.setSpan(context.active(), span), run) : run());
+      status = reply.status;
+      fallbackFrom = reply.headers?.['x-model-fallback'] ?? ctx.responseHeaders['x-model-fallback'];
       if (res.destroyed) return;
       send(res, reply.status, reply.body, { ...ctx.responseHeaders, ...reply.headers }, state.draining || ctx.body.abandoned);
     } catch (err) {
       const mapped = toResponse(err);
+      status = mapped.status;
+      errorCode = mapped.code;
       const fields = { requestId: ctx.requestId, model: modelName, version: ctx.target?.version, code: mapped.code, status: mapped.status };
       if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
       else if (mapped.status >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.body.error }, 'request failed');
       if (res.destroyed) return;
       send(res, mapped.status, mapped.body, { ...ctx.responseHeaders, ...mapped.headers }, state.draining || ctx.body.abandoned);
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      const labels = { model: modelLabel, version: ctx.target?.version ?? '', operation, status_class: statusClass(status) };
+      metrics?.inFlight.dec({ model: modelLabel });
+      metrics?.requests.inc(labels);
+      metrics?.requestDuration.observe(labels, seconds);
+      if (span) {
+        span.setAttribute('http.response.status_code', status);
+        if (ctx.target) span.setAttribute('model_gateway.version', ctx.target.version);
+        if (errorCode) span.setAttribute('model_gateway.error.code', errorCode);
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
+      accessLog?.({
+        requestId: ctx.requestId,
+        traceId: span?.spanContext().traceId ?? traceIdFrom(req.headers.traceparent),
+        method: req.method ?? '',
+        path: (req.url ?? '').slice(0, 256),
+        model: modelName.slice(0, 128),
+        version: ctx.target?.version,
+        status,
+        latencyMs: seconds * 1000,
+        subject: ctx.identity?.subject,
+        shadows: ctx.shadowCopies ?? 0,
+        fallbackFrom,
+        errorCode,
+      });
     }
   }
 

@@ -5,6 +5,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
 import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
+import { RawBody } from '../pipeline/stage.js';
+import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf } from '../protocol/binary.js';
 import type { ForwardedResponse } from './backend.js';
 
 /** The remote's OIP endpoints for one model (version). */
@@ -39,7 +41,7 @@ const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization
  * Triton's `inference-header-content-length` pass). Gateway-owned headers (verified identity, request id) travel
  * separately as `gatewayHeaders` and are applied last by the backend.
  */
-export function clientHeaders(incoming: IncomingHttpHeaders): Record<string, string> {
+export function clientHeaders(incoming: IncomingHttpHeaders, peer?: string): Record<string, string> {
   const listed = new Set(
     String(incoming.connection ?? '')
       .split(',')
@@ -50,6 +52,12 @@ export function clientHeaders(incoming: IncomingHttpHeaders): Record<string, str
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_ONLY.has(name) || listed.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  // Append, never replace or trust: the remote sees the client's chain plus the peer this gateway saw (as Envoy does
+  // with use_remote_address). A copy the client named in `Connection:` was dropped above; the peer is still added.
+  if (peer !== undefined && peer !== '') {
+    const prior = out['x-forwarded-for']?.trim();
+    out['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer;
   }
   return out;
 }
@@ -62,11 +70,16 @@ export function gatewayHeaders(requestId: string, gatewayOwned: Readonly<Record<
   return out;
 }
 
-/** What the gateway answers for a remote's answer (structurally a pipeline Reply). */
+/** What the gateway answers for a remote's answer (structurally a pipeline Reply, plus the parsed JSON part). */
 export interface RemoteReply {
   status: number;
-  body: Record<string, unknown>;
+  /** JSON body, or for a binary tensor response the rewritten JSON part and the remote's tensor bytes, uncopied. */
+  body: Record<string, unknown> | RawBody;
   headers: Record<string, string>;
+  /** The JSON body, or the JSON part of a binary response (names already replaced). */
+  json: Record<string, unknown>;
+  /** A binary response's tensor bytes (a view of the remote's body). */
+  binary?: Buffer;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -96,10 +109,36 @@ export function remoteErrorMessage(body: Buffer): string | undefined {
  * (binary tensor responses are not passed through).
  */
 export function parseInferenceResponse(res: ForwardedResponse, label: string): Record<string, unknown> {
-  if (res.headers['inference-header-content-length'] !== undefined) throw badGateway(label, 'a binary tensor response, which the gateway does not pass through');
-  const parsed = parseJson(res.body);
+  // Tensor calls (shadow copies) never ask for binary outputs, so a binary answer to one is the remote's mistake.
+  if (res.headers[BINARY_HEADER] !== undefined) throw badGateway(label, 'a binary tensor response to a request that asked for JSON');
+  return parseResponseJson(res.body, label);
+}
+
+function parseResponseJson(bytes: Buffer, label: string): Record<string, unknown> {
+  const parsed = parseJson(bytes);
   if (!isObject(parsed) || !Array.isArray(parsed.outputs)) throw badGateway(label, 'a response that is not an OIP inference response');
   return parsed;
+}
+
+/**
+ * A remote's binary tensor response (Triton's extension, asked for by the client): only the JSON part is parsed and
+ * re-encoded with the gateway's names; the tensor bytes are passed on as a view of the remote's body.
+ */
+function binaryReplyFromRemote(res: ForwardedResponse, header: string, names: { model: string; version: string }, label: string): RemoteReply {
+  let jsonLength: number | undefined;
+  try {
+    jsonLength = binaryHeaderLength(header);
+  } catch {
+    jsonLength = undefined;
+  }
+  if (jsonLength === undefined || jsonLength > res.body.length) throw badGateway(label, `a binary response with an invalid ${BINARY_HEADER} (${header.slice(0, 32)})`);
+  const json = parseResponseJson(res.body.subarray(0, jsonLength), label);
+  json.model_name = names.model;
+  json.model_version = names.version;
+  const head = Buffer.from(JSON.stringify(json));
+  const binary = res.body.subarray(jsonLength);
+  const headers = { 'content-type': res.headers['content-type'] ?? 'application/octet-stream', [BINARY_HEADER]: String(head.length) };
+  return { status: res.status, body: new RawBody([head, binary]), headers, json, binary };
 }
 
 /**
@@ -111,17 +150,20 @@ export function parseInferenceResponse(res: ForwardedResponse, label: string): R
 export function replyFromRemote(res: ForwardedResponse, names: { model: string; version: string }, label: string): RemoteReply {
   if (res.status >= 200 && res.status < 300) {
     // The caller asked the gateway for its model and version; the remote's own names are an implementation detail.
-    const body = parseInferenceResponse(res, label);
+    const header = res.headers[BINARY_HEADER];
+    if (header !== undefined) return binaryReplyFromRemote(res, header, names, label);
+    const body = parseResponseJson(res.body, label);
     body.model_name = names.model;
     body.model_version = names.version;
-    return { status: res.status, body, headers: {} };
+    return { status: res.status, body, headers: {}, json: body };
   }
   if (res.status < 400 || res.status > 599) throw badGateway(label, `an unexpected status ${res.status}`);
   const message = remoteErrorMessage(res.body);
   if (res.status === 404) throw badGateway(label, `404 for its configured model${message ? `: ${message}` : ''}`);
   const headers: Record<string, string> = {};
   if (res.headers['retry-after'] !== undefined) headers['retry-after'] = res.headers['retry-after'];
-  return { status: res.status, body: { error: message ?? `${label}: the backend answered ${res.status}` }, headers };
+  const body = { error: message ?? `${label}: the backend answered ${res.status}` };
+  return { status: res.status, body, headers, json: body };
 }
 
 /** The JSON body for a decoded request (used when a backend call starts from tensors, e.g. a shadow copy). */
@@ -135,22 +177,37 @@ export function encodeInferRequest(request: InferenceRequest): Buffer {
   return Buffer.from(JSON.stringify(body));
 }
 
-/** A remote inference body's outputs as tensors; anything malformed is a 502, since the remote sent it. */
-export function decodeOutputs(body: Record<string, unknown>, label: string): Tensor[] {
+/**
+ * A remote inference body's outputs as tensors; anything malformed is a 502, since the remote sent it. With `binary`
+ * (a binary tensor response), outputs carrying `parameters.binary_data_size` take their bytes from it, in order.
+ */
+export function decodeOutputs(body: Record<string, unknown>, label: string, binary?: Buffer): Tensor[] {
   const outputs = body.outputs;
   if (!Array.isArray(outputs)) throw badGateway(label, 'a response without outputs');
-  return outputs.map((raw: unknown, i) => {
+  let offset = 0;
+  const tensors = outputs.map((raw: unknown, i) => {
     if (!isObject(raw) || typeof raw.name !== 'string' || !isDatatype(raw.datatype) || !isShape(raw.shape)) {
       throw badGateway(label, `a malformed output ${i}`);
     }
     const where = `output '${raw.name}'`;
     try {
+      const size = binary === undefined ? undefined : parameterOf(raw, 'binary_data_size');
+      if (binary !== undefined && size !== undefined) {
+        if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || offset + size > binary.length) {
+          throw badGateway(label, `an invalid ${where}: binary_data_size ${String(size)} does not fit the ${binary.length - offset} bytes left`);
+        }
+        const data = decodeBinaryData(raw.datatype, raw.shape, binary.subarray(offset, offset + size), where);
+        offset += size;
+        return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data };
+      }
       return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data: decodeJsonData(raw.datatype, flattenData(raw.data, raw.shape, where), where) };
     } catch (err) {
-      if (err instanceof GatewayError) throw badGateway(label, `an invalid ${where}: ${err.message}`);
+      if (err instanceof GatewayError && err.code === 'GW_ERR_INVALID_REQUEST') throw badGateway(label, `an invalid ${where}: ${err.message}`);
       throw err;
     }
   });
+  if (binary !== undefined && offset !== binary.length) throw badGateway(label, `${binary.length - offset} bytes of binary data no output accounts for`);
+  return tensors;
 }
 
 function isShape(value: unknown): value is number[] {

@@ -1,6 +1,8 @@
 // Remote backend (kind `http`): an OIP server (the `serve-model` runtime container, Triton, KServe) behind an undici
 // Pool with keep-alive and timeouts; forwards bodies undecoded, retries once what never left, probes metadata.
 
+import { context, propagation } from '@opentelemetry/api';
+import { isShadowRequest, SHADOW_HEADER } from '../shadow/mark.js';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { HttpBackendConfig } from '../config/schema.js';
@@ -112,7 +114,10 @@ export class HttpBackend implements Backend {
   /** Tensors in, tensors out (shadow copies, or callers without a client body): JSON-encodes and decodes. */
   async infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
     const body = encodeInferRequest(request);
-    const res = await this.forward({ body, headers: { 'content-type': 'application/json' }, signal });
+    // A mirrored copy is marked for the remote too, so it can keep shadow traffic out of its own statistics.
+    const gatewayHeaders: Record<string, string> = isShadowRequest(request) ? { [SHADOW_HEADER]: 'true' } : {};
+    propagation.inject(context.active(), gatewayHeaders);
+    const res = await this.forward({ body, headers: { 'content-type': 'application/json' }, gatewayHeaders, signal });
     if (res.status >= 200 && res.status < 300) {
       return { outputs: decodeOutputs(parseInferenceResponse(res, this.#label), this.#label) };
     }

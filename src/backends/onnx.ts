@@ -1,10 +1,12 @@
-// In-process ONNX backend: a small pool of worker threads, one session each, fed from a bounded FIFO queue.
+// In-process ONNX backend: a small pool of worker threads, one session each, fed from a bounded FIFO queue that can
+// stack compatible calls into one run (dynamic batching).
 
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
+import type { BackendMetadata, InferenceRequest, InferenceResult, Tensor } from '../protocol/oip.js';
 import type { Backend } from './backend.js';
+import { batchKey, modelIsBatchable, planRun, splitOutputs, stackInputs, type BatchingOptions, type Plan } from './batcher.js';
 import type { OnnxWorkerData, WorkerRequest, WorkerResponse } from './onnx-messages.js';
 
 export interface OnnxBackendOptions {
@@ -15,6 +17,10 @@ export interface OnnxBackendOptions {
   /** Human name used in errors, e.g. `model iris version 2`. */
   label: string;
   log: Logger;
+  /** Dynamic batching; absent: every call runs alone. */
+  batching?: BatchingOptions;
+  /** Monotonic clock in µs for batching delays (tests inject one). */
+  nowUs?: () => number;
 }
 
 interface Job {
@@ -23,12 +29,30 @@ interface Job {
   resolve(result: InferenceResult): void;
   reject(err: unknown): void;
   settled: boolean;
+  /** Batch compatibility (see batchKey); undefined: runs alone (batching off, or retried alone after a failed batch). */
+  key: string | undefined;
+  rows: number;
+  queuedAtUs: number;
 }
 
 interface Slot {
   worker: Worker;
-  job: Job | undefined;
+  /** The calls of the run in progress: one, or the members of a batch in stacking order. */
+  run: Job[] | undefined;
 }
+
+/** Counters of the batching queue, for tests and benchmarks. */
+export interface BatchStats {
+  /** Runs sent to workers (a batch counts once). */
+  runs: number;
+  /** Runs that held more than one call, and the calls they held. */
+  batchedRuns: number;
+  batchedCalls: number;
+  /** Calls re-run alone because the batch they were in failed or could not be split. */
+  retriedAlone: number;
+}
+
+const defaultNowUs = (): number => performance.now() * 1000;
 
 const WORKER_URL = new URL('./onnx-worker.js', import.meta.url);
 const RESPAWN_DELAY_MS = { first: 100, max: 5_000 };
@@ -49,9 +73,20 @@ export class OnnxBackend implements Backend {
   #nextId = 1;
   #closed = false;
   #respawnDelay = RESPAWN_DELAY_MS.first;
+  /** Batching as configured, once the model's metadata shows it can be batched. */
+  #batching: BatchingOptions | undefined;
+  readonly #nowUs: () => number;
+  #batchTimer: { cancel(): void } | undefined;
+  readonly #stats: BatchStats = { runs: 0, batchedRuns: 0, batchedCalls: 0, retriedAlone: 0 };
 
   constructor(opts: OnnxBackendOptions) {
     this.#opts = opts;
+    this.#nowUs = opts.nowUs ?? defaultNowUs;
+  }
+
+  /** A snapshot of the batching counters. */
+  batchStats(): BatchStats {
+    return { ...this.#stats };
   }
 
   async start(): Promise<void> {
@@ -104,6 +139,9 @@ export class OnnxBackend implements Backend {
         settled: false,
         resolve: (result) => settle(() => resolve(result)),
         reject: (err) => settle(() => reject(err)),
+        key: this.#batching ? batchKey(request) : undefined,
+        rows: request.inputs[0]?.shape[0] ?? 1,
+        queuedAtUs: this.#batching ? this.#nowUs() : 0,
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.#queue.push(job);
@@ -114,10 +152,11 @@ export class OnnxBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#clearBatchTimer();
     for (const job of this.#queue.splice(0)) job.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
     const slots = [...this.#slots];
     this.#slots.clear();
-    for (const slot of slots) slot.job?.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
+    for (const slot of slots) for (const job of slot.run ?? []) job.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
     await Promise.allSettled(slots.map((s) => this.#stop(s.worker)));
   }
 
@@ -140,19 +179,89 @@ export class OnnxBackend implements Backend {
   }
 
   #freeSlot(): Slot | undefined {
-    for (const slot of this.#slots) if (!slot.job) return slot;
+    for (const slot of this.#slots) if (!slot.run) return slot;
     return undefined;
   }
 
   #pump(): void {
     let slot: Slot | undefined;
     while (this.#queue.length > 0 && (slot = this.#freeSlot())) {
-      const job = this.#queue.shift()!;
-      if (job.settled) continue;
-      slot.job = job;
-      const msg: WorkerRequest = { type: 'infer', id: this.#nextId++, inputs: job.request.inputs, outputs: job.request.outputs };
-      slot.worker.postMessage(msg);
+      const plan = this.#nextRun();
+      if (plan === undefined) return;
+      if ('waitUntilUs' in plan) {
+        this.#armBatchTimer(plan.waitUntilUs);
+        return;
+      }
+      const run = plan.run.filter((job) => !job.settled);
+      if (run.length > 0) this.#dispatch(slot, run);
     }
+  }
+
+  #nextRun(): Plan<Job> | undefined {
+    while (this.#queue[0]?.settled) this.#queue.shift();
+    if (this.#batching === undefined) {
+      const job = this.#queue.shift();
+      return job && { run: [job] };
+    }
+    return planRun(this.#queue, this.#nowUs(), this.#batching);
+  }
+
+  #dispatch(slot: Slot, run: Job[]): void {
+    slot.run = run;
+    this.#stats.runs++;
+    if (run.length > 1) {
+      this.#stats.batchedRuns++;
+      this.#stats.batchedCalls += run.length;
+    }
+    const inputs = run.length === 1 ? run[0]!.request.inputs : stackInputs(run.map((job) => job.request));
+    const msg: WorkerRequest = { type: 'infer', id: this.#nextId++, inputs: inputs.map(compactForCopy), outputs: run[0]!.request.outputs };
+    slot.worker.postMessage(msg);
+  }
+
+  /** Hands a finished run's answer to its calls: split by rows for a batch, or each member re-run alone if it failed. */
+  #finish(run: Job[], msg: Extract<WorkerResponse, { type: 'result' | 'error' }>): void {
+    if (run.length === 1) {
+      const job = run[0]!;
+      if (msg.type === 'result') job.resolve({ outputs: msg.outputs });
+      else job.reject(new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#opts.label}: inference failed: ${msg.message}`));
+      return;
+    }
+    const split = msg.type === 'result' ? splitOutputs(msg.outputs, run.map((job) => job.rows)) : undefined;
+    if (split !== undefined) {
+      run.forEach((job, i) => job.resolve({ outputs: split[i]! }));
+      return;
+    }
+    // One member's data can fail the whole run (an index out of range, say): re-run each member alone, first in line,
+    // so the failure reaches only the calls it belongs to. It costs one extra run per member, on failures only.
+    const retry = run.filter((job) => !job.settled);
+    for (const job of retry) job.key = undefined;
+    this.#stats.retriedAlone += retry.length;
+    this.#queue.unshift(...retry);
+  }
+
+  /**
+   * Asks #pump again when the head call's batching delay is over. Timers have 1 ms granularity, so the last sub-ms is
+   * waited with setImmediate (one event-loop turn each), which keeps the bound at the configured µs.
+   */
+  #armBatchTimer(atUs: number): void {
+    this.#clearBatchTimer();
+    const waitMs = Math.floor((atUs - this.#nowUs()) / 1000);
+    const fire = () => {
+      this.#batchTimer = undefined;
+      this.#pump();
+    };
+    if (waitMs >= 1) {
+      const timer = setTimeout(fire, waitMs).unref();
+      this.#batchTimer = { cancel: () => clearTimeout(timer) };
+    } else {
+      const immediate = setImmediate(fire).unref();
+      this.#batchTimer = { cancel: () => clearImmediate(immediate) };
+    }
+  }
+
+  #clearBatchTimer(): void {
+    this.#batchTimer?.cancel();
+    this.#batchTimer = undefined;
   }
 
   /** Starts one worker and resolves once its session is loaded and warmed up. */
@@ -160,13 +269,19 @@ export class OnnxBackend implements Backend {
     const data: OnnxWorkerData = { path: this.#opts.path, intraOpThreads: this.#opts.intraOpThreads };
     const worker = new Worker(WORKER_URL, { workerData: data });
     return new Promise<void>((resolve, reject) => {
-      const slot: Slot = { worker, job: undefined };
+      const slot: Slot = { worker, run: undefined };
       let loaded = false;
       worker.on('message', (msg: WorkerResponse) => {
         switch (msg.type) {
           case 'ready':
             loaded = true;
-            this.#metadata ??= msg.metadata;
+            if (this.#metadata === undefined) {
+              this.#metadata = msg.metadata;
+              if (this.#opts.batching !== undefined) {
+                if (modelIsBatchable(msg.metadata)) this.#batching = this.#opts.batching;
+                else this.#opts.log.warn('batching is configured but the model has an input or output without a variable first dimension; calls run alone');
+              }
+            }
             if (msg.warmupError) this.#opts.log.warn({ err: msg.warmupError }, 'warm-up inference failed; serving anyway');
             if (this.#closed) {
               void worker.terminate();
@@ -184,12 +299,9 @@ export class OnnxBackend implements Backend {
             return;
           case 'result':
           case 'error': {
-            const job = slot.job;
-            slot.job = undefined;
-            if (job && msg.type === 'result') job.resolve({ outputs: msg.outputs });
-            if (job && msg.type === 'error') {
-              job.reject(new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#opts.label}: inference failed: ${msg.message}`));
-            }
+            const run = slot.run;
+            slot.run = undefined;
+            if (run) this.#finish(run, msg);
             this.#pump();
             return;
           }
@@ -201,8 +313,8 @@ export class OnnxBackend implements Backend {
       });
       worker.on('exit', (code) => {
         const wasServing = this.#slots.delete(slot);
-        slot.job?.reject(new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#opts.label}: worker thread exited (code ${code})`));
-        slot.job = undefined;
+        for (const job of slot.run ?? []) job.reject(new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#opts.label}: worker thread exited (code ${code})`));
+        slot.run = undefined;
         if (!loaded) reject(new Error(`worker thread exited with code ${code} before the model loaded`));
         if (wasServing && this.#slots.size === 0) {
           // No worker left to take queued calls: fail them now rather than let them wait for a respawn.
@@ -227,4 +339,14 @@ export class OnnxBackend implements Backend {
       });
     }, delay).unref();
   }
+}
+
+/**
+ * postMessage copies a typed array's whole ArrayBuffer, not just its view. A view into a much larger buffer (a binary
+ * request body, Node's 8 KB buffer pool) is cut to its own bytes first, so the copy to the worker stays the tensor's size.
+ */
+function compactForCopy(t: Tensor): Tensor {
+  const data = t.data;
+  if (Array.isArray(data) || data.buffer.byteLength <= 2 * data.byteLength + 1024) return t;
+  return { ...t, data: data.slice() };
 }

@@ -17,6 +17,16 @@ const onnxBackend = z.strictObject({
   intraOpThreads: z.int().min(1).max(64).default(1),
   /** Requests waiting for a worker beyond this many are rejected with 503 (bounded memory under overload). */
   maxQueue: z.int().min(0).default(256),
+  /**
+   * Dynamic batching (off when absent): queued calls with compatible shapes are stacked along dim 0 into one run of at
+   * most `maxBatchSize` rows; a call waits at most `maxQueueDelayUs` µs for others while a worker is free.
+   */
+  batching: z
+    .strictObject({
+      maxBatchSize: z.int().min(2).max(65536),
+      maxQueueDelayUs: z.int().min(0).max(1_000_000).default(500),
+    })
+    .optional(),
 });
 
 /** Header names a remote backend gets from `headers` (static, e.g. its own Authorization). */
@@ -220,12 +230,52 @@ export const serverSchema = z.strictObject({
   headersTimeoutMs: z.int().min(1000).default(10_000),
   /** Time allowed to receive the whole request, ms (0 disables). */
   requestTimeoutMs: z.int().min(0).default(60_000),
-  /** On SIGTERM/SIGINT: how long in-flight requests may take to finish before the process exits anyway, ms. */
-  shutdownTimeoutMs: z.int().min(0).default(30_000),
+  /**
+   * On SIGTERM: the hard deadline, counted from the signal, by which the process has exited, ms. Keep it below the
+   * pod's terminationGracePeriodSeconds (default 30 s), or the kubelet's SIGKILL cuts requests mid-reply.
+   */
+  shutdownTimeoutMs: z.int().min(0).default(25_000),
+  /**
+   * On SIGTERM: how long the gateway keeps accepting new connections after readiness starts failing, ms, while
+   * Kubernetes and the mesh's Envoys remove the pod from their endpoints. Must be below shutdownTimeoutMs.
+   */
+  drainDelayMs: z.int().min(0).default(5_000),
+  /** Largest accepted request head (request line and headers), bytes; larger ones get 431 (Node's maxHeaderSize). */
+  maxHeaderBytes: z.int().min(1024).max(1024 * 1024).default(16 * 1024),
+}).refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
+  path: ['drainDelayMs'],
+  message: 'must be below server.shutdownTimeoutMs (the drain delay counts against the same deadline)',
 });
 
 export const loggingSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** One JSON line per model request (request id, trace id, model, version, status, latency, subject, shadow/fallback). */
+  accessLog: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Fraction of non-5xx requests logged, 0–1; 5xx are always logged. */
+      sampleRate: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
+});
+
+/** Traces (OpenTelemetry, OTLP/HTTP) and Prometheus metrics. */
+export const telemetrySchema = z.strictObject({
+  tracing: z
+    .strictObject({
+      /**
+       * OTLP/HTTP traces endpoint (full URL, e.g. http://otel-collector:4318/v1/traces). Unset: the standard
+       * OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables decide; with neither, no span is recorded or exported.
+       */
+      otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Serve Prometheus metrics at /metrics on the admin port (without the admin token: they hold no secrets). */
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
 });
 
 /** The admin API (traffic shifting, reload, shadow statistics): its own port, loopback by default. */
@@ -419,15 +469,48 @@ export const rateLimitsSchema = z.strictObject({
     .refine((rules) => new Set(rules.map((r) => r.name)).size === rules.length, 'rule names must be unique'),
 });
 
+/**
+ * Envoy external authorization (ext_authz): the gateway answers Envoy's checks with the same JWT and rate-limit
+ * policy it enforces itself. Each service listens on its own port, off the data plane's OIP path space.
+ */
+export const extAuthzSchema = z.strictObject({
+  /** The HTTP service (Envoy `http_service`). */
+  http: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Listen address; loopback because Envoy runs in the same pod. */
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.int().min(0).max(65535).default(9191),
+      /** Envoy's `path_prefix`: checked paths start with it and it is removed before matching the OIP path. */
+      pathPrefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'pathPrefix is empty or /segment[/segment...]').default('/ext-authz'),
+    })
+    .prefault({}),
+  /** The gRPC service `envoy.service.auth.v3.Authorization/Check` (Envoy `grpc_service`). */
+  grpc: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.int().min(0).max(65535).default(9192),
+    })
+    .prefault({}),
+  /**
+   * Charge the admission rate-limit rules in the check. Turn off when Envoy forwards to this gateway's own data plane,
+   * which charges them again (each request would cost two tokens).
+   */
+  rateLimits: z.boolean().default(true),
+});
+
 export const configSchema = z
   .strictObject({
     server: serverSchema.prefault({}),
     logging: loggingSchema.prefault({}),
+    telemetry: telemetrySchema.prefault({}),
     admin: adminSchema.prefault({}),
     reload: reloadSchema.prefault({}),
     disagreementLog: disagreementLogSchema.optional(),
     auth: authSchema.optional(),
     rateLimits: rateLimitsSchema.optional(),
+    extAuthz: extAuthzSchema.prefault({}),
     models: z
       .record(name('model name'), modelSchema)
       .refine((m) => Object.keys(m).length > 0, 'at least one model must be configured'),
@@ -516,3 +599,4 @@ export type RateLimitsConfig = NonNullable<GatewayConfig['rateLimits']>;
 export type RateLimitRule = RateLimitsConfig['rules'][number];
 export type RateLimitStoreConfig = RateLimitsConfig['store'];
 export type JwsAlgorithm = (typeof JWS_ALGORITHMS)[number];
+export type ExtAuthzConfig = GatewayConfig['extAuthz'];

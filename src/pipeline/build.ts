@@ -20,6 +20,7 @@ import { RoutingTable } from '../routing/table.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
 import { upstreamStage } from '../stages/upstream.js';
 import { validateStage } from '../stages/validate.js';
+import { tracingEnabled } from '../telemetry/tracing.js';
 import { compose } from './compose.js';
 import type { Pipeline } from './stage.js';
 
@@ -64,7 +65,7 @@ export function buildPipeline({ config, catalog, log, routing, shadow, route, ra
     deadlineStage(config), // model's timeoutMs from the end of the body; aborts the backend call (504)
     breakerStage(config, catalog, (guards ?? new GuardRegistry({ log })).bind(config, catalog)), // open breaker → fallback or 503; concurrency cap → 503
     upstreamStage(catalog), // backend call (in-process, or forwarded to a remote) → OIP reply
-  ]);
+  ], { traced: tracingEnabled() });
 }
 
 /**
@@ -79,5 +80,5 @@ export function buildRuntimePipeline({ config, catalog, log, guards }: PipelineD
     deadlineStage(config),
     breakerStage(config, catalog, (guards ?? new GuardRegistry({ log })).bind(config, catalog)),
     upstreamStage(catalog),
-  ]);
+  ], { traced: tracingEnabled() });
 }

@@ -36,6 +36,8 @@ export interface Context {
   identity?: Identity;
   /** Set by the validate stage: the decoded, validated inference request. */
   inference?: InferenceRequest;
+  /** Set by the shadow stage: how many shadow copies this request started (for the access log). */
+  shadowCopies?: number;
   /** Set by the upstream stage: the decoded outputs of the primary call (before JSON encoding). */
   result?: InferenceResult;
   /** Headers every reply for this request carries, successful or not (e.g. x-request-id, x-model-version). */
@@ -59,11 +61,24 @@ export interface Identity {
   claims: Readonly<Record<string, unknown>>;
 }
 
-/** What a stage returns instead of writing HTTP: a status, a JSON-able body and extra headers. */
+/** What a stage returns instead of writing HTTP: a status, a JSON-able body (or a RawBody) and extra headers. */
 export interface Reply {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+}
+
+/**
+ * A reply body that is already bytes (binary tensor responses): server.ts writes the chunks in order, uncopied, with
+ * the reply's own `content-type` (default application/octet-stream) instead of JSON-encoding the body.
+ */
+export class RawBody {
+  readonly byteLength: number;
+  constructor(readonly chunks: readonly Uint8Array[]) {
+    let n = 0;
+    for (const c of chunks) n += c.byteLength;
+    this.byteLength = n;
+  }
 }
 
 export type Next = () => Promise<Reply>;

@@ -112,6 +112,8 @@ export interface InferenceRequest {
   inputs: Tensor[];
   /** Output names the caller asked for; undefined = all outputs. */
   outputs?: string[];
+  /** Outputs to answer in binary (binary tensor extension): all of them, these names, or none (undefined). */
+  binaryOutputs?: 'all' | ReadonlySet<string>;
 }
 
 /** What a backend returns: the outputs that were asked for, in the order asked (or model order). */

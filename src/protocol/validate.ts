@@ -4,6 +4,8 @@ import { GatewayError } from '../errors/gateway-error.js';
 import {
   DATATYPES,
   isDatatype,
+  type Datatype,
+  type TensorData,
   type InferenceRequest,
   type InferResponseBody,
   type Parameters,
@@ -18,6 +20,11 @@ export const DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024;
 export interface ValidateOptions {
   /** Largest total element count (summed over all inputs) a request may declare. */
   maxElements?: number;
+  /**
+   * Data for inputs that do not carry it in JSON `data` (the binary tensor extension): called with the input's index
+   * in `inputs` once its name, datatype and shape are checked; undefined → the input's JSON `data` is used.
+   */
+  externalData?: (index: number, input: { datatype: Datatype; shape: number[]; where: string }) => TensorData | undefined;
 }
 
 /** What validation needs to know about the model. */
@@ -135,6 +142,11 @@ export function validateInferRequest(body: unknown, meta: ModelSignature, option
     }
 
     optionalParameters(own(input, 'parameters'), `${where}: parameters`);
+    const external = options.externalData?.(i, { datatype, shape, where });
+    if (external !== undefined) {
+      decoded.set(name, { name, datatype, shape, data: external });
+      continue;
+    }
     if (!Object.hasOwn(input, 'data')) throw invalid(`${where}: data is missing`);
     const flat = flattenData(own(input, 'data'), shape, where);
     decoded.set(name, { name, datatype, shape, data: decodeJsonData(datatype, flat, where) });

@@ -34,7 +34,18 @@ export class RateLimitStats {
   failedClosed = 0;
   /** Times the shared store's connection was lost. */
   disconnects = 0;
+  /** Per rule: decisions by outcome (exported as model_gateway_ratelimit_decisions_total{rule, decision}). */
+  readonly byRule = new Map<string, Record<RuleDecision, number>>();
+
+  countRule(rule: string, decision: RuleDecision): void {
+    let counts = this.byRule.get(rule);
+    if (!counts) this.byRule.set(rule, (counts = { allowed: 0, limited: 0, dry_run_limited: 0, unavailable: 0 }));
+    counts[decision]++;
+  }
 }
+
+/** How one rule decided one request: `limited` covers 429 and batches over the burst (413). */
+export type RuleDecision = 'allowed' | 'limited' | 'dry_run_limited' | 'unavailable';
 
 export interface RateLimitStore {
   readonly kind: 'memory' | 'redis';

@@ -56,6 +56,7 @@ export function rateLimitStage(phase: Phase, options: RateLimitStageOptions): St
       let unavailable: Extract<Decision, { kind: 'unavailable' }> | undefined;
       for (const d of decisions) {
         const denied = d.kind !== 'decided' || !d.outcome.allowed;
+        stats.countRule(d.rule.name, !denied ? 'allowed' : !d.rule.enforce ? 'dry_run_limited' : d.kind === 'unavailable' ? 'unavailable' : 'limited');
         if (!d.rule.enforce) {
           // Dry run: invisible to the client (no headers), counted and logged.
           if (denied) {

@@ -1,6 +1,7 @@
 // Shadow: mirrors a share of a model's inference traffic to other versions, fire-and-forget, and compares the answers.
 
 import { performance } from 'node:perf_hooks';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
@@ -9,6 +10,7 @@ import type { InferenceResult } from '../protocol/oip.js';
 import { ShadowComparator } from '../shadow/compare.js';
 import { isMirroredRequest, markShadow } from '../shadow/mark.js';
 import type { ShadowRuntime } from '../shadow/runtime.js';
+import { tracer } from '../telemetry/tracing.js';
 
 interface ShadowTarget {
   readonly version: string;
@@ -56,15 +58,33 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
         resolve({ ok: false, ms: performance.now() - started, timedOut: true });
       }, plan.timeoutMs);
     });
+    // The copy is its own trace (it must not stretch the primary's), linked to the primary's span.
+    const primarySpan = trace.getActiveSpan()?.spanContext();
+    const span = tracer().startSpan(
+      `shadow ${ctx.modelName}:${target.version}`,
+      {
+        kind: SpanKind.INTERNAL,
+        links: primarySpan && trace.isSpanContextValid(primarySpan) ? [{ context: primarySpan }] : [],
+        attributes: { 'model_gateway.model': ctx.modelName, 'model_gateway.version': target.version, 'model_gateway.shadow': true, 'model_gateway.request_id': ctx.requestId },
+      },
+      ROOT_CONTEXT,
+    );
     let dispatched: Promise<InferenceResult>;
     try {
-      dispatched = target.served.backend.infer(markShadow(ctx.inference!), controller.signal);
+      dispatched = context.with(trace.setSpan(ROOT_CONTEXT, span), () => target.served.backend.infer(markShadow(ctx.inference!), controller.signal));
     } catch (err) {
       dispatched = Promise.reject(err); // a backend that throws instead of rejecting must not fail the primary
     }
     const call = dispatched.then(
-      (result): ShadowAnswer => ({ ok: true, ms: performance.now() - started, result }),
-      (): ShadowAnswer => ({ ok: false, ms: performance.now() - started, timedOut: false }),
+      (result): ShadowAnswer => {
+        span.end();
+        return { ok: true, ms: performance.now() - started, result };
+      },
+      (err: unknown): ShadowAnswer => {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+        span.end();
+        return { ok: false, ms: performance.now() - started, timedOut: false };
+      },
     );
     try {
       return await Promise.race([call, deadline]);
@@ -133,6 +153,7 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
           continue;
         }
         runtime.stats.record(ctx.modelName, primaryVersion, target.version, { kind: 'started' });
+        ctx.shadowCopies = (ctx.shadowCopies ?? 0) + 1;
         runtime.track(compareLater(ctx, primaryTarget, target, plan, primary, callShadow(ctx, target, plan)));
       }
       return reply;

@@ -4,8 +4,10 @@ import { forwardingBackend, type ForwardingBackend } from '../backends/backend.j
 import { clientHeaders, decodeOutputs, gatewayHeaders, replyFromRemote } from '../backends/http-oip.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
-import type { Context, Reply, Stage } from '../pipeline/stage.js';
-import type { ModelMetadataBody } from '../protocol/oip.js';
+import { RawBody, type Context, type Reply, type Stage } from '../pipeline/stage.js';
+import { BINARY_HEADER, encodeBinaryResponse } from '../protocol/binary.js';
+import type { ModelMetadataBody, Tensor } from '../protocol/oip.js';
+import { encodeJsonData } from '../protocol/tensor.js';
 import { encodeInferResponse } from '../protocol/validate.js';
 
 /**
@@ -15,11 +17,22 @@ import { encodeInferResponse } from '../protocol/validate.js';
 async function forwardToRemote(ctx: Context, target: ServedVersion, remote: ForwardingBackend): Promise<Reply> {
   const label = `model ${target.model} version ${target.version}`;
   const body = await ctx.body.bytes();
-  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
+  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers, ctx.clientAddress), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
   const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
   // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
-  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.body, label) };
-  return reply;
+  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };
+  return { status: reply.status, body: reply.body, headers: reply.headers };
+}
+
+/** An in-process result as a binary tensor response: the JSON part, then the asked-for outputs' bytes uncopied. */
+function binaryReply(target: ServedVersion, id: string | undefined, outputs: Tensor[], binary: 'all' | ReadonlySet<string>): Reply {
+  const head = { model_name: target.model, model_version: target.version, ...(id !== undefined ? { id } : {}) };
+  const encoded = encodeBinaryResponse(head, outputs, binary, encodeJsonData);
+  return {
+    status: 200,
+    body: new RawBody(encoded.chunks),
+    headers: { 'content-type': 'application/octet-stream', [BINARY_HEADER]: String(encoded.jsonLength) },
+  };
 }
 
 export function upstreamStage(catalog: ModelCatalog): Stage {
@@ -51,6 +64,7 @@ export function upstreamStage(catalog: ModelCatalog): Stage {
           if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
           const result = await backend.infer(request, ctx.signal);
           ctx.result = result;
+          if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
           return {
             status: 200,
             body: encodeInferResponse({ modelName: target.model, modelVersion: target.version, id: request.id, outputs: result.outputs }),

@@ -48,7 +48,14 @@ export class GatewayMetrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     // Process CPU/memory/handles and Node's event-loop delay (nodejs_eventloop_lag_*), sampled at 10 ms resolution.
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+      // prom-client exposes these gauges with a `_total` suffix, which Prometheus reserves for counters
+      // (`promtool check metrics` rejects them); handle counts are not worth a lint failure.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        this.registry.removeSingleMetric(name);
+      }
+    }
   }
 
   /** The Prometheus text exposition. */

@@ -9,6 +9,13 @@ import { BatchSpanProcessor, SimpleSpanProcessor, TracerProvider, type SpanExpor
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 
+let recording = false;
+
+/** True while startTracing() has an exporter registered: pipelines built then add per-stage and per-call spans. */
+export function tracingEnabled(): boolean {
+  return recording;
+}
+
 /** The trace id of the active span, for logs; undefined when nothing is traced. */
 export function activeTraceId(): string | undefined {
   const ctx = trace.getActiveSpan()?.spanContext();
@@ -65,9 +72,11 @@ export function startTracing(options: TracingOptions = {}): Tracing {
     spanProcessors: [options.exporter ? new SimpleSpanProcessor({ exporter }) : new BatchSpanProcessor({ exporter })],
   });
   trace.setGlobalTracerProvider(provider);
+  recording = true;
   return {
     enabled: true,
     async shutdown() {
+      recording = false;
       await provider.shutdown();
       trace.disable();
       context.disable();

@@ -143,7 +143,7 @@ const remoteReply = test.macro((t, status: number, body: string, expected: { sta
   }
   const reply = replyFromRemote(res, { model: 'flowers', version: '1' }, 'model flowers version 1');
   t.is(reply.status, expected.status!);
-  t.regex(String(reply.body.error ?? JSON.stringify(reply.body)), expected.error!);
+  t.regex(String(reply.json.error ?? JSON.stringify(reply.json)), expected.error!);
   if (expected.retryAfter) t.is(reply.headers['retry-after'], expected.retryAfter);
 });
 test('2xx: model_name and model_version become the gateway’s', remoteReply, 200, OIP_OK, { status: 200, error: /"model_name":"flowers","model_version":"1"/ });

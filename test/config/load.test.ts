@@ -25,7 +25,9 @@ test('a minimal config gets every default', async (t) => {
     keepAliveTimeoutMs: 75_000,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 60_000,
-    shutdownTimeoutMs: 30_000,
+    shutdownTimeoutMs: 25_000,
+    drainDelayMs: 5_000,
+    maxHeaderBytes: 16 * 1024,
   });
   t.is(config.logging.level, 'info');
   t.deepEqual(config.models.iris!.versions['1']!.backend, {

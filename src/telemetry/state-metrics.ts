@@ -1,0 +1,117 @@
+// Metrics read at scrape time from the gateway's own state (breakers, shedding, rate limits, auth, shadows): zero hot-path cost.
+
+import { Counter, Gauge } from 'prom-client';
+import type { AuthStats } from '../auth/stats.js';
+import type { RateLimitStats } from '../ratelimit/store.js';
+import type { GuardRegistry } from '../resilience/registry.js';
+import type { ShadowStats } from '../shadow/stats.js';
+import type { GatewayMetrics } from './metrics.js';
+
+export interface GatewayState {
+  guards: GuardRegistry;
+  rateLimits: RateLimitStats;
+  auth: AuthStats;
+  shadows: ShadowStats;
+}
+
+/** `disabled` (no breaker configured) reads as closed: traffic always flows. */
+const BREAKER_STATE = { disabled: 0, closed: 0, 'half-open': 1, open: 2 } as const;
+
+/**
+ * Monotonic totals kept elsewhere are exported as Prometheus counters by re-setting them at collect time
+ * (prom-client counters only increment, so reset + inc to the current total).
+ */
+function counterFrom<L extends string>(
+  metrics: GatewayMetrics,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Iterable<[Partial<Record<L, string>>, number]>,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}
+
+function gaugeFrom<L extends string>(
+  metrics: GatewayMetrics,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Iterable<[Partial<Record<L, string>>, number]>,
+): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.set(labels, value);
+    },
+  });
+}
+
+function* guardEntries(guards: GuardRegistry) {
+  for (const [model, versions] of Object.entries(guards.snapshot())) {
+    for (const [version, snap] of Object.entries(versions)) yield { model, version, snap };
+  }
+}
+
+function* shadowPairs(shadows: ShadowStats) {
+  for (const model of shadows.models()) yield* shadows.forModel(model);
+}
+
+export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayState): void {
+  const { guards, rateLimits, auth, shadows } = state;
+
+  gaugeFrom(metrics, 'model_gateway_breaker_state', 'Circuit breaker state per version: 0 closed (or no breaker), 1 half-open, 2 open.', ['model', 'version'], function* () {
+    for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, BREAKER_STATE[snap.breaker.state]];
+  });
+  counterFrom(metrics, 'model_gateway_breaker_opened_total', 'Times a version’s circuit breaker opened.', ['model', 'version'], function* () {
+    for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.breaker.opened];
+  });
+  gaugeFrom(metrics, 'model_gateway_backend_in_flight', 'Requests admitted to a version’s backend and not yet answered.', ['model', 'version'], function* () {
+    for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.limits.inFlight];
+  });
+  counterFrom(metrics, 'model_gateway_shed_total', 'Requests refused with 503 by a version’s concurrency cap or queue.', ['model', 'version'], function* () {
+    for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.limits.shed];
+  });
+
+  counterFrom(metrics, 'model_gateway_ratelimit_decisions_total', 'Rate-limit decisions per rule: allowed, limited, dry_run_limited, unavailable.', ['rule', 'decision'], function* () {
+    for (const [rule, counts] of rateLimits.byRule) {
+      for (const [decision, value] of Object.entries(counts)) yield [{ rule, decision }, value];
+    }
+  });
+  counterFrom(metrics, 'model_gateway_ratelimit_store_errors_total', 'Rate-limit decisions the shared store could not make (Redis unreachable, timeout).', [], function* () {
+    yield [{}, rateLimits.storeErrors];
+  });
+
+  counterFrom(metrics, 'model_gateway_auth_denied_total', 'Requests refused by authentication or authorisation, by error code.', ['code', 'mode'], function* () {
+    for (const [code, value] of Object.entries(auth.denied)) yield [{ code, mode: 'enforced' }, value];
+    for (const [code, value] of Object.entries(auth.dryRunDenied)) yield [{ code, mode: 'dry_run' }, value];
+  });
+
+  const pairLabels = ['model', 'primary_version', 'shadow_version'] as const;
+  const pairCounter = (name: string, help: string, read: (p: ReturnType<ShadowStats['forModel']>[number]) => number) =>
+    counterFrom(metrics, name, help, pairLabels, function* () {
+      for (const p of shadowPairs(shadows)) yield [{ model: p.model, primary_version: p.primaryVersion, shadow_version: p.shadowVersion }, read(p)];
+    });
+  pairCounter('model_gateway_shadow_requests_total', 'Shadow copies sent to the shadow version.', (p) => p.mirrored);
+  pairCounter('model_gateway_shadow_dropped_total', 'Shadow copies dropped because the shadow concurrency cap was reached.', (p) => p.dropped);
+  pairCounter('model_gateway_shadow_compared_total', 'Shadow answers compared with the primary’s.', (p) => p.compared);
+  pairCounter('model_gateway_shadow_agreed_total', 'Compared shadow answers that agreed with the primary’s.', (p) => p.agreed);
+  pairCounter('model_gateway_shadow_errors_total', 'Shadow calls that failed or timed out.', (p) => p.errors.shadow);
+  gaugeFrom(metrics, 'model_gateway_shadow_agreement_ratio', 'Agreed / compared since start, per primary/shadow pair.', pairLabels, function* () {
+    for (const p of shadowPairs(shadows)) {
+      if (p.agreementRate !== null) yield [{ model: p.model, primary_version: p.primaryVersion, shadow_version: p.shadowVersion }, p.agreementRate];
+    }
+  });
+}

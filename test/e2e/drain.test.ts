@@ -1,0 +1,135 @@
+// SIGTERM under steady load against a real gateway process: the mesh drain timeline, measured from the outside.
+
+import test from 'ava';
+import http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { irisRequest, spawnGateway, writeConfigFile } from '../helpers/gateway.js';
+import { startLoad } from '../helpers/load.js';
+import { remoteModels, startRecordingBackend } from './hardening-recorder.js';
+
+const DRAIN_DELAY_MS = 2_000;
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+/** How long the emulated mesh takes to stop routing here after readiness fails (must be below the drain delay). */
+const PROPAGATION_MS = 500;
+
+interface Answer {
+  status: number;
+  connection: string | undefined;
+  error: string | undefined;
+}
+
+/** One request on a brand-new connection (agent: false), as a client that just resolved this endpoint would send. */
+function freshRequest(url: string, method: 'GET' | 'POST', body?: string): Promise<Answer> {
+  return new Promise((resolve) => {
+    const req = http.request(url, { method, agent: false, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, error: undefined }));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, connection: undefined, error: err.code ?? err.message }));
+    req.end(body);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('SIGTERM under steady load: readiness fails within 1 s, zero failed or reset requests, new connections accepted during the drain delay, in-flight request and shadow finish, exit 0 before the deadline', async (t) => {
+  const primary = await startRecordingBackend({ delayMs: 20 });
+  const shadow = await startRecordingBackend({ delayMs: 100 });
+  t.teardown(() => primary.close());
+  t.teardown(() => shadow.close());
+  const file = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 0, drainDelayMs: DRAIN_DELAY_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS },
+    admin: { enabled: false },
+    logging: { level: 'warn' },
+    models: remoteModels({ '1': primary.url, '2': shadow.url }, { shadow: { targets: [{ version: '2', percent: 100 }], timeoutMs: 8_000, maxConcurrent: 16 } }),
+  });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop('SIGKILL'));
+  const infer = `${gw.url}/v2/models/iris/infer`;
+  const body = JSON.stringify(irisRequest());
+
+  const load = startLoad({ url: infer, body, concurrency: 4, maxRequests: 20_000 });
+  await load.completed(100);
+
+  const signalled = performance.now();
+  const since = () => performance.now() - signalled;
+  gw.child.kill('SIGTERM');
+
+  // Readiness, polled on new connections the way a kubelet probe arrives.
+  let notReadyAtMs = Infinity;
+  while (since() < 3_000) {
+    const ready = await freshRequest(`${gw.url}/v2/health/ready`, 'GET');
+    if (ready.status === 503) {
+      notReadyAtMs = since();
+      break;
+    }
+    await sleep(50);
+  }
+  // The mesh stops routing here only after its endpoints update; until then the load continues.
+  await sleep(Math.max(0, notReadyAtMs + PROPAGATION_MS - since()));
+  const duringDelay = await freshRequest(infer, 'POST', body);
+  const loadResult = await load.stop();
+  const stoppedLoadAtMs = since();
+
+  // A slow request (with a slower shadow) that is in flight when the gateway stops accepting. Its shadow can only
+  // get a slot once the load's shadows are done.
+  for (let i = 0; i < 100 && shadow.completed() < shadow.infers.length; i++) await sleep(20);
+  const shadowsBefore = shadow.infers.length;
+  primary.setDelay(2_000);
+  shadow.setDelay(3_500);
+  const slowSentAtMs = since();
+  const slow = freshRequest(infer, 'POST', body);
+  await sleep(Math.max(0, DRAIN_DELAY_MS + 800 - since()));
+  const afterDelay = await freshRequest(`${gw.url}/v2/health/live`, 'GET');
+  const slowAnswer = await slow;
+  const code = await gw.exited;
+  const exitedAtMs = since();
+
+  const resets = loadResult.samples.filter((s) => s.status === 0);
+  t.log(
+    `sent ${loadResult.samples.length}, statuses ${JSON.stringify(loadResult.statuses)}, no response ${resets.length}; ` +
+      `not ready at ${Math.round(notReadyAtMs)} ms, load stopped at ${Math.round(stoppedLoadAtMs)} ms, exit at ${Math.round(exitedAtMs)} ms; ` +
+      `shadows received ${shadow.infers.length}, completed ${shadow.completed()}`,
+  );
+  t.true(notReadyAtMs <= 1_000, `readiness failed after ${notReadyAtMs} ms`);
+  t.deepEqual(resets.map((s) => s.body), [], 'requests without a response (resets)');
+  t.deepEqual(Object.keys(loadResult.statuses), ['200']);
+  t.true(loadResult.samples.length >= 100);
+  t.is(duringDelay.status, 200, `a new connection during the drain delay: ${duringDelay.error}`);
+  t.is(duringDelay.connection, 'close');
+  t.is(afterDelay.status, 0, 'no new connection after the drain delay');
+  t.is(afterDelay.error, 'ECONNREFUSED');
+  t.is(slowAnswer.status, 200, `the in-flight request: ${slowAnswer.error}`);
+  t.is(slowAnswer.connection, 'close');
+  t.true(slowSentAtMs < DRAIN_DELAY_MS - 300, `the slow request was sent at ${slowSentAtMs} ms, too late to test in-flight draining`);
+  t.is(shadow.infers.length, shadowsBefore + 1, 'the slow request was mirrored');
+  t.true(exitedAtMs >= slowSentAtMs + 3_500, 'the exit waited for the shadow call in flight');
+  t.is(shadow.completed(), shadow.infers.length, 'every shadow call in flight finished (none aborted by the shutdown)');
+  t.is(code, 0);
+  t.true(exitedAtMs < SHUTDOWN_TIMEOUT_MS, `exited ${exitedAtMs} ms after SIGTERM`);
+});
+
+test('a request that outlives the deadline is cut, and the process still exits before server.shutdownTimeoutMs', async (t) => {
+  const primary = await startRecordingBackend({ delayMs: 0 });
+  t.teardown(() => primary.close());
+  const file = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 0, drainDelayMs: 300, shutdownTimeoutMs: 2_500 },
+    admin: { enabled: false },
+    logging: { level: 'warn' },
+    models: remoteModels({ '1': primary.url }),
+  });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop('SIGKILL'));
+  primary.setDelay(60_000);
+  const stuck = freshRequest(`${gw.url}/v2/models/iris/infer`, 'POST', JSON.stringify(irisRequest()));
+  while (primary.infers.length === 0) await sleep(20);
+  const signalled = performance.now();
+  gw.child.kill('SIGTERM');
+  const code = await gw.exited;
+  const exitedAtMs = performance.now() - signalled;
+  const answer = await stuck;
+  t.log(`exit ${code} at ${Math.round(exitedAtMs)} ms; stuck request: ${answer.status || answer.error}`);
+  t.true(exitedAtMs < 2_500 + 500, `exited ${exitedAtMs} ms after SIGTERM`);
+  t.is(code, 0, 'the drain cut the connection itself; the backstop exit (code 1) was not needed');
+  t.regex(gw.stdout(), /closing remaining connections/);
+});
