@@ -93,7 +93,7 @@ async function start(argv: string[]): Promise<number> {
   adjustConfig(config);
   const log = createLogger(config.logging.level);
   // Before any pipeline is built: pipelines add spans only when tracing records (decided at build time).
-  const tracing = startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint });
+  const tracing = startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint, sampleRatio: config.telemetry.tracing.sampleRatio });
   if (tracing.enabled) log.info('tracing: exporting spans over OTLP/HTTP');
   const gw = await startGateway(config, log, { configFile: file, adjustConfig });
   log.info({ url: gw.url }, 'ready');

@@ -17,8 +17,10 @@ import { createDataPlane, type GatewayState } from './server.js';
 import { createLogger, type Logger } from './telemetry/log.js';
 
 export const SERVE_MODEL_USAGE = `  model-gateway serve-model (--model-dir DIR | --config FILE) [--host ADDR] [--port N] [--workers N] [--log-level L]
+                            [--max-batch-size N [--max-queue-delay-us US]]
       Run the runtime container: serve ONNX models over OIP REST for a gateway in the same pod (no auth;
       default 127.0.0.1:8000). DIR holds <model>/<version>/model.onnx, <model>-v<version>.onnx or <model>.onnx.
+      --max-batch-size turns on dynamic batching for every model of DIR (with --config: per version, backend.batching).
 `;
 
 export const RUNTIME_DEFAULTS = { host: '127.0.0.1', port: 8000 } as const;
@@ -76,10 +78,14 @@ export async function scanModelDirectory(dir: string): Promise<RepositoryModel[]
 }
 
 /** A runtime config serving every model of a directory, each version with `workers` ONNX worker threads. */
-export async function repositoryConfig(dir: string, options: { workers: number; logLevel?: string }): Promise<GatewayConfig> {
+export async function repositoryConfig(
+  dir: string,
+  options: { workers: number; logLevel?: string; batching?: { maxBatchSize: number; maxQueueDelayUs: number } },
+): Promise<GatewayConfig> {
   const models: Record<string, { versions: Record<string, unknown> }> = {};
+  const batching = options.batching ? { batching: options.batching } : {};
   for (const m of await scanModelDirectory(dir)) {
-    (models[m.model] ??= { versions: {} }).versions[m.version] = { backend: { kind: 'onnx', path: m.file, workers: options.workers } };
+    (models[m.model] ??= { versions: {} }).versions[m.version] = { backend: { kind: 'onnx', path: m.file, workers: options.workers, ...batching } };
   }
   return parseConfig({ logging: { level: options.logLevel ?? 'info' }, models }, { baseDir: path.resolve(dir), source: path.resolve(dir) });
 }
@@ -166,6 +172,8 @@ export async function serveModelCommand(argv: string[]): Promise<number> {
       host: { type: 'string' },
       port: { type: 'string' },
       workers: { type: 'string' },
+      'max-batch-size': { type: 'string' },
+      'max-queue-delay-us': { type: 'string' },
       'log-level': { type: 'string' },
     },
     strict: true,
@@ -179,9 +187,15 @@ export async function serveModelCommand(argv: string[]): Promise<number> {
   if (logLevel !== undefined && !isLogLevel(logLevel)) throw new ConfigError('--log-level', [`--log-level: '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`]);
   let config: GatewayConfig;
   if (values['model-dir'] !== undefined) {
-    config = await repositoryConfig(values['model-dir'], { workers: intFlag('workers', values.workers, 1, 1, 64), logLevel: logLevel ?? 'info' });
+    const maxBatchSize = values['max-batch-size'] === undefined ? undefined : intFlag('max-batch-size', values['max-batch-size'], 2, 2, 65536);
+    if (maxBatchSize === undefined && values['max-queue-delay-us'] !== undefined) throw new ConfigError('--max-queue-delay-us', ['--max-queue-delay-us: only with --max-batch-size']);
+    const batching = maxBatchSize === undefined ? undefined : { maxBatchSize, maxQueueDelayUs: intFlag('max-queue-delay-us', values['max-queue-delay-us'], 500, 0, 1_000_000) };
+    config = await repositoryConfig(values['model-dir'], { workers: intFlag('workers', values.workers, 1, 1, 64), logLevel: logLevel ?? 'info', ...(batching ? { batching } : {}) });
   } else {
     if (values.workers !== undefined) throw new ConfigError('--workers', ['--workers: only with --model-dir; with --config each version sets backend.workers']);
+    if (values['max-batch-size'] !== undefined || values['max-queue-delay-us'] !== undefined) {
+      throw new ConfigError('--max-batch-size', ['--max-batch-size/--max-queue-delay-us: only with --model-dir; with --config each version sets backend.batching']);
+    }
     const loaded = await loadConfig(values.config!);
     config = asRuntimeConfig(loaded.config, listen, loaded.file);
     if (logLevel !== undefined) config.logging = { ...config.logging, level: logLevel };

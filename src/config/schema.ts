@@ -268,6 +268,11 @@ export const telemetrySchema = z.strictObject({
        * OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables decide; with neither, no span is recorded or exported.
        */
       otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+      /**
+       * Share of new traces recorded, 0–1 (head sampling); a caller's sampled flag in `traceparent` is honoured
+       * (parent-based), so one trace is recorded everywhere or nowhere.
+       */
+      sampleRatio: z.number().min(0).max(1).default(1),
     })
     .prefault({}),
   metrics: z

@@ -99,11 +99,16 @@ export const serviceHost = (target: MeshTarget) => `${target.service}.${target.n
 
 /**
  * The Envoy idle timeout for connections to the gateway: it must be shorter than the gateway's keep-alive, or Envoy
- * reuses a socket Node has just closed (503 UC during rollouts). 80 % of it, whole seconds, at least 1 s.
+ * reuses a socket Node has just closed (503 UC during rollouts). 80 % of it, in whole seconds when that is at least
+ * a second, else in milliseconds — always strictly shorter.
  */
-export function idleTimeoutSeconds(keepAliveTimeoutMs: number): number {
-  return Math.max(1, Math.floor((keepAliveTimeoutMs * 0.8) / 1000));
+export function idleTimeoutMs(keepAliveTimeoutMs: number): number {
+  const target = keepAliveTimeoutMs * 0.8;
+  return target >= 1000 ? Math.floor(target / 1000) * 1000 : Math.floor(target);
 }
+
+/** An Istio duration: `60s`, or `800ms` when not whole seconds. */
+export const formatDuration = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
 /**
  * Integer percentages summing to exactly 100 (Istio's rule for weighted routes) from relative integer weights, by the
@@ -217,7 +222,7 @@ export function renderIstio(config: GatewayConfig, target: MeshTarget = DEFAULT_
         labels: { ...target.podLabels, ...(target.versionLabel === undefined ? {} : { [target.versionLabel]: version }) },
       })),
   );
-  const idle = idleTimeoutSeconds(config.server.keepAliveTimeoutMs);
+  const idle = formatDuration(idleTimeoutMs(config.server.keepAliveTimeoutMs));
   return {
     virtualService: {
       apiVersion: 'networking.istio.io/v1beta1',
@@ -234,7 +239,7 @@ export function renderIstio(config: GatewayConfig, target: MeshTarget = DEFAULT_
         trafficPolicy: {
           connectionPool: {
             tcp: { connectTimeout: '2s', maxConnections: 1024 },
-            http: { idleTimeout: `${idle}s`, http1MaxPendingRequests: 1024, maxRequestsPerConnection: 0 },
+            http: { idleTimeout: idle, http1MaxPendingRequests: 1024, maxRequestsPerConnection: 0 },
           },
           // Per subset, i.e. per version: a pod whose v2 fails is ejected from v2's cluster only.
           outlierDetection: { consecutive5xxErrors: 5, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 50 },

@@ -5,7 +5,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, SimpleSpanProcessor, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../version.js';
 
@@ -30,6 +30,8 @@ export function tracer(): Tracer {
 export interface TracingOptions {
   /** OTLP/HTTP traces endpoint from the config; the standard OTEL_EXPORTER_OTLP_* variables also enable export. */
   otlpEndpoint?: string | undefined;
+  /** Share of new traces recorded (parent-based: a caller's sampling decision wins). Default 1. */
+  sampleRatio?: number;
   /** Tests pass an in-memory exporter; spans are then exported synchronously. */
   exporter?: SpanExporter;
   env?: NodeJS.ProcessEnv;
@@ -65,6 +67,7 @@ export function startTracing(options: TracingOptions = {}): Tracing {
     };
   }
   const provider = new TracerProvider({
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? GATEWAY_NAME,
       [ATTR_SERVICE_VERSION]: GATEWAY_VERSION,

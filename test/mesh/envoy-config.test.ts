@@ -110,11 +110,11 @@ test('the same field under both JSON names', strictRule, cluster({ connect_timeo
 test('a Struct that is not an object', strictRule, cluster({ metadata: { filter_metadata: { x: 5 } } }), /expected an object \(Struct\)/);
 test('an Any without @type', strictRule, anyIn({ common_http_protocol_options: {} }), /needs "@type"/);
 test('an Any with a bad type URL', strictRule, anyIn({ '@type': 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions' }), /"@type" must be type\.googleapis\.com\//);
-test('an unknown field inside an Any', strictRule, anyIn({ '@type': `type.googleapis.com/${PROTOCOL_OPTIONS}`, idle_timeout: '1s' }), /unknown field 'idle_timeout' in envoy\.extensions\.upstreams\.http\.v3\.HttpProtocolOptions/);
+test('an unknown field inside an Any', strictRule, anyIn({ '@type': `type.googleapis.com/${PROTOCOL_OPTIONS}`, auto_config: {}, idle_timeout: '1s' }), /unknown field 'idle_timeout' in envoy\.extensions\.upstreams\.http\.v3\.HttpProtocolOptions/);
 test('a wrapped well-known type without "value"', strictRule, anyIn({ '@type': 'type.googleapis.com/google.protobuf.Duration', seconds: 1 }), /exactly one key, "value"/);
 test('a bad Duration inside an Any', strictRule, anyIn({ '@type': 'type.googleapis.com/google.protobuf.Duration', value: '5m' }), /value: expected a duration/);
 test('an unknown type inside a TypedStruct', strictRule, anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: 'type.googleapis.com/no.Such', value: {} }), /unknown TypedStruct type_url no\.Such/);
-test('an unknown field inside a TypedStruct', strictRule, anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: `type.googleapis.com/${PROTOCOL_OPTIONS}`, value: { nope: 1 } }), /unknown field 'nope'/);
+test('an unknown field inside a TypedStruct', strictRule, anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: `type.googleapis.com/${PROTOCOL_OPTIONS}`, value: { auto_config: {}, nope: 1 } }), /unknown field 'nope'/);
 test('a required message missing (validate.rules)', strictRule, cluster({ health_checks: [{ timeout: '1s', interval: '5s', unhealthy_threshold: 2, healthy_threshold: 1 }] }), /requires one of 'http_health_check'/);
 test('a string shorter than min_len (validate.rules)', strictRule, { static_resources: { clusters: [{ name: '' }] } }, /name: must be at least 1 character/);
 

@@ -1,0 +1,99 @@
+// The IdP's JWKS endpoint as a fault: down at start (fail closed), up (recovers within the cooldown), down mid-run
+// (the last good key set keeps serving), and down across a config reload (a known gap, kept as a failing test).
+
+import test from 'ava';
+import { once } from 'node:events';
+import http from 'node:http';
+import path from 'node:path';
+import type { RunningGateway } from '../../src/main.js';
+import { irisRequest, postJson } from '../helpers/gateway.js';
+import { closedPort, ecKey, tokenFor } from '../helpers/jwt.js';
+import { fileConfig, irisVersion, startFromFile, tempDir, writeConfig } from '../helpers/traffic.js';
+
+const ISS = 'https://faults-idp.example';
+const AUD = 'model-gateway';
+const key = ecKey('faults-1');
+const nowS = Math.floor(Date.now() / 1000);
+const BEARER = `Bearer ${tokenFor(key, { iss: ISS, aud: AUD, sub: 'alice', iat: nowS, exp: nowS + 3600 })}`;
+const COOLDOWN_MS = 300;
+
+/** A JWKS endpoint on a fixed port that can go down and come back. */
+async function jwksEndpoint() {
+  const port = await closedPort();
+  let server: http.Server | undefined;
+  return {
+    url: `http://127.0.0.1:${port}/jwks.json`,
+    async up() {
+      const s = http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
+      });
+      s.listen(port, '127.0.0.1');
+      await once(s, 'listening');
+      server = s;
+    },
+    async down() {
+      const s = server;
+      server = undefined;
+      if (!s) return;
+      s.closeAllConnections();
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+  };
+}
+
+function config(url: string, weights: Record<string, number>) {
+  return fileConfig(
+    { iris: { versions: { '1': irisVersion('iris-v1.onnx'), '2': irisVersion('iris-v2.onnx') }, weights } },
+    { auth: { issuers: [{ issuer: ISS, audiences: [AUD], algorithms: ['ES256'], jwks: { url, cooldownMs: COOLDOWN_MS, timeoutMs: 500 } }] } },
+  );
+}
+
+async function statuses(gw: RunningGateway, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest(), { authorization: BEARER })).status);
+  return out;
+}
+
+test.serial('JWKS down at start → 401 (fail closed, JSON); up → 200 within a few cooldowns; down mid-run → still 200 from the last good keys', async (t) => {
+  const jwks = await jwksEndpoint();
+  t.teardown(() => jwks.down());
+  const file = path.join(await tempDir(), 'gateway.yaml');
+  await writeConfig(file, config(jwks.url, { '1': 50, '2': 50 }));
+  const gw = await startFromFile(file);
+  t.teardown(() => gw.stop());
+
+  const down = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest(), { authorization: BEARER });
+  t.is(down.status, 401);
+  t.is(typeof down.body.error, 'string');
+
+  await jwks.up();
+  let recovered = false;
+  for (let i = 0; i < 100 && !recovered; i++) {
+    recovered = (await statuses(gw, 1))[0] === 200;
+    if (!recovered) await new Promise((r) => setTimeout(r, COOLDOWN_MS / 3));
+  }
+  t.true(recovered, 'tokens verify once the JWKS endpoint answers');
+
+  await jwks.down();
+  t.deepEqual(await statuses(gw, 20), new Array<number>(20).fill(200));
+});
+
+// Known gap (reported with issue 9): each reload builds a new auth stage whose remote key source starts empty, so a
+// reload during an IdP outage turns every request into a 401 until the IdP is back. `test.failing` passes while the
+// gap exists and fails once it is fixed — then make it a plain test.
+test.failing('JWKS down across a config reload → tokens signed by known keys still get 200', async (t) => {
+  const jwks = await jwksEndpoint();
+  t.teardown(() => jwks.down());
+  await jwks.up();
+  const file = path.join(await tempDir(), 'gateway.yaml');
+  await writeConfig(file, config(jwks.url, { '1': 50, '2': 50 }));
+  const gw = await startFromFile(file);
+  t.teardown(() => gw.stop());
+  t.deepEqual(await statuses(gw, 5), new Array<number>(5).fill(200));
+  await jwks.down();
+  const applied = gw.controller.nextReload();
+  await writeConfig(file, config(jwks.url, { '1': 20, '2': 80 }));
+  await applied;
+  t.deepEqual(await statuses(gw, 10), new Array<number>(10).fill(200));
+});
