@@ -1,5 +1,5 @@
 // What observability costs: the same gateway and load with telemetry off, then on (OTLP traces, metrics, access logs).
-// Usage: npm run bench:telemetry [-- --requests N --concurrency C]   (loopback only; a few thousand requests per run)
+// Usage: npm run bench:telemetry [-- --seconds S --concurrency C --rounds R]   (loopback only, bounded in time)
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,10 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import { runLoad } from './load.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '6000' }, concurrency: { type: 'string', default: '16' }, rounds: { type: 'string', default: '3' } } });
-const REQUESTS = Number(values.requests);
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '16' }, rounds: { type: 'string', default: '3' } } });
+const DURATION_MS = Number(values.seconds) * 1000;
 const CONCURRENCY = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
 const BODY = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] });
@@ -59,40 +60,10 @@ async function startGateway(file: string, env: NodeJS.ProcessEnv): Promise<{ url
   });
 }
 
-async function load(url: string, count: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const target = new URL('/v2/models/iris/infer', url);
-  const latencies: number[] = [];
-  let errors = 0;
-  let issued = 0;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const start = process.hrtime.bigint();
-      const req = http.request(target, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(BODY) } }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode !== 200) errors++;
-          latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(BODY);
-    });
-  const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (issued++ < count) await one();
-    }),
-  );
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
-  return { rps: count / seconds, p50: pct(50), p99: pct(99), errors };
+/** Closed-loop load with the shared driver, in this process (the gateway runs in its own). */
+async function load(url: string, durationMs: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+  const r = await runLoad({ url, path: '/v2/models/iris/infer', body: BODY, headers: { 'content-type': 'application/json' }, mode: 'max', concurrency: CONCURRENCY, connections: CONCURRENCY, durationMs });
+  return { rps: r.rps, p50: r.p50Us / 1000, p99: r.p99Us / 1000, errors: r.errors };
 }
 
 const sink = await otlpSink();
@@ -102,14 +73,14 @@ const variants = [
   { name: 'telemetry on, traces sampled at 10 %', file: configFile(true, 0.1), env: { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.url } },
 ];
 console.log(`telemetry cost — ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}`);
-console.log(`iris v1 in-process, 1 row, concurrency ${CONCURRENCY}, ${REQUESTS} requests × ${ROUNDS} alternating rounds per variant (best round reported)\n`);
+console.log(`iris v1 in-process, 1 row, concurrency ${CONCURRENCY}, ${DURATION_MS / 1000} s × ${ROUNDS} alternating rounds per variant (best round reported)\n`);
 const best = new Map<string, { rps: number; p50: number; p99: number; errors: number }>();
 for (let round = 0; round < ROUNDS; round++) {
   for (const v of variants) {
     const gw = await startGateway(v.file, v.env);
     try {
-      await load(gw.url, 500);
-      const r = await load(gw.url, REQUESTS);
+      await load(gw.url, 500); // warm-up
+      const r = await load(gw.url, DURATION_MS);
       const prev = best.get(v.name);
       if (!prev || r.rps > prev.rps) best.set(v.name, r);
       process.stderr.write(`  round ${round + 1} ${v.name}: ${r.rps.toFixed(0)} req/s\n`);

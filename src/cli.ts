@@ -60,6 +60,8 @@ function printBanner(gw: RunningGateway, config: GatewayConfig): void {
     const shadow = traffic.shadow ? `; shadow ${traffic.shadow.targets.map((t) => `${t.version} at ${t.percent}%`).join(', ')}` : '';
     lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')} (default ${model.defaultVersion})${weights}${shadow}`);
   }
+  if (gw.extAuthz.http) lines.push(`ext_authz HTTP service on ${gw.extAuthz.http.url}${config.extAuthz.http.pathPrefix} (Envoy http_service; envoy/envoy-ext-authz.yaml)`);
+  if (gw.extAuthz.grpc) lines.push(`ext_authz gRPC service on ${gw.extAuthz.grpc.address} (envoy.service.auth.v3.Authorization; envoy/envoy-ext-authz-grpc.yaml)`);
   lines.push(gw.admin ? `admin API on ${gw.admin.url} (try: model-gateway status --admin-url ${gw.admin.url})` : 'admin API off (admin.enabled is false, or neither admin.token nor MODEL_GATEWAY_ADMIN_TOKEN is set)');
   const first = gw.state.current.catalog.all().find((m) => m.versions.get(m.defaultVersion)?.backend.ready());
   if (first) {

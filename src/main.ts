@@ -18,6 +18,7 @@ import { GatewayController } from './reload/controller.js';
 import type { KeyHash } from './routing/sticky.js';
 import type { Rng } from './routing/weighted.js';
 import { drainGateway } from './drain.js';
+import { startExtAuthz, type RunningExtAuthz } from './ext-authz/start.js';
 import { createDataPlane, type GatewayState } from './server.js';
 import type { Logger } from './telemetry/log.js';
 import { createAccessLog } from './telemetry/access-log.js';
@@ -42,6 +43,8 @@ export interface RunningGateway {
   readonly guards: GuardRegistry;
   /** This gateway's Prometheus registry (served at /metrics on the admin port); undefined when metrics are off. */
   readonly metrics: GatewayMetrics | undefined;
+  /** Envoy ext_authz services (HTTP, gRPC) when `extAuthz` enables them; same policy and buckets as the data plane. */
+  readonly extAuthz: RunningExtAuthz;
   /**
    * The drain timeline of src/drain.ts: readiness fails at once, new connections are still accepted for
    * `drainDelayMs` (default 0 here; the CLI passes server.drainDelayMs on SIGTERM), then in-flight requests and their
@@ -101,6 +104,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     accessLog: createAccessLog(log, config.logging.accessLog),
   });
   let admin: RunningAdmin | undefined;
+  let extAuthz: RunningExtAuthz;
   try {
     server.listen(config.server.port, config.server.host);
     await once(server, 'listening');
@@ -122,6 +126,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
       ...(options.env ? { env: options.env } : {}),
     });
     await controller.watch();
+    // Last, so a failure here leaves nothing of it to close; checks read the controller's current config.
+    extAuthz = await startExtAuthz(config, { currentConfig: () => controller.config, log, rateLimitStore, authStats, ...(options.clock ? { now: options.clock } : {}) });
   } catch (err) {
     server.close();
     await admin?.close();
@@ -135,6 +141,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   let stopping: Promise<void> | undefined;
 
   const release = async () => {
+    await extAuthz.close(); // after the drain: requests Envoy still sends during the drain delay need checks
     await controller.close();
     await rateLimitStore.close();
     guards.close();
@@ -157,5 +164,5 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     return stopping;
   };
 
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, stop };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, extAuthz, stop };
 }

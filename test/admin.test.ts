@@ -217,10 +217,17 @@ test('authorisation is pluggable: anyOf lets either check allow, and keeps the m
   t.is(err!.status, 403);
 });
 
-test('without a token in config or environment the admin API does not start', async (t) => {
-  const quiet = await startTestGateway(gatewayConfig(), { env: {} });
+test('without a token in config or environment the admin API does not start (metrics off) or refuses every admin call (metrics on)', async (t) => {
+  const quiet = await startTestGateway({ ...gatewayConfig(), telemetry: { metrics: { enabled: false } } }, { env: {} });
   t.teardown(() => quiet.stop());
   t.is(quiet.admin, undefined);
+  const metricsOnly = await startTestGateway(gatewayConfig(), { env: {} });
+  t.teardown(() => metricsOnly.stop());
+  t.is((await fetch(`${metricsOnly.admin!.url}/metrics`)).status, 200);
+  for (const authorization of [undefined, 'Bearer anything-at-all-here']) {
+    const refused = await fetch(`${metricsOnly.admin!.url}/admin/status`, authorization ? { headers: { authorization } } : {});
+    t.is(refused.status, 401);
+  }
   const fromEnv = await startTestGateway(gatewayConfig(), { env: { MODEL_GATEWAY_ADMIN_TOKEN: 'token-from-the-environment' } });
   t.teardown(() => fromEnv.stop());
   const res = await fetch(`${fromEnv.admin!.url}/admin/status`, { headers: { authorization: 'Bearer token-from-the-environment' } });

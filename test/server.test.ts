@@ -56,7 +56,7 @@ test('GET /v2/health/live and /v2/health/ready answer 200 with a JSON body', asy
 test('GET /v2 is the server metadata', async (t) => {
   const { status, body } = await getJson(`${gw.url}/v2`);
   t.is(status, 200);
-  t.deepEqual(body, { name: 'model-gateway', version: '0.1.0', extensions: [] });
+  t.deepEqual(body, { name: 'model-gateway', version: '0.1.0', extensions: ['binary_tensor_data'] });
 });
 
 test('model metadata, with and without a version, comes from the model', async (t) => {

@@ -29,12 +29,19 @@ export function vendoredProtoDir(): string {
 /** proto-loader options: proto field names (snake_case) as Envoy's docs spell them, enums as names, 64-bit as strings. */
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
 
+const loadedServices = new Map<string, grpc.ServiceDefinition>();
+
+/** Parsed once per proto directory: a restart of the services (tests, reloads of the process) reuses it. */
 export function loadAuthorizationService(protoDir: string = vendoredProtoDir()): grpc.ServiceDefinition {
+  const cached = loadedServices.get(protoDir);
+  if (cached !== undefined) return cached;
   const definition = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, { ...PROTO_LOADER_OPTIONS, includeDirs: [protoDir] });
   const loaded = grpc.loadPackageDefinition(definition);
   const service = lookup(loaded, ['envoy', 'service', 'auth', 'v3', 'Authorization']);
   if (typeof service !== 'function' || !('service' in service)) throw new Error('envoy.service.auth.v3.Authorization is not in the loaded protos');
-  return (service as grpc.ServiceClientConstructor).service;
+  const loadedService = (service as grpc.ServiceClientConstructor).service;
+  loadedServices.set(protoDir, loadedService);
+  return loadedService;
 }
 
 function lookup(root: unknown, path: readonly string[]): unknown {

@@ -1,5 +1,4 @@
 // Strict validation of Envoy YAML against the real Envoy v3 API protos: unknown fields, wrong types and unknown @types fail.
-// Dev tooling (tests, checks): protobufjs and the protos are devDependencies, and nothing on the runtime path imports this.
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -7,6 +6,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import protobuf from 'protobufjs';
 import { parse as parseYaml } from 'yaml';
 
+// Dev tooling (tests, checks): protobufjs and the protos are devDependencies, and nothing on the runtime path imports this.
 const require = createRequire(import.meta.url);
 
 /** The proto trees inside @grpc/grpc-js-xds (envoy-api, googleapis, xds with udpa, protoc-gen-validate). */

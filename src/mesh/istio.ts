@@ -192,6 +192,13 @@ function modelRoutes(name: string, model: ModelConfig, target: MeshTarget, notes
     }
     infer.mirror = to(chosen.version);
     infer.mirrorPercentage = { value: chosen.percent };
+    // Envoy copies the request after the route's header rewrites (it has no per-mirror headers in Istio), so the copy
+    // cannot ask for the shadow version; say so rather than let an operator believe the mesh compares versions.
+    notes.push(
+      `model ${name}: Istio mirrors ${chosen.percent} % of unversioned inference to subset ${subsetName(name, chosen.version)}, but the copy keeps ` +
+        `the primary's headers (including a pinned ${VERSION_HEADER}), so it runs version ${chosen.version} only on pods that serve nothing else; ` +
+        `the gateway's own shadow stage is what sends copies to version ${chosen.version} and compares the answers`,
+    );
   }
   routes.push(infer);
 

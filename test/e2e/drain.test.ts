@@ -3,11 +3,12 @@
 import test from 'ava';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { irisRequest, spawnGateway, writeConfigFile } from '../helpers/gateway.js';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { gatewayConfig, irisRequest, ROOT, spawnGateway, writeConfigFile } from '../helpers/gateway.js';
 import { startLoad } from '../helpers/load.js';
 import { remoteModels, startRecordingBackend } from './hardening-recorder.js';
 
-const DRAIN_DELAY_MS = 2_000;
+const DRAIN_DELAY_MS = 3_000;
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 /** How long the emulated mesh takes to stop routing here after readiness fails (must be below the drain delay). */
 const PROPAGATION_MS = 500;
@@ -75,11 +76,11 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   // get a slot once the load's shadows are done.
   for (let i = 0; i < 100 && shadow.completed() < shadow.infers.length; i++) await sleep(20);
   const shadowsBefore = shadow.infers.length;
-  primary.setDelay(2_000);
-  shadow.setDelay(3_500);
+  primary.setDelay(DRAIN_DELAY_MS + 500);
+  shadow.setDelay(DRAIN_DELAY_MS + 2_000);
   const slowSentAtMs = since();
   const slow = freshRequest(infer, 'POST', body);
-  await sleep(Math.max(0, DRAIN_DELAY_MS + 800 - since()));
+  await sleep(Math.max(0, DRAIN_DELAY_MS + 500 - since()));
   const afterDelay = await freshRequest(`${gw.url}/v2/health/live`, 'GET');
   const slowAnswer = await slow;
   const code = await gw.exited;
@@ -101,9 +102,9 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   t.is(afterDelay.error, 'ECONNREFUSED');
   t.is(slowAnswer.status, 200, `the in-flight request: ${slowAnswer.error}`);
   t.is(slowAnswer.connection, 'close');
-  t.true(slowSentAtMs < DRAIN_DELAY_MS - 300, `the slow request was sent at ${slowSentAtMs} ms, too late to test in-flight draining`);
+  t.true(slowSentAtMs < DRAIN_DELAY_MS - 500, `the slow request was sent at ${slowSentAtMs} ms, too late to test in-flight draining`);
   t.is(shadow.infers.length, shadowsBefore + 1, 'the slow request was mirrored');
-  t.true(exitedAtMs >= slowSentAtMs + 3_500, 'the exit waited for the shadow call in flight');
+  t.true(exitedAtMs >= slowSentAtMs + DRAIN_DELAY_MS + 2_000, 'the exit waited for the shadow call in flight');
   t.is(shadow.completed(), shadow.infers.length, 'every shadow call in flight finished (none aborted by the shutdown)');
   t.is(code, 0);
   t.true(exitedAtMs < SHUTDOWN_TIMEOUT_MS, `exited ${exitedAtMs} ms after SIGTERM`);
@@ -133,3 +134,19 @@ test('a request that outlives the deadline is cut, and the process still exits b
   t.is(code, 0, 'the drain cut the connection itself; the backstop exit (code 1) was not needed');
   t.regex(gw.stdout(), /closing remaining connections/);
 });
+
+const drainConfig = test.macro({
+  async exec(t, server: Record<string, unknown>, problem: RegExp | undefined) {
+    const parsed = parseConfig(gatewayConfig({ server }), { baseDir: ROOT, source: 'test' });
+    if (problem === undefined) {
+      await t.notThrowsAsync(parsed);
+      return;
+    }
+    const err = await t.throwsAsync(parsed, { instanceOf: ConfigError });
+    t.regex(err!.problems.join('\n'), problem);
+  },
+  title: (what = '') => `drain config: ${what}`,
+});
+test('a drain delay below the deadline is accepted', drainConfig, { drainDelayMs: 5_000, shutdownTimeoutMs: 25_000 }, undefined);
+test('a drain delay at or past the deadline is rejected at load', drainConfig, { drainDelayMs: 30_000, shutdownTimeoutMs: 25_000 }, /^server\.drainDelayMs: must be below server\.shutdownTimeoutMs/m);
+test('maxHeaderBytes below 1 KiB is rejected', drainConfig, { maxHeaderBytes: 100 }, /^server\.maxHeaderBytes: /m);

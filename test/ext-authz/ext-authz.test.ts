@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
 import { EXTERNAL_AUTH_PROTO, PROTO_LOADER_OPTIONS, type CheckResponseMessage } from '../../src/ext-authz/grpc.js';
+import { stripPathPrefix } from '../../src/ext-authz/http.js';
 import { startExtAuthz, type RunningExtAuthz } from '../../src/ext-authz/start.js';
 import { envoyProtoDirs } from '../../src/mesh/envoy-validate.js';
 import { MemoryStore } from '../../src/ratelimit/memory-store.js';
@@ -70,8 +71,14 @@ type CheckClient = grpc.Client & {
 };
 
 /** A client of envoy.service.auth.v3.Authorization built from the real protos in the devDependency (not the vendored copy). */
+const definition = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, { ...PROTO_LOADER_OPTIONS, includeDirs: envoyProtoDirs() });
+
+/** envoy.type.v3.StatusCode, name → number, from the real proto (the client decodes enums as names). */
+const STATUS_CODES = new Map(
+  ((definition['envoy.type.v3.StatusCode'] as { type: { value: { name: string; number: number }[] } }).type.value).map((v) => [v.name, v.number]),
+);
+
 function grpcClient(svc: RunningExtAuthz): CheckClient {
-  const definition = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, { ...PROTO_LOADER_OPTIONS, includeDirs: envoyProtoDirs() });
   const pkg = grpc.loadPackageDefinition(definition) as unknown as { envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } } };
   return new pkg.envoy.service.auth.v3.Authorization(svc.grpc!.address, grpc.credentials.createInsecure()) as unknown as CheckClient;
 }
@@ -95,7 +102,7 @@ function fromCheckResponse(res: CheckResponseMessage): Answer {
     return { status: res.status.code === 0 ? 200 : -1, upstream: pairs(res.ok_response.headers), remove: res.ok_response.headers_to_remove ?? [], client: pairs(res.ok_response.response_headers_to_add), body: '' };
   }
   const denied = res.denied_response!;
-  return { status: Number(denied.status.code), upstream: {}, remove: [], client: pairs(denied.headers), body: denied.body };
+  return { status: STATUS_CODES.get(String(denied.status.code)) ?? -1, upstream: {}, remove: [], client: pairs(denied.headers), body: denied.body };
 }
 
 async function grpcCheck(client: CheckClient, request: unknown): Promise<Answer & { rpcCode: number; statusCodeName: unknown }> {
@@ -109,7 +116,11 @@ async function grpcCheck(client: CheckClient, request: unknown): Promise<Answer 
 async function start(config = configWith()) {
   const store = new MemoryStore(1000, () => NOW);
   const svc = await startExtAuthz(config, { currentConfig: () => config, log: createLogger('silent'), rateLimitStore: store, now: () => NOW });
-  return { svc, store, client: grpcClient(svc) };
+  const client = svc.grpc ? grpcClient(svc) : undefined;
+  return { svc, store, get client(): CheckClient {
+    if (client === undefined) throw new Error('the gRPC service is not enabled');
+    return client;
+  }, closeClient: () => client?.close() };
 }
 
 type Transport = 'http' | 'grpc';
@@ -214,7 +225,7 @@ const decides = test.macro({
   async exec(t, transport: Transport, c: Case) {
     const ctx = await start();
     t.teardown(async () => {
-      ctx.client.close();
+      ctx.closeClient();
       await ctx.svc.close();
     });
     for (let i = 0; i < (c.before ?? 0); i++) t.is((await check(ctx, transport, c.method ?? 'POST', c.path, c.headers)).status, 200, `warm-up check ${i}`);
@@ -243,7 +254,7 @@ for (const c of Object.values(CASES)) {
 test('grpc: the CheckResponse carries gRPC status codes and the HTTP status enum Envoy reads', async (t) => {
   const ctx = await start();
   t.teardown(async () => {
-    ctx.client.close();
+    ctx.closeClient();
     await ctx.svc.close();
   });
   const denied = await grpcCheck(ctx.client, envoyCheckRequest('POST', INFER, []));
@@ -259,7 +270,7 @@ const malformedGrpc = test.macro({
   async exec(t, request: unknown, expected: RegExp) {
     const ctx = await start();
     t.teardown(async () => {
-      ctx.client.close();
+      ctx.closeClient();
       await ctx.svc.close();
     });
     const answer = await grpcCheck(ctx.client, request);
@@ -279,7 +290,7 @@ test('no method', malformedGrpc, { attributes: { request: { http: { path: INFER,
 test('grpc: headers sent as header_map (encode_raw_headers) are read too', async (t) => {
   const ctx = await start();
   t.teardown(async () => {
-    ctx.client.close();
+    ctx.closeClient();
     await ctx.svc.close();
   });
   const request = envoyCheckRequest('POST', INFER, []);
@@ -294,7 +305,7 @@ test('grpc: headers sent as header_map (encode_raw_headers) are read too', async
 test('http: a check outside the path prefix is a 400, and the service keeps answering', async (t) => {
   const ctx = await start();
   t.teardown(async () => {
-    ctx.client.close();
+    ctx.closeClient();
     await ctx.svc.close();
   });
   const res = await fetch(`${ctx.svc.http!.url}/v2/models/iris/infer`, { method: 'POST' });
@@ -303,10 +314,10 @@ test('http: a check outside the path prefix is a 400, and the service keeps answ
   t.is((await httpCheck(ctx.svc, 'POST', INFER, [['authorization', bearer()]])).status, 200);
 });
 
-test('a check and the HTTP service share one bucket per caller with the gRPC service (one store, one policy)', async (t) => {
+test('the HTTP and gRPC services charge the same bucket per caller (one store, one policy)', async (t) => {
   const ctx = await start();
   t.teardown(async () => {
-    ctx.client.close();
+    ctx.closeClient();
     await ctx.svc.close();
   });
   const headers: [string, string][] = [['authorization', bearer({ sub: 'carol' })]];
@@ -319,7 +330,7 @@ test('a check and the HTTP service share one bucket per caller with the gRPC ser
 test('extAuthz.rateLimits false: checks authenticate but never charge a bucket', async (t) => {
   const ctx = await start(configWith({ extAuthz: { http: { enabled: true, port: 0 }, grpc: { enabled: false }, rateLimits: false } }));
   t.teardown(async () => {
-    ctx.client.close();
+    ctx.closeClient();
     await ctx.svc.close();
   });
   t.is(ctx.svc.grpc, undefined);
@@ -335,4 +346,31 @@ test('a reload changes the policy checks apply (currentConfig is read per check)
   const raw = configWith();
   config = { ...raw, models: { ...raw.models, iris: { ...raw.models.iris!, auth: { ...raw.models.iris!.auth!, infer: { scopes: ['other'], claims: {} } } } } };
   t.is((await httpCheck(svc, 'POST', INFER, [['authorization', bearer({ scope: 'other' })]])).status, 200);
+});
+
+const prefix = test.macro({
+  exec(t, path: string, configured: string, expected: string | undefined) {
+    t.is(stripPathPrefix(path, configured), expected);
+  },
+  title: (_p, path: string, configured: string) => `path prefix '${configured}' on ${path}`,
+});
+test(prefix, '/ext-authz/v2/models/iris/infer', '/ext-authz', '/v2/models/iris/infer');
+test(prefix, '/ext-authz/v2?x=1', '/ext-authz', '/v2?x=1');
+test(prefix, '/ext-authzz/v2', '/ext-authz', undefined);
+test(prefix, '/ext-authz', '/ext-authz', undefined);
+test(prefix, '/v2/health/live', '', '/v2/health/live');
+test(prefix, '/a/b/v2', '/a/b', '/v2');
+
+test('extAuthz defaults: both services off, loopback, ports 9191/9192, prefix /ext-authz, rate limits charged', (t) => {
+  const config = configSchema.parse({ models: { m: { versions: { '1': { backend: { kind: 'onnx', path: '/m.onnx' } } } } } });
+  t.deepEqual(config.extAuthz, {
+    http: { enabled: false, host: '127.0.0.1', port: 9191, pathPrefix: '/ext-authz' },
+    grpc: { enabled: false, host: '127.0.0.1', port: 9192 },
+    rateLimits: true,
+  });
+  const bad = configSchema.safeParse({ models: config.models, extAuthz: { http: { pathPrefix: 'no-slash' }, grpc: { tls: true } } });
+  t.false(bad.success);
+  const paths = bad.success ? [] : bad.error.issues.map((i) => i.path.join('.'));
+  t.true(paths.includes('extAuthz.http.pathPrefix'));
+  t.true(paths.includes('extAuthz.grpc'), 'unknown keys are rejected');
 });

@@ -99,7 +99,7 @@ const strictRule = test.macro({
 });
 
 const cluster = (extra: Json): Json => ({ static_resources: { clusters: [{ name: 'c', ...extra }] } });
-const anyIn = (any: Json): Json => cluster({ typed_extension_protocol_options: { x: any } });
+const anyIn = (packed: Json): Json => cluster({ typed_extension_protocol_options: { x: packed } });
 test('a string where a message is expected', strictRule, { static_resources: { clusters: ['c'] } }, /clusters\[0\]: expected an object \(envoy\.config\.cluster\.v3\.Cluster\)/);
 test('a list where a single value is expected', strictRule, cluster({ connect_timeout: ['1s'] }), /connect_timeout: expected a duration/);
 test('integers out of range', strictRule, cluster({ per_connection_buffer_limit_bytes: -1 }), /out of uint32 range/);
@@ -174,7 +174,6 @@ const extAuthzConsistent = test.macro({
     const filter = obj(at(filters[0], 'typed_config'));
     t.is(filter['@type'], EXT_AUTHZ);
     t.is(filter.failure_mode_allow, false, 'fails closed');
-    // Envoy's default ext_authz timeout (200 ms) and ours must leave room for a JWKS-cached verification.
     if (kind === 'http') {
       const service = obj(filter.http_service);
       t.is(service.path_prefix, extAuthz.http.pathPrefix);

@@ -109,6 +109,7 @@ test('one shadow target becomes the mirror', infers, {
   model: { defaultVersion: '1', shadow: { targets: [{ version: '2', percent: 12.5 }] } },
   infer: ['m-v1:-:-'],
   mirror: { subset: 'm-v2', percent: 12.5 },
+  notes: [/Istio mirrors 12\.5 % of unversioned inference to subset m-v2, but the copy keeps the primary's headers/],
 });
 test('several shadow targets: the highest percent is mirrored, and the operator is told', infers, {
   model: {
@@ -118,7 +119,7 @@ test('several shadow targets: the highest percent is mirrored, and the operator 
   },
   infer: ['m-v1:-:-'],
   mirror: { subset: 'm-v3', percent: 40 },
-  notes: [/mirroring to version 3 \(40 %\), not to 2 \(10 %\)/],
+  notes: [/mirroring to version 3 \(40 %\), not to 2 \(10 %\)/, /Istio mirrors 40 %/],
 });
 test('shadow targets tied on percent: the first listed wins', infers, {
   model: {
@@ -128,7 +129,7 @@ test('shadow targets tied on percent: the first listed wins', infers, {
   },
   infer: ['m-v1:-:-'],
   mirror: { subset: 'm-v3', percent: 100 },
-  notes: [/mirroring to version 3 \(100 %\), not to 2 \(100 %\)/],
+  notes: [/mirroring to version 3 \(100 %\), not to 2 \(100 %\)/, /Istio mirrors 100 %/],
 });
 
 test('versioned paths go straight to their subset, before the weighted route; metadata goes to the default version', async (t) => {

@@ -1,6 +1,9 @@
-// Binary tensor data extension codecs: header parsing, body splitting, raw tensor decoding (views vs copies), outputs.
+// Binary tensor data extension codecs: header parsing, body splitting, raw tensor decoding (views vs copies), outputs,
+// and a remote's binary answer as the gateway passes it on.
 
 import test from 'ava';
+import type { ForwardedResponse } from '../../src/backends/backend.js';
+import { decodeOutputs, parseInferenceResponse, replyFromRemote } from '../../src/backends/http-oip.js';
 import type { ErrorCode } from '../../src/errors/codes.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import {
@@ -13,6 +16,7 @@ import {
   tensorBytes,
 } from '../../src/protocol/binary.js';
 import type { Datatype, Tensor, TensorData } from '../../src/protocol/oip.js';
+import { RawBody } from '../../src/pipeline/stage.js';
 import { encodeJsonData } from '../../src/protocol/tensor.js';
 import { validateInferRequest } from '../../src/protocol/validate.js';
 
@@ -167,4 +171,44 @@ test('validation takes binary inputs through externalData and still checks names
   t.deepEqual(Array.from(request.inputs[0]!.data as Float32Array), [3, 4]);
   const wrongShape = { inputs: [sized('x', 8, { shape: [1, 3] })] };
   t.throws(() => validateInferRequest(wrongShape, meta, { externalData }), { message: /dimension 1 must be 2/ });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// A remote's binary answer, as the gateway passes it on.
+
+function remoteBinary(json: Record<string, unknown>, raw: Uint8Array, header?: string): ForwardedResponse {
+  const head = Buffer.from(JSON.stringify(json));
+  return { status: 200, headers: { 'inference-header-content-length': header ?? String(head.length), 'content-type': 'application/octet-stream' }, body: Buffer.concat([head, raw]) };
+}
+
+test('a remote binary answer: names rewritten in the JSON part, header recomputed, tensor bytes passed as a view', (t) => {
+  const raw = new Uint8Array(new Float32Array([1, 2]).buffer);
+  const res = remoteBinary({ model_name: 'remote-name', model_version: '7', outputs: [{ name: 'y', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] }, raw);
+  const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, 'model flowers version 2');
+  t.true(reply.body instanceof RawBody);
+  const [head, tensors] = (reply.body as RawBody).chunks as [Uint8Array, Uint8Array];
+  t.like(JSON.parse(Buffer.from(head).toString()), { model_name: 'flowers', model_version: '2' });
+  t.is(reply.headers['inference-header-content-length'], String(head.byteLength));
+  t.is(tensors.buffer, res.body.buffer);
+  const outputs = decodeOutputs(reply.json, 'model flowers version 2', reply.binary);
+  t.deepEqual(Array.from(outputs[0]!.data as Float32Array), [1, 2]);
+});
+
+const remoteFails = test.macro((t, res: ForwardedResponse, decode: boolean, message: RegExp) => {
+  const label = 'model flowers version 2';
+  const err = t.throws(() => {
+    const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, label);
+    if (decode) decodeOutputs(reply.json, label, reply.binary);
+  }, { instanceOf: GatewayError });
+  t.is(err!.code, 'GW_ERR_BAD_GATEWAY');
+  t.regex(err!.message, message);
+});
+const out8 = { outputs: [{ name: 'y', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] };
+test('remote: header beyond its body', remoteFails, remoteBinary(out8, new Uint8Array(8), '9999'), false, /invalid inference-header-content-length/);
+test('remote: non-numeric header', remoteFails, remoteBinary(out8, new Uint8Array(8), 'x'), false, /invalid inference-header-content-length/);
+test('remote: sizes beyond the bytes (decoded for a shadow)', remoteFails, remoteBinary(out8, new Uint8Array(4)), true, /binary_data_size 8 does not fit the 4 bytes left/);
+test('remote: trailing bytes (decoded for a shadow)', remoteFails, remoteBinary(out8, new Uint8Array(12)), true, /4 bytes of binary data no output accounts for/);
+test('a binary answer to a JSON tensor call is refused', (t) => {
+  const err = t.throws(() => parseInferenceResponse(remoteBinary(out8, new Uint8Array(8)), 'l'), { instanceOf: GatewayError });
+  t.regex(err!.message, /binary tensor response to a request that asked for JSON/);
 });
