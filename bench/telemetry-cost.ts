@@ -31,7 +31,7 @@ async function otlpSink(): Promise<{ url: string; bytes: () => number; close: ()
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, bytes: () => bytes, close: () => server.close() };
 }
 
-function configFile(telemetry: boolean, sampleRatio = 1): string {
+function configFile(telemetry: boolean, sampleRatio = 1, parts: { metrics?: boolean; accessLog?: boolean } = {}): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mg-bench-'));
   const file = path.join(dir, 'gateway.yaml');
   writeFileSync(
@@ -39,8 +39,8 @@ function configFile(telemetry: boolean, sampleRatio = 1): string {
     stringify({
       server: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
-      logging: { level: 'info', accessLog: { enabled: telemetry } },
-      telemetry: { metrics: { enabled: telemetry }, tracing: { sampleRatio } },
+      logging: { level: 'info', accessLog: { enabled: parts.accessLog ?? telemetry } },
+      telemetry: { metrics: { enabled: parts.metrics ?? telemetry }, tracing: { sampleRatio } },
       models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: path.join(ROOT, 'examples/models/iris-v1.onnx') } } } } },
     }),
   );
@@ -69,6 +69,8 @@ async function load(url: string, durationMs: number): Promise<{ rps: number; p50
 const sink = await otlpSink();
 const variants = [
   { name: 'telemetry off', file: configFile(false), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
+  { name: 'metrics only', file: configFile(false, 1, { metrics: true }), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
+  { name: 'access log only', file: configFile(false, 1, { accessLog: true }), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
   { name: 'telemetry on (OTLP traces, metrics, access logs)', file: configFile(true), env: { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.url } },
   { name: 'telemetry on, traces sampled at 10 %', file: configFile(true, 0.1), env: { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.url } },
 ];

@@ -7,6 +7,7 @@ import { adminToken, startAdminServer, type RunningAdmin } from './admin.js';
 import { anyOf, bearerTokenAuthorizer, type AdminAuthorizer } from './admin-auth.js';
 import { createAdminAuthorizer } from './auth/authorize.js';
 import { createBackend } from './backends/create.js';
+import type { RemoteKeySources } from './auth/jwks.js';
 import { AuthStats } from './auth/stats.js';
 import { createRateLimitStore } from './ratelimit/create-store.js';
 import { GuardRegistry } from './resilience/registry.js';
@@ -76,7 +77,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const authStats = new AuthStats();
   // Breakers and concurrency caps per version, kept across reloads for versions whose backend is reused.
   const guards = new GuardRegistry({ log });
-  const security = { rateLimitStore, authStats, guards, ...(options.clock ? { clock: options.clock } : {}) };
+  const security = { rateLimitStore, authStats, guards, remoteKeySources: new Map() as RemoteKeySources, ...(options.clock ? { clock: options.clock } : {}) };
   const metrics = config.telemetry.metrics.enabled ? new GatewayMetrics() : undefined;
   const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log));
   let controller: GatewayController;

@@ -253,20 +253,32 @@ async function readCapped(res: Response, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The key source an issuer's config describes; local sources are read and checked now. */
+/**
+ * Remote key sources shared by every config generation of a process, keyed by their settings: a reload must not
+ * start from an empty key set, or an IdP outage during a reload would turn every token into a 401.
+ */
+export type RemoteKeySources = Map<string, RemoteKeySource>;
+
+/** The key source an issuer's config describes; local sources are read and checked now, remote ones reused if known. */
 export function createKeySource(
   jwks: JwksSourceConfig,
   algorithms: readonly JwsAlgorithm[],
-  deps: { now: () => number; log: Logger; fetch?: typeof fetch },
+  deps: { now: () => number; log: Logger; fetch?: typeof fetch; remoteSources?: RemoteKeySources },
 ): KeySource {
   if (jwks.file !== undefined) return StaticKeySource.fromFile(jwks.file, algorithms);
   if (jwks.keys !== undefined) return new StaticKeySource(jwks.keys, algorithms, 'jwks.keys');
-  return new RemoteKeySource({
+  const { remoteSources, ...sourceDeps } = deps;
+  const key = JSON.stringify([jwks.url, jwks.cacheMaxAgeMs, jwks.cooldownMs, jwks.timeoutMs, algorithms]);
+  const known = remoteSources?.get(key);
+  if (known) return known;
+  const source = new RemoteKeySource({
     url: jwks.url!,
     cacheMaxAgeMs: jwks.cacheMaxAgeMs,
     cooldownMs: jwks.cooldownMs,
     timeoutMs: jwks.timeoutMs,
     algorithms,
-    ...deps,
+    ...sourceDeps,
   });
+  remoteSources?.set(key, source);
+  return source;
 }

@@ -7,7 +7,7 @@ import type { GatewayError } from '../errors/gateway-error.js';
 import type { Identity } from '../pipeline/stage.js';
 import type { Logger } from '../telemetry/log.js';
 import { authError } from './challenge.js';
-import { createKeySource, KeyLookupError, type KeySource } from './jwks.js';
+import { createKeySource, KeyLookupError, type KeySource, type RemoteKeySources } from './jwks.js';
 import { AuthStats } from './stats.js';
 import { TokenCache } from './token-cache.js';
 
@@ -21,6 +21,8 @@ export interface VerifierDeps {
   log: Logger;
   stats?: AuthStats;
   fetch?: typeof fetch;
+  /** Process-wide remote key sources, so their key sets survive config reloads. */
+  remoteSources?: RemoteKeySources;
 }
 
 interface TrustedIssuer {

@@ -3,6 +3,7 @@
 import type { GatewayConfig } from '../config/schema.js';
 import type { ModelCatalog } from '../models/catalog.js';
 import type { Logger } from '../telemetry/log.js';
+import type { RemoteKeySources } from '../auth/jwks.js';
 import type { AuthStats } from '../auth/stats.js';
 import { MemoryStore } from '../ratelimit/memory-store.js';
 import { compileRules } from '../ratelimit/rules.js';
@@ -38,6 +39,8 @@ export interface PipelineDeps {
   rateLimitStore?: RateLimitStore;
   /** Process-wide auth counters; absent: private ones. */
   authStats?: AuthStats;
+  /** The process's remote JWKS sources, shared by all generations so key sets survive reloads. */
+  remoteKeySources?: RemoteKeySources;
   /** Injected clock (epoch ms) for token expiry, JWKS cooldowns and token buckets (tests). */
   clock?: Clock;
   /**
@@ -48,15 +51,15 @@ export interface PipelineDeps {
 }
 
 /** Process-wide state (security and resilience) the control plane passes to every generation's pipeline. */
-export type PipelineSecurity = Pick<PipelineDeps, 'rateLimitStore' | 'authStats' | 'clock' | 'guards'>;
+export type PipelineSecurity = Pick<PipelineDeps, 'rateLimitStore' | 'authStats' | 'clock' | 'guards' | 'remoteKeySources'>;
 
 /** Builds the chain for one config generation; everything a stage precomputes happens here, not per request. */
-export function buildPipeline({ config, catalog, log, routing, shadow, route, rateLimitStore, authStats, clock, guards }: PipelineDeps): Pipeline {
+export function buildPipeline({ config, catalog, log, routing, shadow, route, rateLimitStore, authStats, clock, guards, remoteKeySources }: PipelineDeps): Pipeline {
   const now = clock ?? Date.now;
   const limits = { rules: compileRules(config.rateLimits), store: rateLimitStore ?? new MemoryStore(100_000, now), log, now };
   return compose([
     requestIdStage(), //  x-request-id in, x-request-id out
-    authStage({ auth: config.auth, models: config.models, log, now, stats: authStats }), // bearer → ctx.identity, per-model scopes (400/401/403); identity → ctx.upstreamHeaders
+    authStage({ auth: config.auth, models: config.models, log, now, stats: authStats, ...(remoteKeySources ? { remoteSources: remoteKeySources } : {}) }), // bearer → ctx.identity, per-model scopes (400/401/403); identity → ctx.upstreamHeaders
     rateLimitStage('admission', limits), // model rules, charged before routing and before the body is read (429/503)
     routeStage(catalog, routing ?? new RoutingTable(config, catalog), route), // path/header/sticky/weights → ctx.target (403/404)
     validateStage(config), // body → ctx.inference, checked against the model's metadata (400/413); skipped for pass-through remotes

@@ -1,5 +1,6 @@
 // Auth: strips client copies of identity headers, verifies the bearer token, authorises per model and forwards the identity.
 
+import type { RemoteKeySources } from '../auth/jwks.js';
 import type { AuthConfig, GatewayConfig, ModelAuthConfig } from '../config/schema.js';
 import { checkAccess } from '../auth/authorize.js';
 import { authError } from '../auth/challenge.js';
@@ -18,6 +19,8 @@ export interface AuthStageOptions {
   now?: () => number;
   stats?: AuthStats;
   fetch?: typeof fetch;
+  /** Process-wide remote key sources (see createKeySource): a reload keeps the last good key sets. */
+  remoteSources?: RemoteKeySources;
 }
 
 type Policy = ModelAuthConfig & { enforce: boolean };
@@ -44,7 +47,7 @@ export function authStage(options: AuthStageOptions): AuthStage {
   }
 
   const stats = options.stats ?? new AuthStats();
-  const verifier = new TokenVerifier(auth, { now, log, stats, fetch: options.fetch });
+  const verifier = new TokenVerifier(auth, { now, log, stats, fetch: options.fetch, ...(options.remoteSources ? { remoteSources: options.remoteSources } : {}) });
   void verifier.warm();
   const policies = new Map<string, Policy>();
   for (const [name, model] of Object.entries(options.models)) {
