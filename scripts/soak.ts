@@ -4,15 +4,13 @@
 //   npm run soak -- [--seconds 60] [--concurrency 4]
 
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import { once } from 'node:events';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { remoteModels, startRecordingBackend } from '../test/e2e/hardening-recorder.js';
 import { MODELS, irisRequest, spawnGateway, writeConfigFile } from '../test/helpers/gateway.js';
-import { closedPort, ecKey, tokenFor } from '../test/helpers/jwt.js';
+import { closedPort, ecKey, switchableJwks, tokenFor } from '../test/helpers/jwt.js';
 import { percentile, startLoad, type Sample } from '../test/helpers/load.js';
 import { startRedis, REDIS_BIN, type RedisServer } from '../test/helpers/redis.js';
 import { spawnServeModel, type ServeModelProcess } from '../test/helpers/serve-model.js';
@@ -35,30 +33,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
-}
-
-/** A JWKS endpoint on a fixed port that can be taken down and brought back (an IdP outage). */
-function jwksEndpoint(port: number, keys: unknown[]) {
-  let server: http.Server | undefined;
-  return {
-    url: `http://127.0.0.1:${port}/jwks.json`,
-    async up() {
-      const s = http.createServer((req, res) => {
-        req.resume();
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
-      });
-      s.listen(port, '127.0.0.1');
-      await once(s, 'listening');
-      server = s;
-    },
-    async down() {
-      const s = server;
-      server = undefined;
-      if (!s) return;
-      s.closeAllConnections();
-      await new Promise<void>((resolve) => s.close(() => resolve()));
-    },
-  };
 }
 
 const ISS = 'https://soak-idp.example';
@@ -85,7 +59,7 @@ async function main(): Promise<number> {
   try {
     const redis: RedisServer | undefined = REDIS_BIN ? await startRedis() : undefined;
     if (redis) cleanups.push(() => redis.stop());
-    const jwks = jwksEndpoint(await closedPort(), [key.jwk]);
+    const jwks = switchableJwks(await closedPort(), [key.jwk]);
     cleanups.push(() => jwks.down());
     const runtimePort = await closedPort();
     const runtimeArgs = ['--model-dir', MODELS, '--port', String(runtimePort), '--log-level', 'warn'];

@@ -2,12 +2,10 @@
 // (the last good key set keeps serving), and down across a config reload (remote key sets survive reloads).
 
 import test from 'ava';
-import { once } from 'node:events';
-import http from 'node:http';
 import path from 'node:path';
 import type { RunningGateway } from '../../src/main.js';
 import { irisRequest, postJson } from '../helpers/gateway.js';
-import { closedPort, ecKey, tokenFor } from '../helpers/jwt.js';
+import { closedPort, ecKey, switchableJwks, tokenFor } from '../helpers/jwt.js';
 import { fileConfig, irisVersion, startFromFile, tempDir, writeConfig } from '../helpers/traffic.js';
 
 const ISS = 'https://faults-idp.example';
@@ -17,29 +15,9 @@ const nowS = Math.floor(Date.now() / 1000);
 const BEARER = `Bearer ${tokenFor(key, { iss: ISS, aud: AUD, sub: 'alice', iat: nowS, exp: nowS + 3600 })}`;
 const COOLDOWN_MS = 300;
 
-/** A JWKS endpoint on a fixed port that can go down and come back. */
+/** The IdP for these tests: its JWKS endpoint on a fixed port, switchable. */
 async function jwksEndpoint() {
-  const port = await closedPort();
-  let server: http.Server | undefined;
-  return {
-    url: `http://127.0.0.1:${port}/jwks.json`,
-    async up() {
-      const s = http.createServer((req, res) => {
-        req.resume();
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
-      });
-      s.listen(port, '127.0.0.1');
-      await once(s, 'listening');
-      server = s;
-    },
-    async down() {
-      const s = server;
-      server = undefined;
-      if (!s) return;
-      s.closeAllConnections();
-      await new Promise<void>((resolve) => s.close(() => resolve()));
-    },
-  };
+  return switchableJwks(await closedPort(), [key.jwk]);
 }
 
 function config(url: string, weights: Record<string, number>) {

@@ -92,3 +92,27 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/** A JWKS endpoint on a fixed port that can be taken down and brought back (an IdP outage), for fault tests and soak. */
+export function switchableJwks(port: number, keys: unknown[]) {
+  let server: http.Server | undefined;
+  return {
+    url: `http://127.0.0.1:${port}/jwks.json`,
+    async up() {
+      const s = http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+      });
+      s.listen(port, '127.0.0.1');
+      await once(s, 'listening');
+      server = s;
+    },
+    async down() {
+      const s = server;
+      server = undefined;
+      if (!s) return;
+      s.closeAllConnections();
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+  };
+}
