@@ -262,7 +262,7 @@ function summarise(
     `| responses by status | ${tally(samples)} |`,
     `| requests without any response | ${unanswered.length} |`,
     `| connection resets | ${resets.length} |`,
-    `| latency p50 / p99 / max | ${percentile(ms, 0.5).toFixed(1)} / ${percentile(ms, 0.99).toFixed(1)} / ${Math.max(...ms).toFixed(1)} ms |`,
+    `| latency p50 / p99 / max | ${percentile(ms, 0.5).toFixed(1)} / ${percentile(ms, 0.99).toFixed(1)} / ${ms.reduce((a, b) => (b > a ? b : a), 0).toFixed(1)} ms |`,
     `| RSS at start / after the first (warm-up) cycle / at end | ${facts.rssAtStart.toFixed(1)} / ${facts.rssAfterWarmup.toFixed(1)} / ${facts.rssAtEnd.toFixed(1)} MiB |`,
     `| RSS peak of cycle 1 / cycle 2, growth | ${peak1.toFixed(1)} / ${peak2.toFixed(1)} MiB, ${(growth * 100).toFixed(1)}% |`,
     `| RSS end of cycle 1 → end of cycle 2 (single readings) | ${(pointGrowth * 100).toFixed(1)}% |`,
