@@ -11,6 +11,7 @@ import type { GatewayConfig } from './config/schema.js';
 import { startGateway, type RunningGateway } from './main.js';
 import { SERVE_MODEL_USAGE, serveModelCommand } from './serve-model.js';
 import type { BackendMetadata } from './protocol/oip.js';
+import { stopOnSignals } from './shutdown.js';
 import { startTracing } from './telemetry/tracing.js';
 import { createLogger } from './telemetry/log.js';
 import { GATEWAY_VERSION } from './version.js';
@@ -101,38 +102,17 @@ async function start(argv: string[]): Promise<number> {
   log.info({ url: gw.url }, 'ready');
   printBanner(gw, config);
 
-  const onSignal = (signal: NodeJS.Signals) => {
-    // SIGTERM comes from the kubelet, while endpoints still point here: keep serving for the drain delay. SIGINT is
-    // someone at a terminal: no endpoints to wait for.
-    const drainDelayMs = signal === 'SIGTERM' ? config.server.drainDelayMs : 0;
-    log.info({ signal, drainDelayMs }, 'stopping: draining in-flight requests');
-    process.once(signal, () => {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    });
-    // The drain cuts connections before the deadline; this backstop covers a backend whose close() hangs.
-    setTimeout(() => {
-      log.error({ shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutdown deadline passed: exiting now');
-      log.flush();
-      process.exit(1);
-    }, config.server.shutdownTimeoutMs).unref();
-    gw.stop(drainDelayMs)
-      .then(() => tracing.shutdown())
-      .then(
-      () => {
-        log.info('stopped');
-        log.flush();
-        process.exitCode = 0;
-      },
-      (err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        log.flush();
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  stopOnSignals(log, {
+    deadlineMs: config.server.shutdownTimeoutMs,
+    stop: async (signal) => {
+      // SIGTERM comes from the kubelet, while endpoints still point here: keep serving for the drain delay. SIGINT is
+      // someone at a terminal: no endpoints to wait for.
+      const drainDelayMs = signal === 'SIGTERM' ? config.server.drainDelayMs : 0;
+      log.info({ signal, drainDelayMs }, 'stopping: draining in-flight requests');
+      await gw.stop(drainDelayMs);
+      await tracing.shutdown();
+    },
+  });
   return -1; // keep running
 }
 

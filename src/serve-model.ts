@@ -1,6 +1,7 @@
 // `model-gateway serve-model`: the runtime container. Serves ONNX models from a model directory (or a gateway-style
 // config) over the OIP REST surface with the gateway's own server, catalog and in-process ONNX backend, no auth.
 
+import { stopOnSignals } from './shutdown.js';
 import { once } from 'node:events';
 import { readdir, stat } from 'node:fs/promises';
 import type http from 'node:http';
@@ -208,23 +209,13 @@ export async function serveModelCommand(argv: string[]): Promise<number> {
   for (const model of runtime.state.current.catalog.all()) lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')}`);
   process.stderr.write(`${lines.join('\n')}\n`);
 
-  const onSignal = (signal: NodeJS.Signals) => {
-    log.info({ signal }, 'stopping: draining in-flight requests');
-    process.once(signal, () => process.exit(1));
-    runtime.stop().then(
-      () => {
-        log.info('stopped');
-        log.flush();
-        process.exitCode = 0;
-      },
-      (err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        log.flush();
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  stopOnSignals(log, {
+    // Its stop() waits up to shutdownTimeoutMs for in-flight calls and only then closes the workers: leave them time.
+    deadlineMs: config.server.shutdownTimeoutMs + 5_000,
+    stop: async (signal) => {
+      log.info({ signal }, 'stopping: draining in-flight requests');
+      await runtime.stop();
+    },
+  });
   return -1;
 }

@@ -1,6 +1,7 @@
 // Test helpers: start a real gateway in-process (port 0, 127.0.0.1) or as a child process, and talk to it.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { CLI, spawnCli, type CliProcess } from './cli-process.js';
 import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,7 +13,7 @@ import { createLogger } from '../../src/telemetry/log.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../../..');
 export const MODELS = path.join(ROOT, 'examples/models');
-export const CLI = path.join(ROOT, 'dist/src/cli.js');
+export { CLI };
 
 /** The example models as a config `models` section. */
 export function irisModels(extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -51,50 +52,11 @@ export async function writeConfigFile(raw: unknown): Promise<string> {
   return file;
 }
 
-export interface GatewayProcess {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  stderr: () => string;
-  /** Resolves with the exit code when the process exits (for whatever reason). */
-  exited: Promise<number | null>;
-  /** Sends a signal and resolves with the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
+export type GatewayProcess = CliProcess;
 
 /** Runs `model-gateway start --config FILE` as a real process and waits for its ready line. */
-export async function spawnGateway(configFile: string, args: string[] = []): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not become ready in time:\n${err}\n${out}`)), 60_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /model-gateway ready on (http:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited with ${code} before ready:\n${err}\n${out}`));
-    });
-  });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return {
-    child,
-    url,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
-  };
+export function spawnGateway(configFile: string, args: string[] = []): Promise<GatewayProcess> {
+  return spawnCli(['start', '--config', configFile, ...args], /model-gateway ready on (http:\/\/\S+)/, 'gateway');
 }
 
 /** Runs the CLI to completion and returns its exit code and output. */
