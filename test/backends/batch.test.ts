@@ -144,7 +144,7 @@ function mlpRequest(rows: number, seed: number): InferenceRequest {
 
 test('mlp-large: 24 concurrent calls batched give the unbatched results (float tolerance), in fewer runs', async (t) => {
   const file = path.join(MODELS, 'mlp-large.onnx');
-  const [plain, batched] = await Promise.all([started(t, file), started(t, file, { maxBatchSize: 32, maxQueueDelayUs: 5000 })]);
+  const [plain, batched] = await Promise.all([started(t, file), started(t, file, { maxBatchSize: 32, maxQueueDelayUs: 200_000 })]);
   const requests = Array.from({ length: 24 }, (_, i) => mlpRequest(1 + (i % 3), i));
   const expected: InferenceResult[] = [];
   for (const r of requests) expected.push(await plain.infer(r, never));
@@ -167,7 +167,7 @@ test('mlp-large: 24 concurrent calls batched give the unbatched results (float t
 });
 
 test('mixed shapes: only compatible calls share a run, and every call gets exactly its own rows', async (t) => {
-  const b = await started(t, await doubler(), { maxBatchSize: 64, maxQueueDelayUs: 5000 });
+  const b = await started(t, await doubler(), { maxBatchSize: 64, maxQueueDelayUs: 200_000 });
   const widths = [2, 3, 2, 3, 2, 5, 2];
   const requests = widths.map((w, i) => ({ inputs: [fp32('x', [1 + (i % 2), w], Array.from({ length: (1 + (i % 2)) * w }, (_, k) => i * 100 + k))] }));
   const results = await Promise.all(requests.map((r) => b.infer(r, never)));
@@ -183,8 +183,10 @@ test('mixed shapes: only compatible calls share a run, and every call gets exact
 });
 
 test('a poisoned member fails alone: the batch is re-run member by member and the others succeed', async (t) => {
-  const b = await started(t, await lookup(), { maxBatchSize: 16, maxQueueDelayUs: 5000 });
+  // The batch is full (5 rows) exactly when the fifth call joins, so it runs then: a busy CI machine pausing between
+  // two calls cannot split it the way a short delay could.
   const indices = [0, 3, 99, 1, 2];
+  const b = await started(t, await lookup(), { maxBatchSize: indices.length, maxQueueDelayUs: 1_000_000 });
   const calls = indices.map((i) => b.infer({ inputs: [{ name: 'idx', datatype: 'INT64', shape: [1, 1], data: new BigInt64Array([BigInt(i)]) }] }, never));
   const settled = await Promise.allSettled(calls);
   settled.forEach((s, k) => {
