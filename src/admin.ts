@@ -12,6 +12,8 @@ import { toResponse } from './errors/to-response.js';
 import { RequestBody } from './http/request-body.js';
 import type { GatewayController } from './reload/controller.js';
 import type { GuardRegistry } from './resilience/registry.js';
+import type { RolloutManager } from './rollout/manager.js';
+import type { OperatorAction } from './rollout/machine.js';
 
 /** Admin request bodies are tiny (a weight map). */
 const MAX_ADMIN_BODY_BYTES = 64 * 1024;
@@ -29,6 +31,8 @@ export interface AdminServerOptions {
   guards?: GuardRegistry;
   /** Served at GET /metrics without the admin token (Prometheus text; no secrets in it). */
   metrics?: GatewayMetrics;
+  /** Progressive rollouts: GET /admin/models/{m}/rollout and POST .../rollout/{pause,resume,promote,abort}. */
+  rollouts?: RolloutManager;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -58,7 +62,22 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 /** Resolves the path to its handlers by method; undefined for paths the admin API does not have. */
-function match(path: string, c: GatewayController, guards?: GuardRegistry): { routes: Routes; params: { model?: string } } | undefined {
+const ROLLOUT_ACTIONS: readonly OperatorAction[] = ['pause', 'resume', 'promote', 'abort'];
+
+/** The optional body of a rollout action: `{"full": true}` makes promote go straight to the last step. */
+async function rolloutOptions(req: IncomingMessage, action: OperatorAction): Promise<{ full?: boolean }> {
+  const body = new RequestBody(req, MAX_ADMIN_BODY_BYTES);
+  if ((await body.bytes()).length === 0) return {};
+  const parsed = await body.json();
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be a JSON object');
+  const { full, ...rest } = parsed as Record<string, unknown>;
+  const unknownKeys = Object.keys(rest);
+  if (unknownKeys.length > 0) throw new GatewayError('GW_ERR_INVALID_REQUEST', `unknown field(s) ${unknownKeys.join(', ')}; only promote takes {"full": true}`);
+  if (full !== undefined && (typeof full !== 'boolean' || action !== 'promote')) throw new GatewayError('GW_ERR_INVALID_REQUEST', '"full" is a boolean and only promote takes it');
+  return full === undefined ? {} : { full };
+}
+
+function match(path: string, c: GatewayController, guards?: GuardRegistry, rollouts?: RolloutManager): { routes: Routes; params: { model?: string } } | undefined {
   const s = path.split('/');
   if (s[0] !== '' || s[1] !== 'admin') return undefined;
   const ok = async (body: unknown) => ({ status: 200, body });
@@ -74,6 +93,23 @@ function match(path: string, c: GatewayController, guards?: GuardRegistry): { ro
   if (!model) return undefined;
   const params = { model };
   if (s.length === 4) return { routes: { GET: { action: 'read', run: () => ok(c.model(model)) } }, params };
+  if (s[4] === 'rollout' && rollouts) {
+    if (s.length === 5) return { routes: { GET: { action: 'read', run: () => ok(rollouts.view(model)) } }, params };
+    const action = s[5] as OperatorAction;
+    if (s.length !== 6 || !ROLLOUT_ACTIONS.includes(action)) return undefined;
+    return {
+      routes: {
+        POST: {
+          action: 'write',
+          run: async (req) => {
+            rollouts.view(model); // 404 (no such model, or no rollout) before reading the body
+            return { status: 200, body: await rollouts.act(model, action, await rolloutOptions(req, action)) };
+          },
+        },
+      },
+      params,
+    };
+  }
   if (s.length !== 5) return undefined;
   if (s[4] === 'shadow') {
     return {
@@ -122,7 +158,7 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
     }
     try {
       await authorize({ method, path, headers: req.headers, action: method === 'GET' || method === 'HEAD' ? 'read' : 'write' });
-      const found = match(path, controller, options.guards);
+      const found = match(path, controller, options.guards, options.rollouts);
       if (!found) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such admin endpoint: ${method} ${path.slice(0, 200)}`);
       const handler = found.routes[method];
       if (!handler) {

@@ -1,9 +1,11 @@
-// model-gateway status | shift | reload: the admin API for operators, with human-readable output.
+// model-gateway status | shift | reload | rollout: the admin API for operators, with human-readable output.
 
 import { parseArgs } from 'node:util';
 import { ADMIN_TOKEN_ENV } from './admin.js';
 import type { ReloadReport } from './reload/controller.js';
 import type { ModelView, ShadowView } from './reload/views.js';
+import type { GateResult } from './rollout/machine.js';
+import type { RolloutView } from './rollout/view.js';
 import type { PairSummary } from './shadow/stats.js';
 
 export const ADMIN_URL_ENV = 'MODEL_GATEWAY_ADMIN_URL';
@@ -18,6 +20,12 @@ export const ADMIN_USAGE = `  model-gateway status [--admin-url URL] [--token TO
       Drop the runtime override: the config's weights apply again.
   model-gateway reload [--admin-url URL] [--token TOKEN]
       Re-read the config file now (the gateway also watches it).
+  model-gateway rollout status [MODEL] [--admin-url URL] [--token TOKEN] [--json]
+      A model's progressive rollout (default: every model under one): position, weights, last decision, gates.
+  model-gateway rollout pause|resume|abort MODEL [--json]
+      Freeze a rollout, resume it (or restart one rolled back or aborted), or send all traffic back to stable.
+  model-gateway rollout promote MODEL [--full] [--json]
+      Move a rollout to its next step now, skipping the gates; --full goes straight to the last step (complete).
   Admin URL and token default to $${ADMIN_URL_ENV} (else ${DEFAULT_ADMIN_URL}) and $${ADMIN_TOKEN_ENV}.
 `;
 
@@ -104,7 +112,14 @@ function describePair(p: PairSummary): string {
 }
 
 function describeModel(m: ModelView, shadow: ShadowView): string[] {
-  const source = m.weightsSource === 'override' ? `RUNTIME OVERRIDE since ${m.override!.setAt} (config: ${m.configWeights ? weightsText(m.configWeights) : 'none'})` : m.weightsSource === 'config' ? 'weights from config' : `no weights: version ${m.defaultVersion} takes all`;
+  const source =
+    m.weightsSource === 'rollout'
+      ? `weights set by its progressive rollout (model-gateway rollout status ${m.name})`
+      : m.weightsSource === 'override'
+        ? `RUNTIME OVERRIDE since ${m.override!.setAt} (config: ${m.configWeights ? weightsText(m.configWeights) : 'none'})`
+        : m.weightsSource === 'config'
+          ? 'weights from config'
+          : `no weights: version ${m.defaultVersion} takes all`;
   const sticky = m.sticky ? `, sticky by ${'header' in m.sticky ? `header ${m.sticky.header}` : `claim ${m.sticky.claim}`}` : '';
   const lines = [`${m.name}  ${m.ready ? 'ready' : 'NOT READY'}  ${source}${sticky}`];
   const rows = [['VERSION', 'WEIGHT', 'SHARE', 'READY', 'SHADOW']];
@@ -119,12 +134,19 @@ interface Common {
   json: boolean;
   positionals: string[];
   reset: boolean;
+  full: boolean;
 }
 
 function parseCommon(argv: string[], env: NodeJS.ProcessEnv): Common {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { 'admin-url': { type: 'string' }, token: { type: 'string' }, json: { type: 'boolean', default: false }, reset: { type: 'boolean', default: false } },
+    options: {
+      'admin-url': { type: 'string' },
+      token: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      reset: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -134,7 +156,7 @@ function parseCommon(argv: string[], env: NodeJS.ProcessEnv): Common {
   } catch {
     throw new UsageError(`--admin-url: '${url}' is not a URL`);
   }
-  return { client: new AdminClient(url, values.token ?? (env[ADMIN_TOKEN_ENV] || undefined)), json: values.json!, positionals, reset: values.reset! };
+  return { client: new AdminClient(url, values.token ?? (env[ADMIN_TOKEN_ENV] || undefined)), json: values.json!, positionals, reset: values.reset!, full: values.full! };
 }
 
 class UsageError extends Error {}
@@ -198,12 +220,102 @@ async function reload(c: Common, io: CliIo): Promise<number> {
   return 0;
 }
 
-/** Runs `status`, `shift` or `reload`; returns the exit code (0 ok, 1 the call failed, 2 usage). */
-export async function runAdminCommand(command: 'status' | 'shift' | 'reload', argv: string[], io: CliIo): Promise<number> {
+const ROLLOUT_SUBCOMMANDS = ['status', 'pause', 'resume', 'promote', 'abort'] as const;
+type RolloutSubcommand = (typeof ROLLOUT_SUBCOMMANDS)[number];
+const ROLLOUT_SUBCOMMAND_LIST = 'status, pause, resume, promote or abort';
+
+const rolloutPath = (model: string) => `/admin/models/${encodeURIComponent(model)}/rollout`;
+
+/** A gate's value or limit in its unit: agreement and error rate as percentages, p99 in ms. */
+function gateAmount(gate: GateResult['gate'], x: number | null): string {
+  return gate === 'p99' ? ms(x) : pct(x, 2);
+}
+
+/** `running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on` */
+function rolloutPosition(v: RolloutView): string {
+  const status = v.status === 'rolled-back' || v.status === 'aborted' ? v.status.toUpperCase() : v.status;
+  return `${status}  ${v.position}  weights ${weightsText(v.weights)}  shadow ${v.shadowPercent}%  failover ${v.failover ? 'on' : 'off'}`;
+}
+
+function describeRollout(v: RolloutView): string[] {
+  const d = v.lastDecision;
+  const lines = [`${v.model}  ${v.stable} → ${v.candidate}  ${rolloutPosition(v)}`, `  last decision: ${d.decision} by ${d.actor} at ${d.at}: ${d.reason}`];
+  if (v.gates && v.gates.length > 0) {
+    lines.push(`  gates (evaluated at ${v.evaluatedAt ?? 'n/a'}):`);
+    const rows = [['GATE', 'STATUS', 'VALUE', 'LIMIT', 'SAMPLES']];
+    for (const g of v.gates) rows.push([g.gate, g.status === 'fail' ? 'FAIL' : g.status, gateAmount(g.gate, g.value), gateAmount(g.gate, g.limit), String(g.samples)]);
+    lines.push(...table(rows, '    '));
+  } else {
+    lines.push('  gates: not evaluated yet');
+  }
+  lines.push(`  next evaluation: ${v.nextEvaluationAt ?? `not evaluating (${v.status})`}`);
+  const c = v.coordination;
+  lines.push(`  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (serving all on stable)'}`);
+  return lines;
+}
+
+async function rolloutStatus(c: Common, model: string | undefined, io: CliIo): Promise<number> {
+  if (model !== undefined) {
+    const view = await c.client.call<RolloutView>('GET', rolloutPath(model));
+    io.stdout(c.json ? `${JSON.stringify(view, null, 2)}\n` : `${describeRollout(view).join('\n')}\n`);
+    return 0;
+  }
+  const { models } = await c.client.call<{ models: ModelView[] }>('GET', '/admin/models');
+  const names = models.filter((m) => m.weightsSource === 'rollout').map((m) => m.name);
+  // One model's failure (e.g. a shared store not read yet) does not hide the others; it makes the exit code 1.
+  const results = await Promise.all(
+    names.map((name) =>
+      c.client.call<RolloutView>('GET', rolloutPath(name)).then(
+        (view) => ({ view }),
+        (err: unknown) => {
+          if (err instanceof AdminCallError) return { error: err.message };
+          throw err;
+        },
+      ),
+    ),
+  );
+  const views = results.flatMap((r) => ('view' in r ? [r.view] : []));
+  const errors = results.flatMap((r) => ('error' in r ? [r.error] : []));
+  if (c.json) io.stdout(`${JSON.stringify(views, null, 2)}\n`);
+  else if (names.length === 0) io.stdout('no model has a progressive rollout\n');
+  else io.stdout(`${views.map((v) => describeRollout(v).join('\n')).join('\n\n')}\n`);
+  for (const e of errors) io.stderr(`model-gateway rollout: ${e}\n`);
+  return errors.length > 0 ? 1 : 0;
+}
+
+async function rollout(c: Common, io: CliIo): Promise<number> {
+  const [sub, ...rest] = c.positionals;
+  if (sub === undefined) throw new UsageError(`name a subcommand: ${ROLLOUT_SUBCOMMAND_LIST}`);
+  if (!(ROLLOUT_SUBCOMMANDS as readonly string[]).includes(sub)) throw new UsageError(`unknown subcommand '${sub}': use ${ROLLOUT_SUBCOMMAND_LIST}`);
+  const action = sub as RolloutSubcommand;
+  if (c.reset) throw new UsageError('--reset goes with shift, not rollout');
+  if (c.full && action !== 'promote') throw new UsageError(`--full goes with rollout promote, not rollout ${action}`);
+  if (action === 'status') {
+    if (rest.length > 1) throw new UsageError('usage: model-gateway rollout status [MODEL] [--json]');
+    return rolloutStatus(c, rest[0], io);
+  }
+  const usage = `usage: model-gateway rollout ${action} MODEL${action === 'promote' ? ' [--full]' : ''}`;
+  const [model, ...extra] = rest;
+  if (model === undefined || extra.length > 0) throw new UsageError(usage);
+  const view = await c.client.call<RolloutView>('POST', `${rolloutPath(model)}/${action}`, c.full ? { full: true } : undefined);
+  if (c.json) {
+    io.stdout(`${JSON.stringify(view, null, 2)}\n`);
+    return 0;
+  }
+  io.stdout(`${view.model}: ${view.lastDecision.decision} — ${view.lastDecision.reason}\n  now ${rolloutPosition(view)}\n`);
+  return 0;
+}
+
+export type AdminCommand = 'status' | 'shift' | 'reload' | 'rollout';
+
+/** Runs `status`, `shift`, `reload` or `rollout`; returns the exit code (0 ok, 1 the call failed, 2 usage). */
+export async function runAdminCommand(command: AdminCommand, argv: string[], io: CliIo): Promise<number> {
   try {
     const common = parseCommon(argv, io.env);
+    if (common.full && command !== 'rollout') throw new UsageError('--full goes with rollout promote');
     if (command === 'status') return await status(common, io);
     if (command === 'shift') return await shift(common, io);
+    if (command === 'rollout') return await rollout(common, io);
     return await reload(common, io);
   } catch (err) {
     if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {

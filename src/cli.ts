@@ -144,6 +144,7 @@ async function run(argv: string[]): Promise<number> {
     case 'status':
     case 'shift':
     case 'reload':
+    case 'rollout':
       return runAdminCommand(command, rest, { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
     case 'version':
     case '--version':

@@ -27,6 +27,12 @@ import { InstrumentedBackend } from './telemetry/instrumented-backend.js';
 import { GatewayMetrics } from './telemetry/metrics.js';
 import { registerStateMetrics } from './telemetry/state-metrics.js';
 import { tracingEnabled } from './telemetry/tracing.js';
+import { systemClock, type Clock as TimerClock } from './resilience/clock.js';
+import { RolloutManager } from './rollout/manager.js';
+import { connectRolloutStore, defaultReplicaId } from './rollout/redis-store.js';
+import { RolloutSignals } from './rollout/signals.js';
+import { LocalRolloutStore, type RolloutStore } from './rollout/store.js';
+import { registerRolloutMetrics } from './telemetry/state-metrics.js';
 
 export interface RunningGateway {
   /** Base URL of the data plane, e.g. http://127.0.0.1:8080 */
@@ -46,6 +52,8 @@ export interface RunningGateway {
   readonly metrics: GatewayMetrics | undefined;
   /** Envoy ext_authz services (HTTP, gRPC) when `extAuthz` enables them; same policy and buckets as the data plane. */
   readonly extAuthz: RunningExtAuthz;
+  /** Progressive rollouts of the models that configure one (and their shared state, with `coordination.redis`). */
+  readonly rollouts: RolloutManager;
   /**
    * The drain timeline of src/drain.ts: readiness fails at once, new connections are still accepted for
    * `drainDelayMs` (default 0 here; the CLI passes server.drainDelayMs on SIGTERM), then in-flight requests and their
@@ -69,6 +77,10 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** Epoch-ms clock for token expiry, JWKS cooldowns and token buckets (deterministic tests). */
   clock?: Clock;
+  /** Clock and timers of progressive rollouts: evaluations, sample windows, Redis sync (tests move it by hand). */
+  rolloutClock?: TimerClock;
+  /** This replica's name in shared rollout state; default: host name, pid and a random suffix. */
+  replicaId?: string;
 }
 
 export async function startGateway(config: GatewayConfig, log: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
@@ -77,7 +89,9 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const authStats = new AuthStats();
   // Breakers and concurrency caps per version, kept across reloads for versions whose backend is reused.
   const guards = new GuardRegistry({ log });
-  const security = { rateLimitStore, authStats, guards, remoteKeySources: new Map() as RemoteKeySources, ...(options.clock ? { clock: options.clock } : {}) };
+  const rolloutClock = options.rolloutClock ?? systemClock;
+  const rolloutSignals = new RolloutSignals(rolloutClock);
+  const security = { rateLimitStore, authStats, guards, rolloutSignals, remoteKeySources: new Map() as RemoteKeySources, ...(options.clock ? { clock: options.clock } : {}) };
   const metrics = config.telemetry.metrics.enabled ? new GatewayMetrics() : undefined;
   const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log));
   let controller: GatewayController;
@@ -100,6 +114,21 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   }
   const state: GatewayState = controller.state;
   if (metrics) registerStateMetrics(metrics, { guards, rateLimits: rateLimitStore.stats, auth: authStats, shadows: controller.shadow.stats });
+  // Read once at start, like the rate-limit store: rollouts keep their state and leadership across reloads.
+  const replicaId = options.replicaId ?? defaultReplicaId();
+  const rolloutStore: RolloutStore = config.coordination
+    ? await connectRolloutStore(config.coordination.redis, { log, replicaId, now: () => rolloutClock.now() })
+    : new LocalRolloutStore(replicaId);
+  const rollouts = await RolloutManager.start({
+    controller,
+    signals: rolloutSignals,
+    store: rolloutStore,
+    clock: rolloutClock,
+    log,
+    ...(metrics ? { metrics } : {}),
+    ...(config.coordination ? { syncIntervalMs: config.coordination.redis.syncIntervalMs } : {}),
+  });
+  if (metrics) registerRolloutMetrics(metrics, rollouts);
   const server = createDataPlane(state, config.server, log, {
     metrics,
     accessLog: createAccessLog(log, config.logging.accessLog),
@@ -120,6 +149,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     admin = await startAdminServer({
       controller,
       guards,
+      rollouts,
       ...(metrics ? { metrics } : {}),
       config: config.admin,
       log,
@@ -132,6 +162,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   } catch (err) {
     server.close();
     await admin?.close();
+    await rollouts.close();
     await controller.close();
     await rateLimitStore.close();
     guards.close();
@@ -143,6 +174,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
 
   const release = async () => {
     await extAuthz.close(); // after the drain: requests Envoy still sends during the drain delay need checks
+    await rollouts.close();
     await controller.close();
     await rateLimitStore.close();
     guards.close();
@@ -165,5 +197,5 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     return stopping;
   };
 
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, extAuthz, stop };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, extAuthz, rollouts, stop };
 }

@@ -171,6 +171,59 @@ export const shadowSchema = z.strictObject({
   compare: z.record(z.string().min(1), compareRuleSchema).default({}),
 });
 
+/**
+ * Progressive rollout of `candidate` over `stable` (see README "Progressive rollout"): a shadow phase, then weight
+ * steps, each advanced only while the gates pass on a sliding window; a failing gate rolls back to stable and holds.
+ */
+export const rolloutSchema = z.strictObject({
+  /** The version serving today; it takes all unversioned traffic until the candidate earns some. */
+  stable: name('stable'),
+  /** The version being rolled out. */
+  candidate: name('candidate'),
+  /** Phase 1: the candidate gets a copy of stable's traffic (never real traffic) until enough has been compared. */
+  shadow: z
+    .strictObject({
+      /** Share of stable's requests mirrored to the candidate, percent; mirroring continues during weight steps. */
+      percent: z.number().min(0.01).max(100).default(100),
+      /** The phase may end once this many requests have been compared in it... */
+      requests: z.int().min(1).default(1000),
+      /** ...or once it has lasted this long, ms, whichever comes first (and only while every gate passes). */
+      durationMs: z.int().min(1).default(600_000),
+      /**
+       * How each output is compared, per output name (see `shadow.compare`); unlisted outputs: the model's
+       * `shadow.compare`, else the datatype default. Timeout and concurrency cap: the model's `shadow` section's.
+       */
+      compare: z.record(z.string().min(1), compareRuleSchema).default({}),
+    })
+    .prefault({}),
+  /** Phase 2: the candidate's share of unversioned traffic, percent, step by step (ascending, 1–100). */
+  steps: z
+    .array(z.int().min(1).max(100))
+    .min(1)
+    .refine((s) => s.every((w, i) => i === 0 || w > s[i - 1]!), 'steps must be strictly ascending')
+    .default([5, 25, 50, 100]),
+  /** Each step is held at least this long, ms, and until every gate passes. */
+  stepHoldMs: z.int().min(1).default(300_000),
+  /** How often the gates are evaluated and the next decision taken, ms. */
+  evaluationIntervalMs: z.int().min(1).default(30_000),
+  /** Gates look at the last windowMs of samples, never before the current phase or step began, ms. */
+  windowMs: z.int().min(1).default(120_000),
+  gates: z
+    .strictObject({
+      /** Share of compared requests whose every output agreed, 0–1 (judged while stable traffic is mirrored). */
+      minAgreement: z.number().min(0).max(1).default(0.99),
+      /** Share of the candidate's backend calls that failed (5xx, timeouts, connection errors), 0–1. */
+      maxErrorRate: z.number().min(0).max(1).default(0.01),
+      /** The candidate's p99 latency may be at most this multiple of stable's... */
+      maxP99Ratio: z.number().min(1).default(1.5),
+      /** ...or at most this much above it, ms, whichever allows more (sub-ms models would fail on noise). */
+      p99AllowanceMs: z.number().min(0).default(5),
+      /** A gate is judged only on at least this many samples (comparisons, or calls of each version); until then it waits. */
+      minSamples: z.int().min(1).default(100),
+    })
+    .prefault({}),
+});
+
 /** A scope token (RFC 6749 §3.3): visible ASCII except space, `"` and `\`. */
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is visible ASCII without spaces, quotes or backslashes');
 
@@ -215,6 +268,8 @@ export const modelSchema = z.strictObject({
   fallback: name('fallback').optional(),
   /** Who may call this model (see README "Authentication and authorisation"); unset: any verified caller. */
   auth: modelAuthSchema.optional(),
+  /** Automated canary of one version over another; while it runs it owns this model's weights. */
+  rollout: rolloutSchema.optional(),
 });
 
 export const serverSchema = z.strictObject({
@@ -474,6 +529,24 @@ export const rateLimitsSchema = z.strictObject({
     .refine((rules) => new Set(rules.map((r) => r.name)).size === rules.length, 'rule names must be unique'),
 });
 
+/** State shared by the gateway replicas of one deployment (today: progressive rollouts). Absent: each replica on its own. */
+export const coordinationSchema = z.strictObject({
+  redis: z.strictObject({
+    /** e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0` (rediss:// for TLS). */
+    url: z.string().regex(/^rediss?:\/\//, 'url must start with redis:// or rediss://'),
+    /** Prefix of every key; replicas sharing rollouts must use the same one. */
+    keyPrefix: z.string().default('model-gateway:rollout:'),
+    /** The leader's lease lives this long unless renewed, ms; a crashed leader is replaced after at most this. */
+    leaseTtlMs: z.int().min(100).default(10_000),
+    /** How often each replica renews or tries the lease, publishes its samples and reads the shared state, ms. */
+    syncIntervalMs: z.int().min(10).default(1_000),
+    /** One Redis command may take this long, ms. */
+    commandTimeoutMs: z.int().min(1).default(1_000),
+    /** Connect timeout, ms; the client reconnects on its own with backoff. */
+    connectTimeoutMs: z.int().min(100).default(2_000),
+  }),
+});
+
 /**
  * Envoy external authorization (ext_authz): the gateway answers Envoy's checks with the same JWT and rate-limit
  * policy it enforces itself. Each service listens on its own port, off the data plane's OIP path space.
@@ -516,6 +589,7 @@ export const configSchema = z
     auth: authSchema.optional(),
     rateLimits: rateLimitsSchema.optional(),
     extAuthz: extAuthzSchema.prefault({}),
+    coordination: coordinationSchema.optional(),
     models: z
       .record(name('model name'), modelSchema)
       .refine((m) => Object.keys(m).length > 0, 'at least one model must be configured'),
@@ -580,6 +654,14 @@ function checkTraffic(model: z.output<typeof modelSchema>): { path: (string | nu
     if (seen.has(target.version)) problems.push({ path: ['shadow', 'targets', i, 'version'], message: `version '${target.version}' is listed twice` });
     seen.add(target.version);
   });
+  const rollout = model.rollout;
+  if (rollout) {
+    if (!known.includes(rollout.stable)) problems.push({ path: ['rollout', 'stable'], message: unknown(rollout.stable) });
+    if (!known.includes(rollout.candidate)) problems.push({ path: ['rollout', 'candidate'], message: unknown(rollout.candidate) });
+    if (rollout.stable === rollout.candidate) problems.push({ path: ['rollout', 'candidate'], message: 'must differ from rollout.stable' });
+    const owned = model.shadow?.targets.findIndex((t) => t.version === rollout.candidate) ?? -1;
+    if (owned >= 0) problems.push({ path: ['shadow', 'targets', owned, 'version'], message: `version '${rollout.candidate}' is the rollout's candidate: the rollout mirrors traffic to it itself` });
+  }
   return problems;
 }
 
@@ -605,3 +687,5 @@ export type RateLimitRule = RateLimitsConfig['rules'][number];
 export type RateLimitStoreConfig = RateLimitsConfig['store'];
 export type JwsAlgorithm = (typeof JWS_ALGORITHMS)[number];
 export type ExtAuthzConfig = GatewayConfig['extAuthz'];
+export type RolloutConfig = NonNullable<ModelConfig['rollout']>;
+export type CoordinationConfig = NonNullable<GatewayConfig['coordination']>;

@@ -36,6 +36,9 @@ export const ERROR_CODES = {
   GW_ERR_RATE_LIMIT_COST_TOO_HIGH: { status: 413, message: 'the batch costs more than the rate limit can ever allow at once' },
   GW_ERR_RATE_LIMIT_UNAVAILABLE: { status: 503, message: 'the rate-limit store is unavailable' },
   GW_ERR_EXT_AUTHZ_BAD_CHECK: { status: 400, message: 'the ext_authz check request is malformed' },
+  GW_ERR_NO_ROLLOUT: { status: 404, message: 'the model has no rollout configured' },
+  GW_ERR_ROLLOUT_CONFLICT: { status: 409, message: 'the rollout cannot do that in its current state' },
+  GW_ERR_ROLLOUT_STORE_UNAVAILABLE: { status: 503, message: 'the shared rollout state (Redis) is unavailable' },
   GW_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

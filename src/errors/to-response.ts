@@ -14,7 +14,10 @@ export interface ErrorResponse {
 
 export function toResponse(err: unknown): ErrorResponse {
   if (isGatewayError(err)) {
-    return { status: err.status, code: err.code, headers: err.headers, body: { error: err.message } };
+    const response: ErrorResponse = { status: err.status, code: err.code, headers: err.headers, body: { error: err.message } };
+    // An internal error raised on purpose still means a gateway bug: log what caused it.
+    if (err.code === 'GW_ERR_INTERNAL') response.unexpected = err.cause ?? err;
+    return response;
   }
   const code: ErrorCode = 'GW_ERR_INTERNAL';
   return { status: ERROR_CODES[code].status, code, headers: {}, body: { error: ERROR_CODES[code].message }, unexpected: err };

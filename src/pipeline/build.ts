@@ -10,6 +10,7 @@ import { compileRules } from '../ratelimit/rules.js';
 import type { RateLimitStore } from '../ratelimit/store.js';
 import type { Clock } from '../ratelimit/token-bucket.js';
 import { GuardRegistry } from '../resilience/registry.js';
+import type { RolloutSignals } from '../rollout/signals.js';
 import { authStage } from '../stages/auth.js';
 import { breakerStage } from '../stages/breaker.js';
 import { deadlineStage } from '../stages/deadline.js';
@@ -48,13 +49,15 @@ export interface PipelineDeps {
    * and caps for unchanged versions; absent: a private registry (state lost on reload).
    */
   guards?: GuardRegistry;
+  /** Samples of running progressive rollouts (a refused candidate call counts against it). */
+  rolloutSignals?: RolloutSignals;
 }
 
 /** Process-wide state (security and resilience) the control plane passes to every generation's pipeline. */
-export type PipelineSecurity = Pick<PipelineDeps, 'rateLimitStore' | 'authStats' | 'clock' | 'guards' | 'remoteKeySources'>;
+export type PipelineSecurity = Pick<PipelineDeps, 'rateLimitStore' | 'authStats' | 'clock' | 'guards' | 'remoteKeySources' | 'rolloutSignals'>;
 
 /** Builds the chain for one config generation; everything a stage precomputes happens here, not per request. */
-export function buildPipeline({ config, catalog, log, routing, shadow, route, rateLimitStore, authStats, clock, guards, remoteKeySources }: PipelineDeps): Pipeline {
+export function buildPipeline({ config, catalog, log, routing, shadow, route, rateLimitStore, authStats, clock, guards, remoteKeySources, rolloutSignals }: PipelineDeps): Pipeline {
   const now = clock ?? Date.now;
   const limits = { rules: compileRules(config.rateLimits), store: rateLimitStore ?? new MemoryStore(100_000, now), log, now };
   return compose([
@@ -66,7 +69,7 @@ export function buildPipeline({ config, catalog, log, routing, shadow, route, ra
     rateLimitStage('routed', limits), // rules on the serving version or on batch rows, now both are known (413/429/503)
     shadowStage(config, catalog, shadow ?? new ShadowRuntime({ log })), // fire-and-forget copies, compared off the request path
     deadlineStage(config), // model's timeoutMs from the end of the body; aborts the backend call (504)
-    breakerStage(config, catalog, (guards ?? new GuardRegistry({ log })).bind(config, catalog)), // open breaker → fallback or 503; concurrency cap → 503
+    breakerStage(config, catalog, (guards ?? new GuardRegistry({ log })).bind(config, catalog), rolloutSignals), // open breaker → fallback or 503; cap → 503; failed rollout candidate → stable
     upstreamStage(catalog), // backend call (in-process, or forwarded to a remote) → OIP reply
   ], { traced: tracingEnabled() });
 }

@@ -14,6 +14,7 @@ export interface ComposeOptions {
 function tracedStage(stage: Stage): Stage {
   return {
     name: stage.name,
+    ...(stage.retries ? { retries: true } : {}),
     handle(ctx, next) {
       return tracer().startActiveSpan(`stage ${stage.name}`, async (span) => {
         try {
@@ -38,7 +39,7 @@ export function compose(input: readonly Stage[], options: ComposeOptions = {}): 
   return (ctx: Context) => {
     let reached = -1;
     const dispatch = (i: number): Promise<Reply> => {
-      if (i <= reached) return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
+      if (i <= reached && !stages[i - 1]?.retries) return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
       reached = i;
       const stage = stages[i];
       if (stage === undefined) {

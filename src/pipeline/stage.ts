@@ -32,6 +32,8 @@ export interface Context {
   readonly body: RequestBody;
   /** Set by the route stage: the model version that serves this request. */
   target?: ServedVersion;
+  /** Set by the route stage when a rollout's candidate was chosen by weight: the version that answers if it fails. */
+  failover?: ServedVersion;
   /** Set by the auth stage: the verified caller (absent when auth is off or the caller is anonymous). */
   identity?: Identity;
   /** Set by the validate stage: the decoded, validated inference request. */
@@ -85,6 +87,11 @@ export type Next = () => Promise<Reply>;
 
 export interface Stage {
   readonly name: string;
+  /**
+   * This stage may call next() again once the previous call has settled, running the rest of the chain anew (the
+   * breaker stage re-serves a failed rollout candidate's request from stable). Any other stage calling it twice is a bug.
+   */
+  readonly retries?: boolean;
   handle(ctx: Context, next: Next): Promise<Reply>;
 }
 

@@ -10,7 +10,7 @@ import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendFactory } from '../models/catalog.js';
 import { buildPipeline, type PipelineSecurity } from '../pipeline/build.js';
-import { reconcileOverrides, RoutingTable, type DroppedOverride, type WeightOverride } from '../routing/table.js';
+import { reconcileOverrides, RoutingTable, type DroppedOverride, type RolloutRouting, type WeightOverride } from '../routing/table.js';
 import { completeWeights, sameWeights, weightProblems, type Rng } from '../routing/weighted.js';
 import type { GatewayState } from '../server.js';
 import { DisagreementLog } from '../shadow/disagreement-log.js';
@@ -31,6 +31,16 @@ export interface ControllerOptions {
   shadowRng?: Rng;
   /** Rate-limit store, auth counters and clock shared by every generation (created once per process in main.ts). */
   security?: PipelineSecurity;
+}
+
+/** Rollout weights a reloaded config keeps: the model still has a rollout and every version it weighs. */
+function keptRollouts(rollouts: ReadonlyMap<string, RolloutRouting>, config: GatewayConfig): Map<string, RolloutRouting> {
+  const kept = new Map<string, RolloutRouting>();
+  for (const [model, r] of rollouts) {
+    const m = config.models[model];
+    if (m?.rollout && Object.keys(r.weights).every((v) => v in m.versions)) kept.set(model, r);
+  }
+  return kept;
 }
 
 export type ReloadTrigger = 'start' | 'file-change' | 'admin';
@@ -66,6 +76,7 @@ async function disagreementLogProblems(config: GatewayConfig, baseDir: string): 
 function restartOnlyChanges(before: GatewayConfig, after: GatewayConfig): string[] {
   const changed = (Object.keys(after.server) as (keyof GatewayConfig['server'])[]).filter((k) => before.server[k] !== after.server[k]).map((k) => `server.${k}`);
   for (const k of ['enabled', 'host', 'port'] as const) if (before.admin[k] !== after.admin[k]) changed.push(`admin.${k}`);
+  if (JSON.stringify(before.coordination) !== JSON.stringify(after.coordination)) changed.push('coordination');
   return changed;
 }
 
@@ -82,6 +93,8 @@ export class GatewayController {
   readonly #pool: BackendPool;
   #live: LiveGeneration;
   #overrides = new Map<string, WeightOverride>();
+  #rollouts = new Map<string, RolloutRouting>();
+  readonly #appliedListeners: ((config: GatewayConfig) => void)[] = [];
   /** Replaced generations that may still have requests in flight. */
   #draining: LiveGeneration[] = [];
   readonly #retiring = new Set<Promise<void>>();
@@ -111,7 +124,7 @@ export class GatewayController {
     const prepared = await pool.prepare(config);
     prepared.commit();
     try {
-      const shadow = new ShadowRuntime({ log, ...(options.shadowRng ? { rng: options.shadowRng } : {}) });
+      const shadow = new ShadowRuntime({ log, ...(options.shadowRng ? { rng: options.shadowRng } : {}), ...(options.security?.rolloutSignals ? { signals: options.security.rolloutSignals } : {}) });
       const live = new LiveGeneration(1, config, prepared.catalog, new RoutingTable(config, prepared.catalog));
       const state: GatewayState = { current: { catalog: live.catalog, pipeline: live.counted(buildPipeline({ config, catalog: live.catalog, log, routing: live.routing, shadow, route: options.route, ...options.security })) }, draining: false };
       const controller = new GatewayController(live, state, pool, shadow, log, options);
@@ -212,10 +225,11 @@ export class GatewayController {
       return this.#record({ trigger, outcome: 'unchanged' });
     }
     const { kept, dropped } = reconcileOverrides(this.#overrides, config);
+    const rollouts = keptRollouts(this.#rollouts, config);
     let live: LiveGeneration;
     let pipeline;
     try {
-      live = new LiveGeneration(before.number + 1, config, prepared.catalog, new RoutingTable(config, prepared.catalog, kept));
+      live = new LiveGeneration(before.number + 1, config, prepared.catalog, new RoutingTable(config, prepared.catalog, kept, rollouts));
       pipeline = live.counted(buildPipeline({ config, catalog: live.catalog, log: this.#log, routing: live.routing, shadow: this.shadow, route: this.#options.route, ...this.#options.security }));
     } catch (err) {
       await prepared.abandon();
@@ -225,6 +239,7 @@ export class GatewayController {
     // Nothing below can fail: the swap is one assignment, and requests already running keep their generation.
     const retired = prepared.commit();
     this.#overrides = kept;
+    this.#rollouts = rollouts;
     this.#live = live;
     this.state.current = { pipeline, catalog: live.catalog };
     before.retire();
@@ -248,13 +263,41 @@ export class GatewayController {
       ...(restartRequired.length > 0 ? { restartRequired } : {}),
     });
     this.#log.info({ generation: live.number, trigger, backends: report.backends }, 'config applied');
+    for (const listener of this.#appliedListeners) listener(config);
     return report;
+  }
+
+  /** Calls `listener` after every config a reload applies (the rollout manager reconciles its rollouts). */
+  onApplied(listener: (config: GatewayConfig) => void): void {
+    this.#appliedListeners.push(listener);
+  }
+
+  /**
+   * Sets (or with undefined, ends) the weights and failover a progressive rollout imposes on a model. Not serialized
+   * with reloads: a reload reads the map when it builds its routing, so the latest call always wins.
+   */
+  setRolloutRouting(model: string, rollout: RolloutRouting | undefined): void {
+    if (!this.#live.routing.get(model)) return;
+    if (rollout) this.#rollouts.set(model, rollout);
+    else this.#rollouts.delete(model);
+    this.#live.routing.setRollout(model, rollout);
+  }
+
+  /** Manual weights would fight the rollout that owns them. */
+  #refuseDuringRollout(model: string): void {
+    if (this.#live.config.models[model]?.rollout) {
+      throw new GatewayError(
+        'GW_ERR_ROLLOUT_CONFLICT',
+        `model '${model}' is under a progressive rollout, which owns its weights: use \`model-gateway rollout\` (pause, promote, abort), or remove models.${model}.rollout from the config`,
+      );
+    }
   }
 
   /** Sets a model's weights at runtime (PUT /admin/models/{m}/weights); versions not named get 0. */
   setWeights(model: string, weights: unknown): Promise<ModelView> {
     return this.#serialized(async () => {
       const routing = this.#routing(model);
+      this.#refuseDuringRollout(model);
       const problems = weightProblems(weights, routing.versions);
       if (problems.length > 0) throw new GatewayError('GW_ERR_INVALID_WEIGHTS', `invalid weights for model '${model}': ${problems.join('; ')}`);
       const complete = completeWeights(weights as Record<string, number>, routing.versions);
@@ -274,6 +317,7 @@ export class GatewayController {
   clearWeights(model: string): Promise<ModelView> {
     return this.#serialized(async () => {
       this.#routing(model);
+      this.#refuseDuringRollout(model);
       this.#overrides.delete(model);
       const updated = this.#live.routing.setOverride(model, undefined);
       this.#log.info({ model }, 'runtime weight override cleared');

@@ -27,8 +27,11 @@ export interface ModelView {
   name: string;
   ready: boolean;
   defaultVersion: string;
-  /** `override`: set through the admin API; `config`: from the config file; `default`: no weights, defaultVersion takes all. */
-  weightsSource: 'override' | 'config' | 'default';
+  /**
+   * `rollout`: set by the model's progressive rollout; `override`: set through the admin API; `config`: from the
+   * config file; `default`: no weights, defaultVersion takes all.
+   */
+  weightsSource: 'rollout' | 'override' | 'config' | 'default';
   weights: Record<string, number>;
   configWeights: Record<string, number> | null;
   override: { weights: Record<string, number>; setAt: string; note: string } | null;
@@ -62,7 +65,7 @@ export function modelView(generation: LiveGeneration, routing: ModelRouting, sha
     name: routing.model,
     ready: versions.every((v) => v.ready),
     defaultVersion: routing.defaultVersion,
-    weightsSource: routing.override ? 'override' : routing.configWeights ? 'config' : 'default',
+    weightsSource: routing.rollout ? 'rollout' : routing.override ? 'override' : routing.configWeights ? 'config' : 'default',
     weights: asRecord(effective),
     configWeights: routing.configWeights ? asRecord(routing.configWeights) : null,
     override: routing.override ? { weights: asRecord(routing.override.weights), setAt: routing.override.setAt.toISOString(), note: OVERRIDE_NOTE } : null,

@@ -14,6 +14,13 @@ export interface WeightOverride {
   readonly setAt: Date;
 }
 
+/** Weights set by a progressive rollout (src/rollout): they win over overrides and the config while the rollout runs. */
+export interface RolloutRouting {
+  readonly weights: Readonly<Record<string, number>>;
+  /** Set in the rollout's weight steps: a failed call of `candidate` chosen by weight is answered by `stable`. */
+  readonly failover: { readonly candidate: string; readonly stable: string } | undefined;
+}
+
 export interface ModelRouting {
   readonly model: string;
   /** Versions in the catalog's order. */
@@ -21,6 +28,7 @@ export interface ModelRouting {
   /** Every version's weight from the config, or undefined when the model has no `weights`. */
   readonly configWeights: readonly VersionWeight[] | undefined;
   readonly override: WeightOverride | undefined;
+  readonly rollout: RolloutRouting | undefined;
   /** The effective split of unversioned inference; undefined = all of it goes to defaultVersion. */
   readonly choice: WeightedChoice | undefined;
   /** Answers unversioned metadata/ready requests (and unversioned inference when there is no split). */
@@ -29,9 +37,9 @@ export interface ModelRouting {
   readonly versionHeader: { readonly enabled: boolean; readonly requiredScope: string | undefined };
 }
 
-function routingFor(model: ModelConfig, name: string, versions: readonly string[], catalogDefault: string, override: WeightOverride | undefined): ModelRouting {
+function routingFor(model: ModelConfig, name: string, versions: readonly string[], catalogDefault: string, override: WeightOverride | undefined, rollout: RolloutRouting | undefined): ModelRouting {
   const configWeights = model.weights === undefined ? undefined : completeWeights(model.weights, versions);
-  const effective = override?.weights ?? configWeights;
+  const effective = (rollout && completeWeights(rollout.weights, versions)) ?? override?.weights ?? configWeights;
   const choice = effective === undefined ? undefined : new WeightedChoice(effective);
   const sticky: StickySource | undefined =
     model.sticky?.header !== undefined ? { header: model.sticky.header } : model.sticky?.claim !== undefined ? { claim: model.sticky.claim } : undefined;
@@ -40,6 +48,7 @@ function routingFor(model: ModelConfig, name: string, versions: readonly string[
     versions,
     configWeights,
     override,
+    rollout,
     choice,
     defaultVersion: model.defaultVersion ?? choice?.heaviest() ?? catalogDefault,
     sticky,
@@ -53,10 +62,10 @@ export class RoutingTable {
   // Entries are replaced whole, never mutated: a request holding one sees one consistent split.
   readonly #models = new Map<string, ModelRouting>();
 
-  constructor(config: GatewayConfig, catalog: ModelCatalog, overrides: ReadonlyMap<string, WeightOverride> = new Map()) {
+  constructor(config: GatewayConfig, catalog: ModelCatalog, overrides: ReadonlyMap<string, WeightOverride> = new Map(), rollouts: ReadonlyMap<string, RolloutRouting> = new Map()) {
     this.#config = config;
     this.#catalog = catalog;
-    for (const name of Object.keys(config.models)) this.#rebuild(name, overrides.get(name));
+    for (const name of Object.keys(config.models)) this.#rebuild(name, overrides.get(name), rollouts.get(name));
   }
 
   get(model: string): ModelRouting | undefined {
@@ -69,15 +78,23 @@ export class RoutingTable {
 
   /** Applies (or with undefined, clears) a runtime override for one model; requests already routed are unaffected. */
   setOverride(model: string, override: WeightOverride | undefined): ModelRouting {
-    if (!this.#models.has(model)) throw new Error(`unknown model '${model}'`);
-    return this.#rebuild(model, override);
+    const current = this.#models.get(model);
+    if (!current) throw new Error(`unknown model '${model}'`);
+    return this.#rebuild(model, override, current.rollout);
   }
 
-  #rebuild(name: string, override: WeightOverride | undefined): ModelRouting {
+  /** Applies (or with undefined, ends) a rollout's weights for one model. */
+  setRollout(model: string, rollout: RolloutRouting | undefined): ModelRouting {
+    const current = this.#models.get(model);
+    if (!current) throw new Error(`unknown model '${model}'`);
+    return this.#rebuild(model, current.override, rollout);
+  }
+
+  #rebuild(name: string, override: WeightOverride | undefined, rollout: RolloutRouting | undefined): ModelRouting {
     const served = this.#catalog.get(name);
     const model = this.#config.models[name];
     if (!served || !model) throw new Error(`model '${name}' is in the config but not in the catalog`);
-    const routing = routingFor(model, name, [...served.versions.keys()], served.defaultVersion, override);
+    const routing = routingFor(model, name, [...served.versions.keys()], served.defaultVersion, override, rollout);
     this.#models.set(name, routing);
     return routing;
   }

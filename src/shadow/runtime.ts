@@ -3,22 +3,44 @@
 import type { Logger } from 'pino';
 import type { Rng } from '../routing/weighted.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { RolloutSignals } from '../rollout/signals.js';
 import type { DisagreementLog } from './disagreement-log.js';
 import { ShadowStats } from './stats.js';
+
+/** A shadow target set at runtime by a progressive rollout (the candidate, at the rollout's shadow percent). */
+export interface RolloutShadowTarget {
+  readonly version: string;
+  readonly percent: number;
+}
 
 export class ShadowRuntime {
   readonly stats = new ShadowStats();
   readonly rng: Rng;
   readonly log: Logger;
+  /** Receives every stable→candidate comparison of a running rollout. */
+  readonly signals: RolloutSignals | undefined;
+  readonly #rolloutTargets = new Map<string, RolloutShadowTarget>();
   #disagreements: DisagreementLog | undefined;
   readonly #inFlight = new Map<string, number>();
   readonly #pending = new Set<Promise<void>>();
   readonly #calls = new Set<AbortController>();
   #closed = false;
 
-  constructor(options: { log: Logger; rng?: Rng }) {
+  constructor(options: { log: Logger; rng?: Rng; signals?: RolloutSignals }) {
     this.log = options.log;
     this.rng = options.rng ?? Math.random;
+    this.signals = options.signals;
+  }
+
+  /** The rollout's mirror to its candidate for `model`, if one is on. */
+  rolloutTarget(model: string): RolloutShadowTarget | undefined {
+    return this.#rolloutTargets.get(model);
+  }
+
+  /** Turns a rollout's mirror on (or changes its share) or, with undefined, off. */
+  setRolloutTarget(model: string, target: RolloutShadowTarget | undefined): void {
+    if (target) this.#rolloutTargets.set(model, target);
+    else this.#rolloutTargets.delete(model);
   }
 
   get disagreementLog(): DisagreementLog | undefined {

@@ -55,11 +55,21 @@ export function routeStage(catalog: ModelCatalog, routing?: RoutingTable, option
       if (!model) throw new GatewayError('GW_ERR_MODEL_NOT_FOUND', `unknown model '${ctx.modelName.slice(0, 128)}'`);
       const rules = routing?.get(model.name);
       let version = ctx.pathVersion;
-      if (version === undefined && rules) version = headerVersion(ctx, rules) ?? chosenVersion(ctx, rules, rng, keyHash);
+      let weighted = false;
+      if (version === undefined && rules) {
+        version = headerVersion(ctx, rules);
+        if (version === undefined) {
+          version = chosenVersion(ctx, rules, rng, keyHash);
+          weighted = true;
+        }
+      }
       version ??= model.defaultVersion;
       const target = model.versions.get(version);
       if (!target) throw fail(model, version);
       ctx.target = target;
+      // A rollout's candidate picked by weight (never one the caller pinned) is backed by stable if it fails.
+      const failover = rules?.rollout?.failover;
+      if (weighted && failover && failover.candidate === version) ctx.failover = model.versions.get(failover.stable);
       ctx.responseHeaders[VERSION_HEADER] = target.version;
       return next();
     },

@@ -2,7 +2,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
-import type { GatewayConfig } from '../config/schema.js';
+import { shadowSchema, type GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import type { Context, Next, Reply, Stage } from '../pipeline/stage.js';
@@ -27,20 +27,34 @@ interface ShadowPlan {
 
 type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
 
-/** Builds each model's plan once per generation; models without `shadow` have none and pass straight through. */
+/** A rollout model without a `shadow` section mirrors to its candidate with the section's defaults. */
+const SHADOW_DEFAULTS = { timeoutMs: shadowSchema.shape.timeoutMs.parse(undefined), maxConcurrent: shadowSchema.shape.maxConcurrent.parse(undefined), compare: {} };
+
+/**
+ * Builds each model's plan once per generation; models without `shadow` or `rollout` have none and pass straight
+ * through. A rollout's candidate is not in `targets`: the rollout switches it on and off at runtime.
+ */
 function plansFrom(config: GatewayConfig, catalog: ModelCatalog): Map<string, ShadowPlan> {
   const plans = new Map<string, ShadowPlan>();
   for (const [name, model] of Object.entries(config.models)) {
-    const shadow = model.shadow;
+    const shadow = model.shadow ?? (model.rollout ? SHADOW_DEFAULTS : undefined);
     const served = catalog.get(name);
     if (!shadow || !served) continue;
-    const targets = shadow.targets
+    const targets = (model.shadow?.targets ?? [])
       .filter((t) => t.percent > 0)
       .map((t) => ({ version: t.version, percent: t.percent, served: served.versions.get(t.version)! }));
-    if (targets.length === 0) continue;
-    plans.set(name, { targets, timeoutMs: shadow.timeoutMs, maxConcurrent: shadow.maxConcurrent, comparator: new ShadowComparator(shadow.compare) });
+    if (targets.length === 0 && !model.rollout) continue;
+    const compare = model.rollout ? { ...shadow.compare, ...model.rollout.shadow.compare } : shadow.compare;
+    plans.set(name, { targets, timeoutMs: shadow.timeoutMs, maxConcurrent: shadow.maxConcurrent, comparator: new ShadowComparator(compare) });
   }
   return plans;
+}
+
+/** The plan's targets plus the rollout's candidate while the rollout mirrors to it. */
+function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtime: ShadowRuntime): readonly ShadowTarget[] {
+  const rollout = runtime.rolloutTarget(ctx.modelName);
+  const served = rollout && catalog.get(ctx.modelName)?.versions.get(rollout.version);
+  return served ? [...plan.targets, { version: rollout.version, percent: rollout.percent, served }] : plan.targets;
 }
 
 export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtime: ShadowRuntime): Stage {
@@ -110,7 +124,10 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
     // A reply from the model's fallback version (the primary's breaker was open) is not the primary's answer.
     const p = { ok: answered.ok && ctx.target === primaryTarget, ms: answered.ms };
     const outputs = ctx.result?.outputs;
+    // A rollout's candidate in its shadow phase is judged on these calls: any failure or timeout counts against it.
+    runtime.signals?.recordCall(ctx.modelName, target.version, s.ok, s.ms);
     const comparison = p.ok && s.ok && outputs ? plan.comparator.compare(outputs, s.result.outputs) : undefined;
+    if (comparison) runtime.signals?.recordComparison(ctx.modelName, primaryVersion, target.version, comparison.agreed);
     runtime.stats.record(ctx.modelName, primaryVersion, target.version, {
       kind: 'settled',
       primary: { ok: p.ok, ms: p.ms },
@@ -137,7 +154,7 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
       if (!plan || ctx.operation !== 'infer' || !ctx.target || !ctx.inference || isMirroredRequest(ctx.headers)) return next();
       const primaryTarget = ctx.target;
       const primaryVersion = primaryTarget.version;
-      const chosen = plan.targets.filter((t) => t.version !== primaryVersion && runtime.rng() * 100 < t.percent);
+      const chosen = targetsOf(plan, ctx, catalog, runtime).filter((t) => t.version !== primaryVersion && runtime.rng() * 100 < t.percent);
       if (chosen.length === 0) return next();
 
       // The primary's chain runs first (an in-process primary is queued before any copy); its reply never waits for them.

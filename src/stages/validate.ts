@@ -52,7 +52,7 @@ export async function decodeFor(ctx: Context, target: ServedVersion): Promise<In
 export function modelsNeedingTensors(config: GatewayConfig): (model: string) => boolean {
   const names = new Set(
     Object.entries(config.models)
-      .filter(([, model]) => model.shadow?.targets.some((t) => t.percent > 0))
+      .filter(([, model]) => model.rollout !== undefined || model.shadow?.targets.some((t) => t.percent > 0))
       .map(([name]) => name),
   );
   let all = false;
@@ -73,7 +73,10 @@ export function validateStage(config?: GatewayConfig): Stage {
       if (ctx.operation !== 'infer') return next();
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('validate ran before route') });
-      if (needsDecoding(target) || needTensors(target.model)) ctx.inference = await decodeFor(ctx, target);
+      if (needsDecoding(target) || needTensors(target.model)) {
+        // A rollout candidate that is not ready fails in the breaker stage, where stable answers: decode for stable.
+        ctx.inference = await decodeFor(ctx, ctx.failover && !target.backend.ready() ? ctx.failover : target);
+      }
       return next();
     },
   };

@@ -46,6 +46,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly rolloutDecisions = new Counter({
+    name: 'model_gateway_rollout_decisions_total',
+    help: 'Progressive-rollout decisions taken on this replica: by the controller (hold, advance, complete, rollback) or an operator.',
+    labelNames: ['model', 'decision', 'actor'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     // Process CPU/memory/handles and Node's event-loop delay (nodejs_eventloop_lag_*), sampled at 10 ms resolution.
     if (options.processMetrics !== false) {

@@ -4,6 +4,8 @@ import { Counter, Gauge } from 'prom-client';
 import type { AuthStats } from '../auth/stats.js';
 import type { RateLimitStats } from '../ratelimit/store.js';
 import type { GuardRegistry } from '../resilience/registry.js';
+import type { RolloutStatus } from '../rollout/machine.js';
+import type { RolloutView } from '../rollout/view.js';
 import type { ShadowStats } from '../shadow/stats.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -113,5 +115,29 @@ export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayStat
     for (const p of shadowPairs(shadows)) {
       if (p.agreementRate !== null) yield [{ model: p.model, primary_version: p.primaryVersion, shadow_version: p.shadowVersion }, p.agreementRate];
     }
+  });
+}
+
+const ROLLOUT_STATUSES: readonly RolloutStatus[] = ['running', 'paused', 'rolled-back', 'aborted', 'complete'];
+
+/** Progressive rollouts, read at scrape time from the rollout manager's views (this replica's). */
+export function registerRolloutMetrics(metrics: GatewayMetrics, rollouts: { views(): RolloutView[]; store: { isLeader(): boolean; mode: string } }): void {
+  gaugeFrom(metrics, 'model_gateway_rollout_status', 'Progressive rollout status: 1 for the current one.', ['model', 'status'], function* () {
+    for (const v of rollouts.views()) for (const status of ROLLOUT_STATUSES) yield [{ model: v.model, status }, v.status === status ? 1 : 0];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_step', 'Progressive rollout step (0: shadow phase, 1..n: weight steps).', ['model'], function* () {
+    for (const v of rollouts.views()) yield [{ model: v.model }, v.step ?? 0];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_candidate_weight_percent', 'Share of unversioned traffic the rollout gives its candidate, percent.', ['model', 'candidate'], function* () {
+    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.candidateWeight];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_shadow_percent', 'Share of stable traffic the rollout mirrors to its candidate, percent.', ['model', 'candidate'], function* () {
+    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.shadowPercent];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_gate_value', 'Value of each rollout gate at the latest evaluation (agreement and error rate as ratios, p99 in ms).', ['model', 'gate'], function* () {
+    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null) yield [{ model: v.model, gate: g.gate }, g.value];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_leader', '1 when this replica leads the rollouts (always, without a shared store).', [], function* () {
+    yield [{}, rollouts.store.isLeader() ? 1 : 0];
   });
 }

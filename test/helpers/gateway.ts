@@ -34,7 +34,7 @@ export function gatewayConfig(overrides: { server?: Record<string, unknown>; mod
     server: { host: '127.0.0.1', port: 0, ...overrides.server },
     // Port 0: tests run in parallel, and the admin API starts whenever a token is configured (or in the environment).
     admin: { host: '127.0.0.1', port: 0, ...overrides.admin },
-    logging: { level: 'silent' },
+    logging: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
     models: overrides.models ?? irisModels(),
   };
 }

@@ -1,0 +1,223 @@
+// The rollout state machine, free of I/O: gate evaluation, the controller's decision per evaluation, operator actions,
+// and what a state means for traffic. Everything here is a pure function of its arguments (time is passed in).
+
+import type { RolloutConfig } from '../config/schema.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { WindowSummary } from './signals.js';
+
+/**
+ * running: the controller advances it; paused: an operator froze it (gates are still checked, and a failing one
+ * still rolls back); rolled-back: a gate failed, all traffic is on stable until an operator resumes; aborted: an
+ * operator sent all traffic back to stable; complete: the last step was reached and held.
+ */
+export type RolloutStatus = 'running' | 'paused' | 'rolled-back' | 'aborted' | 'complete';
+export type RolloutPhase = 'shadow' | 'step';
+export type DecisionKind = 'start' | 'hold' | 'advance' | 'complete' | 'rollback' | 'pause' | 'resume' | 'restart' | 'promote' | 'abort';
+export type Actor = 'controller' | 'operator';
+export type OperatorAction = 'pause' | 'resume' | 'promote' | 'abort';
+
+export interface GateResult {
+  gate: 'agreement' | 'errorRate' | 'p99';
+  /** waiting: too few samples to judge; skipped: does not apply in this phase. */
+  status: 'pass' | 'fail' | 'waiting' | 'skipped';
+  value: number | null;
+  /** The bound the value is held to (agreement: minimum; the others: maximum). */
+  limit: number | null;
+  samples: number;
+  detail: string;
+}
+
+export interface Decision {
+  at: number;
+  decision: DecisionKind;
+  actor: Actor;
+  reason: string;
+  from: { status: RolloutStatus; phase: RolloutPhase; step: number };
+  to: { status: RolloutStatus; phase: RolloutPhase; step: number };
+  gates?: GateResult[];
+  window?: WindowSummary;
+}
+
+export interface RolloutState {
+  status: RolloutStatus;
+  phase: RolloutPhase;
+  /** Index into `steps` in the step phase; -1 in the shadow phase. */
+  step: number;
+  /** Changes whenever a phase or step (re)starts: samples of older phases are never judged. */
+  phaseId: number;
+  phaseStartedAt: number;
+  startedAt: number;
+  /** Bumped by every change; the shared store's compare-and-set token. */
+  revision: number;
+  /** Stable's last measured p99 in this rollout: the latency gate's reference once stable gets no traffic. */
+  stableP99Ms: number | null;
+  lastDecision: Decision;
+  /** The controller's latest gate evaluation (operator actions do not replace it). */
+  lastEvaluation: { at: number; gates: GateResult[]; window: WindowSummary } | null;
+}
+
+/** What a state means for traffic: unversioned weights, the shadow share mirrored to the candidate, failover. */
+export interface RolloutEffects {
+  weights: Record<string, number>;
+  shadowPercent: number;
+  /** A candidate call that fails is answered by stable instead (the failure still counts against the candidate). */
+  failover: boolean;
+}
+
+const position = (s: RolloutState) => ({ status: s.status, phase: s.phase, step: s.step });
+
+export function candidateWeight(config: RolloutConfig, state: Pick<RolloutState, 'status' | 'phase' | 'step'>): number {
+  if (state.status === 'rolled-back' || state.status === 'aborted' || state.phase === 'shadow') return 0;
+  return config.steps[state.step]!;
+}
+
+export function effectsOf(config: RolloutConfig, state: RolloutState): RolloutEffects {
+  const w = candidateWeight(config, state);
+  const live = state.status === 'running' || state.status === 'paused';
+  return {
+    weights: w >= 100 ? { [config.candidate]: 100 } : w === 0 ? { [config.stable]: 100 } : { [config.stable]: 100 - w, [config.candidate]: w },
+    shadowPercent: live && w < 100 ? config.shadow.percent : 0,
+    failover: live && state.phase === 'step',
+  };
+}
+
+export function initialState(now: number, phaseId = 1): RolloutState {
+  const at = { status: 'running', phase: 'shadow', step: -1 } as const;
+  return {
+    ...at,
+    phaseId,
+    phaseStartedAt: now,
+    startedAt: now,
+    revision: 1,
+    stableP99Ms: null,
+    lastEvaluation: null,
+    lastDecision: { at: now, decision: 'start', actor: 'controller', reason: 'rollout configured: shadow phase begins', from: at, to: at },
+  };
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+const msText = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
+
+/** Judges the three gates on a window. Agreement applies while stable traffic is mirrored (candidate below 100 %). */
+export function evaluateGates(config: RolloutConfig, state: RolloutState, w: WindowSummary): { gates: GateResult[]; stableP99Ms: number | null } {
+  const g = config.gates;
+  const min = g.minSamples;
+  const gates: GateResult[] = [];
+
+  if (effectsOf(config, state).shadowPercent > 0) {
+    const value = w.compared === 0 ? null : w.agreed / w.compared;
+    if (w.compared < min) gates.push({ gate: 'agreement', status: 'waiting', value, limit: g.minAgreement, samples: w.compared, detail: `${w.compared}/${min} comparisons` });
+    else gates.push({ gate: 'agreement', status: value! >= g.minAgreement ? 'pass' : 'fail', value, limit: g.minAgreement, samples: w.compared, detail: `agreement ${pct(value!)} (minimum ${pct(g.minAgreement)}) over ${w.compared} comparisons` });
+  } else {
+    gates.push({ gate: 'agreement', status: 'skipped', value: null, limit: g.minAgreement, samples: w.compared, detail: 'stable traffic is not mirrored in this phase' });
+  }
+
+  const c = w.candidate;
+  const errorRate = c.calls === 0 ? null : c.errors / c.calls;
+  if (c.calls < min) gates.push({ gate: 'errorRate', status: 'waiting', value: errorRate, limit: g.maxErrorRate, samples: c.calls, detail: `${c.calls}/${min} candidate calls` });
+  else gates.push({ gate: 'errorRate', status: errorRate! <= g.maxErrorRate ? 'pass' : 'fail', value: errorRate, limit: g.maxErrorRate, samples: c.calls, detail: `candidate error rate ${pct(errorRate!)} (maximum ${pct(g.maxErrorRate)}) over ${c.calls} calls` });
+
+  // Stable's p99 from this window when it had enough calls, else the last one measured in this rollout.
+  const stableP99Ms = w.stable.calls >= min && w.stable.p99Ms !== null ? w.stable.p99Ms : state.stableP99Ms;
+  if (c.calls < min || c.p99Ms === null) {
+    gates.push({ gate: 'p99', status: 'waiting', value: c.p99Ms, limit: null, samples: c.calls, detail: `${c.calls}/${min} candidate calls` });
+  } else if (stableP99Ms === null) {
+    gates.push({ gate: 'p99', status: 'waiting', value: c.p99Ms, limit: null, samples: w.stable.calls, detail: `${w.stable.calls}/${min} stable calls for a reference p99` });
+  } else {
+    const limit = Math.max(stableP99Ms * g.maxP99Ratio, stableP99Ms + g.p99AllowanceMs);
+    gates.push({ gate: 'p99', status: c.p99Ms <= limit ? 'pass' : 'fail', value: c.p99Ms, limit, samples: c.calls, detail: `candidate p99 ${msText(c.p99Ms)} vs stable ${msText(stableP99Ms)} (limit ${msText(limit)})` });
+  }
+  return { gates, stableP99Ms };
+}
+
+function moved(state: RolloutState, now: number, to: Partial<Pick<RolloutState, 'status' | 'phase' | 'step'>>, decision: Omit<Decision, 'from' | 'to' | 'at'>): RolloutState {
+  const next = { ...state, ...to, revision: state.revision + 1 };
+  const phaseChanged = next.phase !== state.phase || next.step !== state.step;
+  if (phaseChanged) {
+    next.phaseId = state.phaseId + 1;
+    next.phaseStartedAt = now;
+  }
+  next.lastDecision = { at: now, ...decision, from: position(state), to: position(next) };
+  return next;
+}
+
+/** The step after the current position: shadow → first step → ... → complete. */
+function advanced(config: RolloutConfig, state: RolloutState): Pick<RolloutState, 'status' | 'phase' | 'step'> {
+  if (state.phase === 'shadow') return { status: state.status, phase: 'step', step: 0 };
+  if (state.step + 1 < config.steps.length) return { status: state.status, phase: 'step', step: state.step + 1 };
+  return { status: 'complete', phase: 'step', step: state.step };
+}
+
+function where(config: RolloutConfig, s: Pick<RolloutState, 'status' | 'phase' | 'step'>): string {
+  if (s.status === 'complete') return `complete at ${config.steps[s.step]}%`;
+  return s.phase === 'shadow' ? 'shadow phase' : `step ${s.step + 1}/${config.steps.length} (${config.steps[s.step]}%)`;
+}
+
+/**
+ * One evaluation by the controller: roll back on a failing gate (even when paused), otherwise advance once the phase
+ * has run its course and every applicable gate passes, otherwise hold. Returns the state unchanged but with a new
+ * decision when it holds. Only running and paused rollouts are evaluated.
+ */
+export function evaluate(config: RolloutConfig, state: RolloutState, window: WindowSummary, now: number): RolloutState {
+  const { gates, stableP99Ms } = evaluateGates(config, state, window);
+  const base = { ...state, stableP99Ms, lastEvaluation: { at: now, gates, window } };
+  const failed = gates.filter((g) => g.status === 'fail');
+  if (failed.length > 0) {
+    return moved(base, now, { status: 'rolled-back' }, { decision: 'rollback', actor: 'controller', reason: `rolled back in ${where(config, state)}: ${failed.map((g) => g.detail).join('; ')}`, gates, window });
+  }
+  const hold = (reason: string): RolloutState => moved(base, now, {}, { decision: 'hold', actor: 'controller', reason, gates, window });
+  if (state.status === 'paused') return hold(`paused by an operator in ${where(config, state)}`);
+  const elapsed = now - state.phaseStartedAt;
+  if (state.phase === 'shadow') {
+    const { requests, durationMs } = config.shadow;
+    if (window.phaseCompared < requests && elapsed < durationMs) {
+      return hold(`shadow phase: ${window.phaseCompared}/${requests} requests compared, ${Math.floor(elapsed / 1000)} s of ${Math.floor(durationMs / 1000)} s`);
+    }
+  } else if (elapsed < config.stepHoldMs) {
+    return hold(`holding ${where(config, state)}: ${Math.ceil((config.stepHoldMs - elapsed) / 1000)} s left`);
+  }
+  const waiting = gates.filter((g) => g.status === 'waiting');
+  if (waiting.length > 0) return hold(`${where(config, state)} done, waiting for samples: ${waiting.map((g) => `${g.gate} ${g.detail}`).join('; ')}`);
+  const to = advanced(config, state);
+  const passed = gates.filter((g) => g.status === 'pass').map((g) => g.gate).join(', ');
+  return moved(base, now, to, {
+    decision: to.status === 'complete' ? 'complete' : 'advance',
+    actor: 'controller',
+    reason: `${where(config, state)} passed (${passed}): ${to.status === 'complete' ? `rollout complete, candidate at ${config.steps[to.step]}%` : `advancing to ${where(config, to)}`}`,
+    gates,
+    window,
+  });
+}
+
+const conflict = (message: string) => new GatewayError('GW_ERR_ROLLOUT_CONFLICT', message);
+
+/** An operator's action; throws GW_ERR_ROLLOUT_CONFLICT (409) when the status does not allow it. */
+export function applyAction(config: RolloutConfig, state: RolloutState, action: OperatorAction, now: number, options: { full?: boolean } = {}): RolloutState {
+  const actor: Actor = 'operator';
+  switch (action) {
+    case 'pause':
+      if (state.status !== 'running') throw conflict(`cannot pause: the rollout is ${state.status}`);
+      return moved(state, now, { status: 'paused' }, { decision: 'pause', actor, reason: `paused by an operator in ${where(config, state)}` });
+    case 'resume':
+      if (state.status === 'paused') {
+        // The hold starts again: samples taken while paused may be from a situation the operator was looking into.
+        const next = moved(state, now, { status: 'running' }, { decision: 'resume', actor, reason: `resumed by an operator in ${where(config, state)}; the phase's hold starts again` });
+        return { ...next, phaseId: state.phaseId + 1, phaseStartedAt: now };
+      }
+      if (state.status === 'rolled-back' || state.status === 'aborted') {
+        const next = moved({ ...state, stableP99Ms: null, lastEvaluation: null }, now, { status: 'running', phase: 'shadow', step: -1 }, { decision: 'restart', actor, reason: `restarted by an operator after ${state.status === 'aborted' ? 'an abort' : 'a rollback'}: shadow phase begins` });
+        return next.phaseId === state.phaseId ? { ...next, phaseId: state.phaseId + 1, phaseStartedAt: now } : next;
+      }
+      throw conflict(`cannot resume: the rollout is ${state.status}`);
+    case 'promote': {
+      if (state.status !== 'running' && state.status !== 'paused') throw conflict(`cannot promote: the rollout is ${state.status}${state.status === 'complete' ? '' : ' (resume it first)'}`);
+      const to = options.full ? { status: 'complete' as const, phase: 'step' as const, step: config.steps.length - 1 } : advanced(config, state);
+      return moved(state, now, to, { decision: 'promote', actor, reason: `promoted by an operator from ${where(config, state)} to ${where(config, to)}` });
+    }
+    case 'abort':
+      if (state.status === 'aborted') throw conflict('the rollout is already aborted');
+      return moved(state, now, { status: 'aborted' }, { decision: 'abort', actor, reason: `aborted by an operator in ${where(config, state)}: all traffic back to ${config.stable}` });
+  }
+}
+
+export { where as describePosition };
