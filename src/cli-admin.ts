@@ -250,7 +250,7 @@ function describeRollout(v: RolloutView): string[] {
   }
   lines.push(`  next evaluation: ${v.nextEvaluationAt ?? `not evaluating (${v.status})`}`);
   const c = v.coordination;
-  lines.push(`  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (serving all on stable)'}`);
+  lines.push(`  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (shared state unreachable: following the last state read)'}`);
   return lines;
 }
 

@@ -124,7 +124,8 @@ async function checkConfig(argv: string[]): Promise<number> {
   }
   const { config, file: absolute } = await loadConfig(file);
   const versions = Object.values(config.models).reduce((n, m) => n + Object.keys(m.versions).length, 0);
-  process.stdout.write(`${absolute}: OK (${Object.keys(config.models).length} models, ${versions} versions)\n`);
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  process.stdout.write(`${absolute}: OK (${count(Object.keys(config.models).length, 'model')}, ${count(versions, 'version')})\n`);
   return 0;
 }
 

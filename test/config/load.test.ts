@@ -133,6 +133,12 @@ test('check-config accepts the example config', async (t) => {
   t.regex(stdout, /OK \(2 models, 3 versions\)/);
 });
 
+test('check-config accepts the example rollout config', async (t) => {
+  const { code, stdout } = await runCli(['check-config', path.join(ROOT, 'examples/rollout.yaml')]);
+  t.is(code, 0);
+  t.regex(stdout, /OK \(1 model, 2 versions\)/);
+});
+
 test('check-config rejects a broken config with path-level messages and exit 1', async (t) => {
   const file = await writeConfigFile({
     server: { port: -1 },

@@ -5,9 +5,11 @@ import test, { type ExecutionContext } from 'ava';
 import { copyFile, mkdir, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { RunningGateway } from '../../src/main.js';
+import { loadConfig } from '../../src/config/load.js';
+import { startGateway, type RunningGateway } from '../../src/main.js';
+import { createLogger } from '../../src/telemetry/log.js';
 import type { RolloutView } from '../../src/rollout/view.js';
-import { MODELS, gatewayConfig, irisRequest, startTestGateway } from '../helpers/gateway.js';
+import { MODELS, ROOT, gatewayConfig, irisRequest, startTestGateway } from '../helpers/gateway.js';
 import { irisDisagreementRows, IRIS_ROWS } from '../helpers/iris.js';
 import { runLoad, startLoad, type LoadResult } from '../helpers/load.js';
 import { ManualClock } from '../helpers/manual-clock.js';
@@ -228,6 +230,20 @@ test('pause, resume, promote and abort work under load, and every request is ans
   t.like(await admin(gw, 'POST', '/resume'), { status: 200, body: { status: 'running', phase: 'shadow', weights: { '1': 100, '2': 0 }, lastDecision: { decision: 'restart' } } });
   t.like(await admin(gw, 'POST', '/dance'), { status: 404 });
   t.true((await metric(gw, /^model_gateway_rollout_decisions_total\{model="iris",decision="abort",actor="operator"\}/)) === 1);
+});
+
+test('the example rollout (examples/rollout.yaml) passes its shadow phase with iris v2 and starts its first step', async (t) => {
+  const { config } = await loadConfig(path.join(ROOT, 'examples/rollout.yaml'), { PORT: '0', ADMIN_PORT: '0', LOG_LEVEL: 'silent', PATH: process.env.PATH ?? '' });
+  const clock = new ManualClock(Date.now());
+  const gw = await startGateway(config, createLogger('silent'), { rolloutClock: clock, env: { MODEL_GATEWAY_ADMIN_TOKEN: TOKEN } });
+  t.teardown(() => gw.stop());
+  const result = await send(gw, 200, 1);
+  t.deepEqual(result.versions, { '1': 200 });
+  await tick(clock, config.models.iris!.rollout!.evaluationIntervalMs, gw);
+  const view = gw.rollouts.view('iris');
+  t.is(view.position, 'step 1/3 (10%)', view.lastDecision.reason);
+  const agreement = view.gates!.find((g) => g.gate === 'agreement')!;
+  t.true(agreement.value! >= 0.95 && agreement.value! < 1, String(agreement.value));
 });
 
 const redisTest = redisTestsEnabled ? test : test.skip;

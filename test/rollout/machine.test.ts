@@ -1,0 +1,569 @@
+// The rollout state machine: what each state means for traffic, the three gates at their bounds, the controller's
+// decision per evaluation, and the operator actions with the statuses they are refused in.
+
+import test, { type ExecutionContext } from 'ava';
+import { rolloutSchema, type RolloutConfig } from '../../src/config/schema.js';
+import { GatewayError } from '../../src/errors/gateway-error.js';
+import {
+  applyAction,
+  candidateWeight,
+  effectsOf,
+  evaluate,
+  evaluateGates,
+  initialState,
+  type GateResult,
+  type OperatorAction,
+  type RolloutState,
+  type RolloutStatus,
+} from '../../src/rollout/machine.js';
+import type { SideSummary, WindowSummary } from '../../src/rollout/signals.js';
+
+const T0 = 1_700_000_000_000;
+
+/** Defaults: steps [5, 25, 50, 100], stepHoldMs 300 s, shadow 1000 requests or 600 s, minSamples 100. */
+const config = (over: Record<string, unknown> = {}): RolloutConfig => rolloutSchema.parse({ stable: '1', candidate: '2', ...over });
+
+/** A window in which every gate passes with the defaults. */
+function window(over: { stable?: Partial<SideSummary>; candidate?: Partial<SideSummary>; compared?: number; agreed?: number; phaseCompared?: number } = {}): WindowSummary {
+  return {
+    stable: { calls: 500, errors: 0, p99Ms: 10, ...over.stable },
+    candidate: { calls: 500, errors: 0, p99Ms: 11, ...over.candidate },
+    compared: over.compared ?? 500,
+    agreed: over.agreed ?? over.compared ?? 500,
+    phaseCompared: over.phaseCompared ?? 5000,
+  };
+}
+
+/** A state at a position (started at T0), for the pure functions that only read the position. */
+const at = (status: RolloutStatus, step: number, over: Partial<RolloutState> = {}): RolloutState => ({
+  ...initialState(T0),
+  status,
+  phase: step < 0 ? 'shadow' : 'step',
+  step,
+  ...over,
+});
+
+const gate = (gates: GateResult[], name: GateResult['gate']): GateResult => {
+  const found = gates.find((g) => g.gate === name);
+  if (!found) throw new Error(`no ${name} gate`);
+  return found;
+};
+
+const isConflict = (t: ExecutionContext, fn: () => unknown, message?: RegExp) => {
+  const err = t.throws(fn, { instanceOf: GatewayError });
+  t.is(err?.code, 'GW_ERR_ROLLOUT_CONFLICT');
+  t.is(err?.status, 409);
+  if (message) t.regex(err!.message, message);
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// effectsOf / candidateWeight
+
+test('initialState: running in the shadow phase, revision 1, a start decision', (t) => {
+  const s = initialState(T0, 7);
+  t.like(s, { status: 'running', phase: 'shadow', step: -1, phaseId: 7, phaseStartedAt: T0, startedAt: T0, revision: 1, stableP99Ms: null, lastEvaluation: null });
+  t.like(s.lastDecision, { at: T0, decision: 'start', actor: 'controller' });
+  t.is(initialState(T0).phaseId, 1);
+});
+
+test('effects of the shadow phase: all weight on stable, shadow at the configured percent, no failover', (t) => {
+  const c = config({ shadow: { percent: 40 } });
+  for (const status of ['running', 'paused'] as const) {
+    t.deepEqual(effectsOf(c, at(status, -1)), { weights: { '1': 100 }, shadowPercent: 40, failover: false }, status);
+    t.is(candidateWeight(c, at(status, -1)), 0);
+  }
+  t.is(effectsOf(config(), at('running', -1)).shadowPercent, 100);
+});
+
+test('effects of each step: stable 100−w / candidate w, shadow while w < 100, failover on', (t) => {
+  const c = config({ shadow: { percent: 40 } });
+  const expected = [
+    { weights: { '1': 95, '2': 5 }, shadowPercent: 40, failover: true },
+    { weights: { '1': 75, '2': 25 }, shadowPercent: 40, failover: true },
+    { weights: { '1': 50, '2': 50 }, shadowPercent: 40, failover: true },
+    { weights: { '2': 100 }, shadowPercent: 0, failover: true },
+  ];
+  expected.forEach((effects, step) => {
+    t.deepEqual(effectsOf(c, at('running', step)), effects, `step ${step}`);
+    t.deepEqual(effectsOf(c, at('paused', step)), effects, `paused at step ${step}`);
+    t.is(candidateWeight(c, at('running', step)), c.steps[step]!);
+  });
+});
+
+test('effects of complete: the last step\'s split, shadow off, no failover', (t) => {
+  t.deepEqual(effectsOf(config(), at('complete', 3)), { weights: { '2': 100 }, shadowPercent: 0, failover: false });
+  // A rollout whose last step is below 100 % stays at that split.
+  const partial = config({ steps: [10, 60] });
+  t.deepEqual(effectsOf(partial, at('complete', 1)), { weights: { '1': 40, '2': 60 }, shadowPercent: 0, failover: false });
+  t.is(candidateWeight(partial, at('complete', 1)), 60);
+});
+
+test('effects of rolled-back and aborted: stable 100, shadow 0, no failover, from any phase', (t) => {
+  const c = config();
+  for (const status of ['rolled-back', 'aborted'] as const) {
+    for (const step of [-1, 0, 2, 3]) {
+      t.deepEqual(effectsOf(c, at(status, step)), { weights: { '1': 100 }, shadowPercent: 0, failover: false }, `${status} at ${step}`);
+      t.is(candidateWeight(c, at(status, step)), 0);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// evaluateGates
+
+test('every gate waits below minSamples', (t) => {
+  const c = config();
+  const w = window({ compared: 99, agreed: 99, candidate: { calls: 99, errors: 50, p99Ms: 1000 } });
+  const { gates } = evaluateGates(c, at('running', 0), w);
+  t.deepEqual(
+    gates.map((g) => [g.gate, g.status, g.samples]),
+    [
+      ['agreement', 'waiting', 99],
+      ['errorRate', 'waiting', 99],
+      ['p99', 'waiting', 99],
+    ],
+  );
+  t.is(gate(gates, 'agreement').detail, '99/100 comparisons');
+  t.is(gate(gates, 'errorRate').detail, '99/100 candidate calls');
+  t.is(gate(gates, 'p99').detail, '99/100 candidate calls');
+  // Even far beyond the bounds: too few samples never fail.
+  t.false(gates.some((g) => g.status === 'fail'));
+  // The values are still shown while waiting.
+  t.is(gate(gates, 'agreement').value, 1);
+  t.is(gate(gates, 'errorRate').value, 50 / 99);
+});
+
+test('waiting gates without any samples have no value', (t) => {
+  const { gates } = evaluateGates(config(), at('running', -1), window({ compared: 0, candidate: { calls: 0, p99Ms: null } }));
+  t.is(gate(gates, 'agreement').value, null);
+  t.is(gate(gates, 'errorRate').value, null);
+  t.is(gate(gates, 'p99').value, null);
+  t.true(gates.every((g) => g.status === 'waiting'));
+});
+
+test('the gates are judged from exactly minSamples on', (t) => {
+  const { gates } = evaluateGates(config(), at('running', 0), window({ compared: 100, candidate: { calls: 100 } }));
+  t.deepEqual(gates.map((g) => g.status), ['pass', 'pass', 'pass']);
+});
+
+test('agreement passes exactly at the minimum and fails just below it', (t) => {
+  const c = config(); // minAgreement 0.99
+  const pass = gate(evaluateGates(c, at('running', 0), window({ compared: 100, agreed: 99 })).gates, 'agreement');
+  t.like(pass, { status: 'pass', value: 0.99, limit: 0.99, samples: 100 });
+  t.is(pass.detail, 'agreement 99.00% (minimum 99.00%) over 100 comparisons');
+  const fail = gate(evaluateGates(c, at('running', 0), window({ compared: 100, agreed: 98 })).gates, 'agreement');
+  t.like(fail, { status: 'fail', value: 0.98, limit: 0.99 });
+  const custom = config({ gates: { minAgreement: 0.9 } });
+  t.is(gate(evaluateGates(custom, at('running', -1), window({ compared: 1000, agreed: 900 })).gates, 'agreement').status, 'pass');
+  t.is(gate(evaluateGates(custom, at('running', -1), window({ compared: 1000, agreed: 899 })).gates, 'agreement').status, 'fail');
+});
+
+test('error rate passes exactly at the maximum and fails just above it', (t) => {
+  const c = config(); // maxErrorRate 0.01
+  const pass = gate(evaluateGates(c, at('running', 1), window({ candidate: { calls: 100, errors: 1 } })).gates, 'errorRate');
+  t.like(pass, { status: 'pass', value: 0.01, limit: 0.01, samples: 100 });
+  t.is(pass.detail, 'candidate error rate 1.00% (maximum 1.00%) over 100 calls');
+  const fail = gate(evaluateGates(c, at('running', 1), window({ candidate: { calls: 100, errors: 2 } })).gates, 'errorRate');
+  t.like(fail, { status: 'fail', value: 0.02 });
+  t.is(gate(evaluateGates(config({ gates: { maxErrorRate: 0 } }), at('running', 1), window({ candidate: { calls: 1000, errors: 1 } })).gates, 'errorRate').status, 'fail');
+});
+
+test('p99 limit is the ratio × stable when that allows more than the allowance', (t) => {
+  const c = config(); // ratio 1.5, allowance 5 ms → stable 100 ms: max(150, 105) = 150
+  const pass = gate(evaluateGates(c, at('running', 0), window({ stable: { p99Ms: 100 }, candidate: { p99Ms: 150 } })).gates, 'p99');
+  t.like(pass, { status: 'pass', value: 150, limit: 150 });
+  t.is(pass.detail, 'candidate p99 150 ms vs stable 100 ms (limit 150 ms)');
+  const fail = gate(evaluateGates(c, at('running', 0), window({ stable: { p99Ms: 100 }, candidate: { p99Ms: 150.5 } })).gates, 'p99');
+  t.like(fail, { status: 'fail', limit: 150 });
+});
+
+test('p99 limit is stable + allowance when that allows more than the ratio (fast models)', (t) => {
+  const c = config(); // stable 2 ms: max(3, 7) = 7
+  const pass = gate(evaluateGates(c, at('running', 0), window({ stable: { p99Ms: 2 }, candidate: { p99Ms: 7 } })).gates, 'p99');
+  t.like(pass, { status: 'pass', value: 7, limit: 7 });
+  t.is(pass.detail, 'candidate p99 7.00 ms vs stable 2.00 ms (limit 7.00 ms)');
+  t.is(gate(evaluateGates(c, at('running', 0), window({ stable: { p99Ms: 2 }, candidate: { p99Ms: 7.01 } })).gates, 'p99').status, 'fail');
+  // Another ratio and allowance.
+  const tight = config({ gates: { maxP99Ratio: 1, p99AllowanceMs: 0 } });
+  t.is(gate(evaluateGates(tight, at('running', 0), window({ stable: { p99Ms: 2 }, candidate: { p99Ms: 2 } })).gates, 'p99').status, 'pass');
+  t.is(gate(evaluateGates(tight, at('running', 0), window({ stable: { p99Ms: 2 }, candidate: { p99Ms: 2.001 } })).gates, 'p99').status, 'fail');
+});
+
+test('agreement is skipped while the candidate takes 100 % (nothing is mirrored)', (t) => {
+  const c = config();
+  const { gates } = evaluateGates(c, at('running', 3), window({ compared: 0, agreed: 0 }));
+  t.like(gate(gates, 'agreement'), { status: 'skipped', value: null, limit: 0.99, samples: 0 });
+  t.is(gate(gates, 'errorRate').status, 'pass');
+  t.is(gate(gates, 'p99').status, 'pass');
+  // Even a terrible agreement is not judged there.
+  t.is(gate(evaluateGates(c, at('paused', 3), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'skipped');
+  // ...but it is in the shadow phase and below 100 %.
+  t.is(gate(evaluateGates(c, at('running', -1), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'fail');
+  t.is(gate(evaluateGates(c, at('running', 2), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'fail');
+});
+
+test("stable's p99 comes from the window when it had minSamples calls, else from state.stableP99Ms", (t) => {
+  const c = config();
+  // Enough stable calls: the window's p99 is the reference and is returned for the state.
+  const fresh = evaluateGates(c, at('running', 2, { stableP99Ms: 20 }), window({ stable: { calls: 100, p99Ms: 40 }, candidate: { p99Ms: 60 } }));
+  t.is(fresh.stableP99Ms, 40);
+  t.like(gate(fresh.gates, 'p99'), { status: 'pass', limit: 60 });
+  // Too few stable calls: the state's last measured p99 (20 → limit max(30, 25) = 30), not the window's.
+  const fallback = evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 99, p99Ms: 1000 }, candidate: { p99Ms: 30 } }));
+  t.is(fallback.stableP99Ms, 20);
+  t.like(gate(fallback.gates, 'p99'), { status: 'pass', limit: 30 });
+  t.is(gate(evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 0, p99Ms: null }, candidate: { p99Ms: 30.5 } })).gates, 'p99').status, 'fail');
+  // Enough stable calls but none timed (all refused by a guard): still the fallback.
+  t.is(evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 500, p99Ms: null } })).stableP99Ms, 20);
+});
+
+test('the p99 gate waits when there is no reference p99 at all', (t) => {
+  const { gates, stableP99Ms } = evaluateGates(config(), at('running', 3), window({ stable: { calls: 42, p99Ms: 9 }, candidate: { p99Ms: 1 } }));
+  t.is(stableP99Ms, null);
+  t.like(gate(gates, 'p99'), { status: 'waiting', value: 1, limit: null, samples: 42, detail: '42/100 stable calls for a reference p99' });
+});
+
+test('the p99 gate waits while the candidate has calls but no timed ones', (t) => {
+  const { gates } = evaluateGates(config(), at('running', 0), window({ candidate: { calls: 500, errors: 0, p99Ms: null } }));
+  t.like(gate(gates, 'p99'), { status: 'waiting', value: null });
+  t.is(gate(gates, 'errorRate').status, 'pass');
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// evaluate
+
+test('the shadow phase holds while it has neither enough compared requests nor enough time', (t) => {
+  const c = config();
+  const s = initialState(T0);
+  const next = evaluate(c, s, window({ phaseCompared: 999 }), T0 + 599_999);
+  t.like(next, { status: 'running', phase: 'shadow', step: -1, phaseId: s.phaseId, phaseStartedAt: T0, revision: s.revision + 1 });
+  t.like(next.lastDecision, { at: T0 + 599_999, decision: 'hold', actor: 'controller' });
+  t.is(next.lastDecision.reason, 'shadow phase: 999/1000 requests compared, 599 s of 600 s');
+  t.deepEqual(next.lastDecision.from, { status: 'running', phase: 'shadow', step: -1 });
+  t.deepEqual(next.lastDecision.to, { status: 'running', phase: 'shadow', step: -1 });
+  t.is(next.lastDecision.gates?.length, 3);
+  t.deepEqual(next.lastDecision.window, window({ phaseCompared: 999 }));
+});
+
+test('the shadow phase ends once enough requests were compared, however short it was', (t) => {
+  const c = config();
+  const s = initialState(T0);
+  const next = evaluate(c, s, window({ phaseCompared: 1000 }), T0 + 1000);
+  t.like(next, { status: 'running', phase: 'step', step: 0, phaseId: s.phaseId + 1, phaseStartedAt: T0 + 1000, revision: s.revision + 1 });
+  t.like(next.lastDecision, { decision: 'advance', actor: 'controller' });
+  t.is(next.lastDecision.reason, 'shadow phase passed (agreement, errorRate, p99): advancing to step 1/4 (5%)');
+  t.deepEqual(next.lastDecision.to, { status: 'running', phase: 'step', step: 0 });
+  t.deepEqual(effectsOf(c, next).weights, { '1': 95, '2': 5 });
+});
+
+test('the shadow phase ends once its duration elapsed, however few requests were compared', (t) => {
+  const c = config();
+  const s = initialState(T0);
+  const w = window({ compared: 200, phaseCompared: 200 });
+  t.is(evaluate(c, s, w, T0 + 599_999).lastDecision.decision, 'hold');
+  const next = evaluate(c, s, w, T0 + 600_000);
+  t.like(next, { phase: 'step', step: 0, phaseId: s.phaseId + 1 });
+  t.is(next.lastDecision.decision, 'advance');
+});
+
+test('a phase that ran its course still holds while a gate waits for samples', (t) => {
+  const c = config();
+  const s = initialState(T0);
+  const next = evaluate(c, s, window({ phaseCompared: 5000, candidate: { calls: 50, p99Ms: 11 } }), T0 + 700_000);
+  t.like(next, { phase: 'shadow', step: -1, phaseId: s.phaseId });
+  t.is(next.lastDecision.decision, 'hold');
+  t.regex(next.lastDecision.reason, /^shadow phase done, waiting for samples: /);
+  t.regex(next.lastDecision.reason, /errorRate 50\/100 candidate calls/);
+  t.regex(next.lastDecision.reason, /p99 50\/100 candidate calls/);
+  t.notRegex(next.lastDecision.reason, /agreement/);
+  // In a step, too: the hold time is over but the stable reference p99 is missing.
+  const step = at('running', 1, { phaseStartedAt: T0 });
+  const held = evaluate(c, step, window({ stable: { calls: 3, p99Ms: 5 } }), T0 + 300_000);
+  t.like(held, { phase: 'step', step: 1 });
+  t.is(held.lastDecision.reason, 'step 2/4 (25%) done, waiting for samples: p99 3/100 stable calls for a reference p99');
+});
+
+test('each step is held for stepHoldMs before it may advance', (t) => {
+  const c = config();
+  const s = at('running', 0, { phaseId: 2, phaseStartedAt: T0, revision: 5 });
+  const held = evaluate(c, s, window(), T0 + 299_999);
+  t.like(held, { phase: 'step', step: 0, phaseId: 2, phaseStartedAt: T0, revision: 6 });
+  t.is(held.lastDecision.decision, 'hold');
+  t.is(held.lastDecision.reason, 'holding step 1/4 (5%): 1 s left');
+  t.is(evaluate(c, s, window(), T0 + 1000).lastDecision.reason, 'holding step 1/4 (5%): 299 s left');
+  const next = evaluate(c, s, window(), T0 + 300_000);
+  t.like(next, { phase: 'step', step: 1, phaseId: 3, phaseStartedAt: T0 + 300_000, revision: 6 });
+  t.is(next.lastDecision.reason, 'step 1/4 (5%) passed (agreement, errorRate, p99): advancing to step 2/4 (25%)');
+  // The shadow phase's request count plays no part in a step.
+  t.is(evaluate(c, s, window({ phaseCompared: 0 }), T0 + 300_000).step, 1);
+});
+
+test('the last step, once held and passing, completes the rollout', (t) => {
+  const c = config();
+  const s = at('running', 3, { phaseId: 5, phaseStartedAt: T0 });
+  const w = window({ compared: 0, agreed: 0, stable: { calls: 0, p99Ms: null } });
+  const next = evaluate(c, { ...s, stableP99Ms: 10 }, w, T0 + 300_000);
+  t.like(next, { status: 'complete', phase: 'step', step: 3 });
+  t.like(next.lastDecision, { decision: 'complete', actor: 'controller' });
+  t.is(next.lastDecision.reason, 'step 4/4 (100%) passed (errorRate, p99): rollout complete, candidate at 100%');
+  t.deepEqual(next.lastDecision.to, { status: 'complete', phase: 'step', step: 3 });
+  t.deepEqual(effectsOf(c, next), { weights: { '2': 100 }, shadowPercent: 0, failover: false });
+});
+
+test('a failing gate rolls back at once, with the failing gate\'s detail in the reason', (t) => {
+  const c = config();
+  const s = at('running', 1, { phaseId: 3, phaseStartedAt: T0, revision: 4 });
+  // Inside the step's hold time: a failure does not wait for it.
+  const next = evaluate(c, s, window({ candidate: { calls: 200, errors: 10 } }), T0 + 1000);
+  t.like(next, { status: 'rolled-back', phase: 'step', step: 1, revision: 5 });
+  t.like(next.lastDecision, { decision: 'rollback', actor: 'controller' });
+  t.is(next.lastDecision.reason, 'rolled back in step 2/4 (25%): candidate error rate 5.00% (maximum 1.00%) over 200 calls');
+  t.deepEqual(next.lastDecision.to, { status: 'rolled-back', phase: 'step', step: 1 });
+  t.deepEqual(effectsOf(c, next), { weights: { '1': 100 }, shadowPercent: 0, failover: false });
+  // Several failing gates are all named; a waiting one does not prevent the rollback.
+  const many = evaluate(c, s, window({ compared: 100, agreed: 50, stable: { calls: 10 }, candidate: { calls: 100, errors: 100, p99Ms: 5 } }), T0 + 1000);
+  t.is(many.status, 'rolled-back');
+  t.is(many.lastDecision.reason, 'rolled back in step 2/4 (25%): agreement 50.00% (minimum 99.00%) over 100 comparisons; candidate error rate 100.00% (maximum 1.00%) over 100 calls');
+});
+
+test('a failing gate in the shadow phase rolls back too', (t) => {
+  const next = evaluate(config(), initialState(T0), window({ phaseCompared: 10, stable: { p99Ms: 10 }, candidate: { p99Ms: 40 } }), T0 + 1000);
+  t.like(next, { status: 'rolled-back', phase: 'shadow', step: -1, phaseId: 1 });
+  t.is(next.lastDecision.reason, 'rolled back in shadow phase: candidate p99 40 ms vs stable 10 ms (limit 15 ms)');
+});
+
+test('a paused rollout is still rolled back by a failing gate', (t) => {
+  const c = config();
+  const next = evaluate(c, at('paused', 2, { phaseStartedAt: T0 }), window({ compared: 1000, agreed: 900 }), T0 + 10);
+  t.like(next, { status: 'rolled-back', phase: 'step', step: 2 });
+  t.is(next.lastDecision.decision, 'rollback');
+  t.regex(next.lastDecision.reason, /^rolled back in step 3\/4 \(50%\): agreement 90\.00% \(minimum 99\.00%\) over 1000 comparisons$/);
+  t.deepEqual(next.lastDecision.from, { status: 'paused', phase: 'step', step: 2 });
+});
+
+test('a paused rollout whose gates pass holds, however long the phase ran', (t) => {
+  const c = config();
+  for (const s of [at('paused', -1, { phaseStartedAt: T0 }), at('paused', 1, { phaseStartedAt: T0 })]) {
+    const next = evaluate(c, s, window({ phaseCompared: 1_000_000 }), T0 + 10 * 3_600_000);
+    t.like(next, { status: 'paused', phase: s.phase, step: s.step, phaseId: s.phaseId, phaseStartedAt: T0, revision: s.revision + 1 });
+    t.is(next.lastDecision.decision, 'hold');
+    t.regex(next.lastDecision.reason, /^paused by an operator in (shadow phase|step 2\/4 \(25%\))$/);
+  }
+});
+
+test('lastEvaluation and stableP99Ms are recorded by every evaluation', (t) => {
+  const c = config();
+  const w = window({ phaseCompared: 3, stable: { calls: 150, p99Ms: 12 } });
+  const next = evaluate(c, initialState(T0), w, T0 + 5);
+  t.is(next.lastEvaluation?.at, T0 + 5);
+  t.deepEqual(next.lastEvaluation?.window, w);
+  t.deepEqual(next.lastEvaluation?.gates, next.lastDecision.gates);
+  t.deepEqual(next.lastEvaluation?.gates.map((g) => g.gate), ['agreement', 'errorRate', 'p99']);
+  t.is(next.stableP99Ms, 12);
+  // Later, without stable traffic, the last measured p99 is kept (and judged against).
+  const later = evaluate(c, { ...next, phase: 'step', step: 3 }, window({ stable: { calls: 0, p99Ms: null }, candidate: { p99Ms: 17 } }), T0 + 10);
+  t.is(later.stableP99Ms, 12);
+  t.like(later.lastEvaluation?.gates[2], { gate: 'p99', status: 'pass', limit: 18 });
+  // The rollback carries its evaluation too.
+  const rolled = evaluate(c, initialState(T0), window({ candidate: { errors: 500 } }), T0 + 20);
+  t.is(rolled.lastEvaluation?.at, T0 + 20);
+});
+
+test('evaluate does not modify the state it is given', (t) => {
+  const s = initialState(T0);
+  const copy = structuredClone(s);
+  evaluate(config(), s, window({ phaseCompared: 1000 }), T0 + 1);
+  evaluate(config(), s, window({ candidate: { errors: 500 } }), T0 + 1);
+  t.deepEqual(s, copy);
+});
+
+test('a whole rollout by the controller: phaseId changes with every phase and step, revision with every decision', (t) => {
+  const c = config({ steps: [10, 50, 100], stepHoldMs: 1000, shadow: { requests: 10 } });
+  let s = initialState(T0);
+  let now = T0;
+  const trail: string[] = [];
+  const phaseIds = [s.phaseId];
+  for (let i = 0; i < 20 && s.status === 'running'; i++) {
+    now += 500;
+    const before = s;
+    s = evaluate(c, s, window({ phaseCompared: 10 }), now);
+    t.is(s.revision, before.revision + 1);
+    t.is(s.lastDecision.at, now);
+    const moved = s.phase !== before.phase || s.step !== before.step;
+    t.is(s.phaseId, moved ? before.phaseId + 1 : before.phaseId);
+    t.is(s.phaseStartedAt, moved ? now : before.phaseStartedAt);
+    if (moved) phaseIds.push(s.phaseId);
+    trail.push(`${s.lastDecision.decision}:${s.phase}:${s.step}:${s.status}`);
+  }
+  t.deepEqual(trail, [
+    'advance:step:0:running',
+    'hold:step:0:running',
+    'advance:step:1:running',
+    'hold:step:1:running',
+    'advance:step:2:running',
+    'hold:step:2:running',
+    'complete:step:2:complete',
+  ]);
+  t.deepEqual(phaseIds, [1, 2, 3, 4]);
+  t.is(s.startedAt, T0);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// applyAction
+
+const NOW = T0 + 123_456;
+
+test('pause: only a running rollout, keeping its position and phase', (t) => {
+  const c = config();
+  const s = at('running', 1, { phaseId: 4, phaseStartedAt: T0, revision: 9 });
+  const next = applyAction(c, s, 'pause', NOW);
+  t.like(next, { status: 'paused', phase: 'step', step: 1, phaseId: 4, phaseStartedAt: T0, revision: 10 });
+  t.like(next.lastDecision, { at: NOW, decision: 'pause', actor: 'operator', reason: 'paused by an operator in step 2/4 (25%)' });
+  t.deepEqual(next.lastDecision.from, { status: 'running', phase: 'step', step: 1 });
+  t.deepEqual(next.lastDecision.to, { status: 'paused', phase: 'step', step: 1 });
+  // Paused traffic is that of the position.
+  t.deepEqual(effectsOf(c, next), effectsOf(c, s));
+  for (const status of ['paused', 'rolled-back', 'aborted', 'complete'] as const) {
+    isConflict(t, () => applyAction(c, at(status, 1), 'pause', NOW), new RegExp(`^cannot pause: the rollout is ${status}$`));
+  }
+});
+
+test('resume from paused: running again, and the phase\'s hold starts over under a new phaseId', (t) => {
+  const c = config();
+  const s = at('paused', 2, { phaseId: 6, phaseStartedAt: T0, revision: 3, stableP99Ms: 8 });
+  const withEval = { ...s, lastEvaluation: { at: T0, gates: [], window: window() } };
+  const next = applyAction(c, withEval, 'resume', NOW);
+  t.like(next, { status: 'running', phase: 'step', step: 2, phaseId: 7, phaseStartedAt: NOW, revision: 4, stableP99Ms: 8 });
+  t.like(next.lastDecision, { at: NOW, decision: 'resume', actor: 'operator' });
+  t.is(next.lastDecision.reason, "resumed by an operator in step 3/4 (50%); the phase's hold starts again");
+  // Operator actions do not replace the controller's evaluation.
+  t.deepEqual(next.lastEvaluation, withEval.lastEvaluation);
+  // The hold really starts again: the next evaluation right after holds.
+  t.is(evaluate(c, next, window(), NOW + 299_999).lastDecision.decision, 'hold');
+  t.is(evaluate(c, next, window(), NOW + 300_000).step, 3);
+  // Paused in the shadow phase, too.
+  const shadow = applyAction(c, at('paused', -1, { phaseId: 2 }), 'resume', NOW);
+  t.like(shadow, { status: 'running', phase: 'shadow', phaseId: 3, phaseStartedAt: NOW });
+});
+
+test('resume from rolled-back restarts at the shadow phase with a new phaseId (rolled back in a step)', (t) => {
+  const c = config();
+  const rolled = evaluate(c, at('running', 2, { phaseId: 5, stableP99Ms: 9 }), window({ candidate: { errors: 500 } }), T0 + 1);
+  t.is(rolled.status, 'rolled-back');
+  const next = applyAction(c, rolled, 'resume', NOW);
+  t.like(next, { status: 'running', phase: 'shadow', step: -1, phaseId: 6, phaseStartedAt: NOW, revision: rolled.revision + 1, stableP99Ms: null, lastEvaluation: null });
+  t.like(next.lastDecision, { at: NOW, decision: 'restart', actor: 'operator', reason: 'restarted by an operator after a rollback: shadow phase begins' });
+  t.deepEqual(next.lastDecision.from, { status: 'rolled-back', phase: 'step', step: 2 });
+  t.deepEqual(next.lastDecision.to, { status: 'running', phase: 'shadow', step: -1 });
+  t.deepEqual(effectsOf(c, next), { weights: { '1': 100 }, shadowPercent: 100, failover: false });
+});
+
+test('resume after a rollback in the shadow phase still gets a new phaseId and a fresh phase start', (t) => {
+  const c = config();
+  const rolled = evaluate(c, initialState(T0, 11), window({ agreed: 0 }), T0 + 1);
+  t.like(rolled, { status: 'rolled-back', phase: 'shadow', phaseId: 11 });
+  const next = applyAction(c, rolled, 'resume', NOW);
+  t.like(next, { status: 'running', phase: 'shadow', step: -1, phaseStartedAt: NOW, stableP99Ms: null, lastEvaluation: null });
+  t.not(next.phaseId, rolled.phaseId);
+  t.is(next.phaseId, 12);
+  // The restarted shadow phase counts from zero: it holds at first.
+  t.regex(evaluate(c, next, window({ phaseCompared: 0 }), NOW + 1).lastDecision.reason, /^shadow phase: 0\/1000 requests compared, 0 s of 600 s$/);
+});
+
+test('resume from aborted restarts at the shadow phase with a new phaseId, from either phase', (t) => {
+  const c = config();
+  for (const step of [-1, 3]) {
+    const aborted = applyAction(c, at('running', step, { phaseId: 3 }), 'abort', T0 + 1);
+    const next = applyAction(c, aborted, 'resume', NOW);
+    t.like(next, { status: 'running', phase: 'shadow', step: -1, phaseId: 4, phaseStartedAt: NOW });
+    t.is(next.lastDecision.decision, 'restart');
+    t.is(next.lastDecision.reason, 'restarted by an operator after an abort: shadow phase begins');
+  }
+});
+
+test('resume is refused while running or complete', (t) => {
+  const c = config();
+  isConflict(t, () => applyAction(c, at('running', 0), 'resume', NOW), /^cannot resume: the rollout is running$/);
+  isConflict(t, () => applyAction(c, at('complete', 3), 'resume', NOW), /^cannot resume: the rollout is complete$/);
+});
+
+test('promote advances one step at a time, the last one completes', (t) => {
+  const c = config();
+  let s = initialState(T0);
+  const positions: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const before = s;
+    s = applyAction(c, s, 'promote', NOW + i);
+    t.like(s.lastDecision, { at: NOW + i, decision: 'promote', actor: 'operator' });
+    t.is(s.revision, before.revision + 1);
+    positions.push(`${s.status}:${s.phase}:${s.step}:${s.phaseId}`);
+  }
+  t.deepEqual(positions, ['running:step:0:2', 'running:step:1:3', 'running:step:2:4', 'running:step:3:5', 'complete:step:3:5']);
+  t.is(s.lastDecision.reason, 'promoted by an operator from step 4/4 (100%) to complete at 100%');
+  isConflict(t, () => applyAction(c, s, 'promote', NOW), /^cannot promote: the rollout is complete$/);
+});
+
+test('promote skips the hold: the new step starts now', (t) => {
+  const c = config();
+  const next = applyAction(c, at('running', 0, { phaseStartedAt: T0 }), 'promote', NOW);
+  t.like(next, { step: 1, phaseStartedAt: NOW });
+  t.is(next.lastDecision.reason, 'promoted by an operator from step 1/4 (5%) to step 2/4 (25%)');
+});
+
+test('promote of a paused rollout moves it and keeps it paused', (t) => {
+  const next = applyAction(config(), at('paused', -1), 'promote', NOW);
+  t.like(next, { status: 'paused', phase: 'step', step: 0 });
+});
+
+test('promote {full: true} completes at once, from any live position', (t) => {
+  const c = config();
+  for (const s of [initialState(T0), at('running', 1), at('paused', 2), at('running', 3)]) {
+    const next = applyAction(c, s, 'promote', NOW, { full: true });
+    t.like(next, { status: 'complete', phase: 'step', step: 3 });
+    t.like(next.lastDecision, { decision: 'promote', actor: 'operator', at: NOW });
+    t.regex(next.lastDecision.reason, / to complete at 100%$/);
+    t.deepEqual(effectsOf(c, next), { weights: { '2': 100 }, shadowPercent: 0, failover: false });
+  }
+  t.is(applyAction(c, initialState(T0), 'promote', NOW, { full: true }).lastDecision.reason, 'promoted by an operator from shadow phase to complete at 100%');
+});
+
+test('promote is refused when rolled back, aborted or complete', (t) => {
+  const c = config();
+  isConflict(t, () => applyAction(c, at('rolled-back', 1), 'promote', NOW), /^cannot promote: the rollout is rolled-back \(resume it first\)$/);
+  isConflict(t, () => applyAction(c, at('aborted', -1), 'promote', NOW, { full: true }), /^cannot promote: the rollout is aborted \(resume it first\)$/);
+  isConflict(t, () => applyAction(c, at('complete', 3), 'promote', NOW, { full: true }), /^cannot promote: the rollout is complete$/);
+});
+
+test('abort from every status but aborted: all traffic back to stable', (t) => {
+  const c = config();
+  for (const [status, step] of [['running', -1], ['running', 2], ['paused', 1], ['rolled-back', 0], ['complete', 3]] as const) {
+    const s = at(status, step, { revision: 4 });
+    const next = applyAction(c, s, 'abort', NOW);
+    t.like(next, { status: 'aborted', phase: s.phase, step, revision: 5 });
+    t.like(next.lastDecision, { at: NOW, decision: 'abort', actor: 'operator' });
+    t.regex(next.lastDecision.reason, /^aborted by an operator in .+: all traffic back to 1$/);
+    t.deepEqual(effectsOf(c, next), { weights: { '1': 100 }, shadowPercent: 0, failover: false });
+  }
+  isConflict(t, () => applyAction(c, at('aborted', 1), 'abort', NOW), /^the rollout is already aborted$/);
+});
+
+test('every operator action records an operator decision and leaves its input alone', (t) => {
+  const c = config();
+  const cases: [RolloutState, OperatorAction][] = [
+    [at('running', 0), 'pause'],
+    [at('paused', 0), 'resume'],
+    [at('rolled-back', 0), 'resume'],
+    [at('running', 0), 'promote'],
+    [at('running', 0), 'abort'],
+  ];
+  for (const [s, action] of cases) {
+    const copy = structuredClone(s);
+    const next = applyAction(c, s, action, NOW);
+    t.is(next.lastDecision.actor, 'operator', action);
+    t.is(next.lastDecision.at, NOW);
+    t.is(next.revision, s.revision + 1);
+    t.is(next.startedAt, s.startedAt);
+    t.is(next.lastDecision.gates, undefined);
+    t.deepEqual(s, copy);
+  }
+});
