@@ -169,7 +169,11 @@ function modelRoutes(name: string, model: ModelConfig, target: MeshTarget, notes
   const infer: HttpRoute = { name: `${name}-infer`.toLowerCase(), match: [{ uri: { exact: `${base}/infer` } }], route: [] };
   const positive = model.weights === undefined ? [] : completeWeights(model.weights, versions).filter((w) => w.weight > 0);
   const blocker = whyNotPinnable(model);
-  if (positive.length > 1 && blocker !== undefined) {
+  if (model.rollout !== undefined) {
+    // Mesh weights would pin versions with x-model-version, and pinned requests bypass the rollout.
+    notes.push(`model ${name}: the split stays in the gateway (no subset, no mesh weights) because its progressive rollout sets the weights at runtime`);
+    infer.route.push({ destination: to() });
+  } else if (positive.length > 1 && blocker !== undefined) {
     notes.push(`model ${name}: the weighted split stays in the gateway (no subset, no mesh weights) because ${blocker}`);
     infer.route.push({ destination: to() });
   } else if (positive.length > 1) {

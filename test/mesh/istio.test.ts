@@ -100,6 +100,11 @@ test('a split the gateway would not let the mesh pin stays in the gateway (requi
   infer: ['(any):-:-'],
   notes: [/override\.requiredScope is set/],
 });
+test('a model under a progressive rollout keeps its split in the gateway, whatever its config weights', infers, {
+  model: { weights: { '1': 90, '2': 10 }, override: { enabled: true }, rollout: { stable: '1', candidate: '2' } },
+  infer: ['(any):-:-'],
+  notes: [/model m: the split stays in the gateway .* progressive rollout sets the weights at runtime/],
+});
 test('a weight that rounds to 0 % is reported', infers, {
   model: { weights: { '1': 999, '2': 1 }, override: { enabled: true } },
   infer: ['m-v1:100:1', 'm-v2:0:2'],
