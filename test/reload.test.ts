@@ -176,6 +176,25 @@ test('runtime overrides survive an unrelated reload and yield to one that change
   t.like((await admin(gw, 'GET', '/admin/models/iris')).body, { weightsSource: 'config', weights: { '1': 80, '2': 20 }, override: null });
 });
 
+test('a runtime override is dropped, and reported, when a reload puts the model under a progressive rollout', async (t) => {
+  const dir = await tempDir();
+  const file = path.join(dir, 'gateway.yaml');
+  await writeConfig(file, fileConfig(iris({ '1': 90, '2': 10 })));
+  const gw = await startFromFile(file);
+  t.teardown(() => gw.stop());
+  t.like(await admin(gw, 'PUT', '/admin/models/iris/weights', { '1': 50, '2': 50 }), { status: 200, body: { weightsSource: 'override' } });
+  const withRollout = iris({ '1': 90, '2': 10 }) as { iris: Record<string, unknown> };
+  withRollout.iris.rollout = { stable: '1', candidate: '2' };
+  await writeConfig(file, fileConfig(withRollout));
+  const report = await admin(gw, 'POST', '/admin/reload');
+  t.like(report.body, { outcome: 'applied', droppedOverrides: [{ model: 'iris', reason: 'the model is now under a progressive rollout, which owns its weights' }] });
+  t.like((await admin(gw, 'GET', '/admin/models/iris')).body, { weightsSource: 'rollout', weights: { '1': 100, '2': 0 }, override: null });
+  // Removing the rollout brings back the config's weights, not the old override.
+  await writeConfig(file, fileConfig(iris({ '1': 90, '2': 10 })));
+  t.like(await admin(gw, 'POST', '/admin/reload'), { status: 200, body: { outcome: 'applied' } });
+  t.like((await admin(gw, 'GET', '/admin/models/iris')).body, { weightsSource: 'config', weights: { '1': 90, '2': 10 }, override: null });
+});
+
 test('an unchanged file (rewritten with the same bytes) does not reload; an admin reload of it reports "unchanged"', async (t) => {
   const dir = await tempDir();
   const file = path.join(dir, 'gateway.yaml');

@@ -155,6 +155,8 @@ export class RolloutManager {
       if (wanted && keyOf(model, wanted) === entry.key) continue;
       entry.cancelEvaluation?.();
       this.#entries.delete(model);
+      // The same section coming back later is a new rollout, not this one resumed.
+      void this.#serialized(() => this.#o.store.forget(entry.key));
       this.#o.signals.unwatch(model);
       this.#o.controller.shadow.setRolloutTarget(model, undefined);
       this.#o.controller.setRolloutRouting(model, undefined);

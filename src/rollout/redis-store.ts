@@ -196,6 +196,15 @@ export class RedisRolloutStore implements RolloutStore {
     }
   }
 
+  async forget(key: string): Promise<void> {
+    try {
+      // This replica's own samples go too; other replicas' expire on their own.
+      await this.#client.del(this.#stateKey(key), this.#signalsKey(key, this.replicaId));
+    } catch (err) {
+      this.#failureLog.warn('forget', { err, key }, 'rollout state not deleted (Redis unavailable); a later identical rollout section would resume it');
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#leader) {
       this.#leader = false;

@@ -22,6 +22,11 @@ export interface RolloutStore {
    * False when another replica wrote first: read again and decide again.
    */
   compareAndSet(key: string, expectedRevision: number | undefined, next: RolloutState): Promise<boolean>;
+  /**
+   * Forgets a rollout this replica's config no longer has (removed or changed), so the same section coming back
+   * starts fresh. Best effort: resolves even when the store is unreachable.
+   */
+  forget(key: string): Promise<void>;
   /** Publishes this replica's samples of a rollout (the leader merges every live replica's). */
   publishSignals(key: string, snapshot: SignalSnapshot): Promise<void>;
   /** Every live replica's latest samples of a rollout; `own` stands in for this replica's. */
@@ -57,6 +62,10 @@ export class LocalRolloutStore implements RolloutStore {
     if (this.#states.get(key)?.revision !== expectedRevision) return false;
     this.#states.set(key, structuredClone(next));
     return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.#states.delete(key);
   }
 
   async publishSignals(): Promise<void> {}

@@ -123,6 +123,10 @@ export function reconcileOverrides(
       dropped.push({ model, reason: 'the model was removed from the config' });
       continue;
     }
+    if (config.rollout) {
+      dropped.push({ model, reason: 'the model is now under a progressive rollout, which owns its weights' });
+      continue;
+    }
     const versions = Object.keys(config.versions).sort(compareVersions);
     const gone = override.weights.filter((w) => w.weight > 0 && !versions.includes(w.version)).map((w) => w.version);
     if (gone.length > 0) {
