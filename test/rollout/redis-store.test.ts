@@ -182,6 +182,19 @@ redisTest('compareAndSet: create only if absent, then only from the expected rev
   t.is(await raw.hget(`${config.keyPrefix}state:${key}`, 'revision'), '3');
 });
 
+redisTest('forget deletes the state and this replica\'s samples: the same key starts afresh', async (t) => {
+  const config = storeConfig();
+  const a = await open(t, config, { replicaId: 'a' });
+  const key = 'iris:forget';
+  t.true(await a.compareAndSet(key, undefined, initialState(Date.now())));
+  await a.publishSignals(key, snapshot(1, 5));
+  await a.forget(key);
+  t.is(await a.read(key), undefined);
+  t.true(await a.compareAndSet(key, undefined, initialState(Date.now())), 'absent again: it can be created');
+  const own = snapshot(1, 0);
+  t.deepEqual(await a.collectSignals(key, own), [own]);
+});
+
 redisTest('collectSignals merges every live replica (own replaced by own); a silent replica drops out after the ttl', async (t) => {
   const config = storeConfig({ leaseTtlMs: 300, syncIntervalMs: 50 }); // samples live max(150, 300) = 300 ms
   const a = await open(t, config, { replicaId: 'a' });
