@@ -104,7 +104,7 @@ test('a healthy candidate that agrees is promoted step by step to 100%', async (
   t.is(gw.controller.model('iris').weightsSource, 'rollout');
 
   let realCandidateAnswers = 0;
-  for (let round = 0; round < 12 && gw.rollouts.view('iris').status === 'running'; round++) {
+  for (let round = 0; round < 20 && gw.rollouts.view('iris').status === 'running'; round++) {
     const before = gw.rollouts.view('iris');
     const result = await send(gw, 40);
     t.deepEqual(result.failures, []);
