@@ -1,7 +1,8 @@
 // Token buckets in Redis, shared by every replica: one atomic Lua script per decision, a local fallback when Redis is away.
 
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectRedis } from '../redis/connect.js';
 import type { RateLimitStoreConfig } from '../config/schema.js';
 import type { Logger } from '../telemetry/log.js';
 import { LogThrottle } from './log-throttle.js';
@@ -129,69 +130,17 @@ export class RedisStore implements RateLimitStore {
 
 type RedisStoreConfig = Extract<RateLimitStoreConfig, { kind: 'redis' }>;
 
-/**
- * Connects (without queueing commands while disconnected, reconnecting on its own with backoff) and waits up to the
- * connect timeout for the first connection. Redis being down at start is not fatal: rules apply their failureMode.
- */
+/** Connects the shared buckets' client (see connectRedis). Redis being down at start is not fatal: rules apply their failureMode. */
 export async function connectRedisStore(config: RedisStoreConfig, deps: { log: Logger; stats?: RateLimitStats; clock?: Clock }): Promise<RedisStore> {
-  const { log } = deps;
   const stats = deps.stats ?? new RateLimitStats();
-  const client = new Redis(config.url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: config.commandTimeoutMs,
-    connectTimeout: config.connectTimeoutMs,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
-    lazyConnect: false,
+  const client = await connectRedis({
+    url: config.url,
+    commandTimeoutMs: config.commandTimeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    what: 'rate-limit store',
+    meanwhile: 'rules apply their failureMode until it is',
+    log: deps.log,
+    onDisconnect: () => stats.disconnects++,
   });
-  const where = redactUrl(config.url);
-  let connected = false;
-  let everConnected = false;
-  client.on('ready', () => {
-    log.info({ redis: where, reconnected: everConnected }, 'rate-limit store connected');
-    connected = everConnected = true;
-  });
-  client.on('close', () => {
-    if (!connected) return;
-    connected = false;
-    stats.disconnects++;
-    log.warn({ redis: where }, 'rate-limit store connection lost; reconnecting');
-  });
-  const errorLog = new LogThrottle(log, Date.now, 5_000);
-  // Without a listener an 'error' event would crash the process; reconnects are ioredis's job.
-  client.on('error', (err: Error) => errorLog.warn('error', { err, redis: where }, 'rate-limit store error'));
-  const store = new RedisStore(client, {
-    keyPrefix: config.keyPrefix,
-    fallback: new MemoryStore(config.fallbackMaxKeys, deps.clock ?? Date.now),
-    log,
-    stats,
-    clock: deps.clock,
-  });
-  // Connection errors are retried by ioredis: wait for 'ready' or the timeout, whichever comes first.
-  await new Promise<void>((resolve) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      resolve();
-    }, config.connectTimeoutMs);
-    client.once('ready', onReady);
-  });
-  if (client.status !== 'ready') {
-    log.warn({ redis: where, connectTimeoutMs: config.connectTimeoutMs }, 'rate-limit store not reachable at start; rules apply their failureMode until it is');
-  }
-  return store;
-}
-
-/** The URL without its password, for logs. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'redis (unparsable url)';
-  }
+  return new RedisStore(client, { keyPrefix: config.keyPrefix, fallback: new MemoryStore(config.fallbackMaxKeys, deps.clock ?? Date.now), log: deps.log, stats, clock: deps.clock });
 }

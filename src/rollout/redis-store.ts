@@ -2,7 +2,8 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectRedis } from '../redis/connect.js';
 import type { CoordinationConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { LogThrottle } from '../ratelimit/log-throttle.js';
@@ -263,61 +264,16 @@ function unavailable(what: string, err: unknown): GatewayError {
   return new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared rollout state (Redis) is unavailable while ${what}: ${errorText(err)}`, { cause: err });
 }
 
-/**
- * Connects (without queueing commands while disconnected, reconnecting on its own with backoff) and waits up to the
- * connect timeout for the first connection. Redis being down at start is not fatal: no replica leads until it is back.
- */
+/** Connects the rollout store's client (see connectRedis). Redis being down at start is not fatal: no replica leads until it is back. */
 export async function connectRolloutStore(config: RolloutRedisConfig, deps: { log: Logger; replicaId?: string; now?: () => number }): Promise<RedisRolloutStore> {
-  const { log } = deps;
-  const client = new Redis(config.url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: config.commandTimeoutMs,
-    connectTimeout: config.connectTimeoutMs,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
-    lazyConnect: false,
+  const client = await connectRedis({
+    url: config.url,
+    commandTimeoutMs: config.commandTimeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    what: 'rollout store',
+    meanwhile: 'no replica leads rollouts until it is',
+    log: deps.log,
+    ...(deps.now ? { now: deps.now } : {}),
   });
-  const where = redactUrl(config.url);
-  let connected = false;
-  let everConnected = false;
-  client.on('ready', () => {
-    log.info({ redis: where, reconnected: everConnected }, 'rollout store connected');
-    connected = everConnected = true;
-  });
-  client.on('close', () => {
-    if (!connected) return;
-    connected = false;
-    log.warn({ redis: where }, 'rollout store connection lost; reconnecting');
-  });
-  const errorLog = new LogThrottle(log, deps.now ?? Date.now, 5_000);
-  // Without a listener an 'error' event would crash the process; reconnects are ioredis's job.
-  client.on('error', (err: Error) => errorLog.warn('error', { err, redis: where }, 'rollout store error'));
-  const store = new RedisRolloutStore(client, { config, log, replicaId: deps.replicaId ?? defaultReplicaId(), now: deps.now });
-  // Connection errors are retried by ioredis: wait for 'ready' or the timeout, whichever comes first.
-  await new Promise<void>((resolve) => {
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      resolve();
-    }, config.connectTimeoutMs);
-    client.once('ready', onReady);
-  });
-  if (client.status !== 'ready') {
-    log.warn({ redis: where, connectTimeoutMs: config.connectTimeoutMs }, 'rollout store not reachable at start; no replica leads rollouts until it is');
-  }
-  return store;
-}
-
-/** The URL without its password, for logs. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'redis (unparsable url)';
-  }
+  return new RedisRolloutStore(client, { config, log: deps.log, replicaId: deps.replicaId ?? defaultReplicaId(), now: deps.now });
 }
