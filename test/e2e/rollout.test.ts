@@ -12,24 +12,14 @@ import type { RolloutView } from '../../src/rollout/view.js';
 import { MODELS, ROOT, gatewayConfig, irisRequest, startTestGateway } from '../helpers/gateway.js';
 import { irisDisagreementRows, IRIS_ROWS } from '../helpers/iris.js';
 import { runLoad, startLoad, type LoadResult } from '../helpers/load.js';
+import { TEST_ROLLOUT } from '../helpers/rollout.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { redisTestsEnabled, startRedis } from '../helpers/redis.js';
 import { spawnServeModel, type ServeModelProcess } from '../helpers/serve-model.js';
 
 const TOKEN = 'rollout-admin-token-0123';
 
-/** Rollout settings small enough for tests: evaluations every 5 s of the manual clock, each step held 10 s. */
-const ROLLOUT = {
-  stable: '1',
-  candidate: '2',
-  shadow: { requests: 40, durationMs: 600_000, compare: { probabilities: { mode: 'classification' } } },
-  steps: [5, 25, 50, 100],
-  stepHoldMs: 10_000,
-  evaluationIntervalMs: 5_000,
-  windowMs: 10_000,
-  // Latency is judged in the unit tests; here a busy CI machine must not decide the outcome.
-  gates: { minSamples: 20, minAgreement: 0.95, maxErrorRate: 0.05, p99AllowanceMs: 5_000 },
-};
+const ROLLOUT = TEST_ROLLOUT;
 
 /** A runtime container serving `file` as iris version 2 (the candidate). */
 async function candidateProcess(t: ExecutionContext, file: 'iris-v1.onnx' | 'iris-v2.onnx'): Promise<ServeModelProcess> {

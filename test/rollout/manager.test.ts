@@ -10,22 +10,14 @@ import type { RolloutView } from '../../src/rollout/view.js';
 import { createLogger, type Logger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory } from '../helpers/fault-backend.js';
 import { MODELS, ROOT, gatewayConfig, irisRequest, postJson } from '../helpers/gateway.js';
+import { testRollout } from '../helpers/rollout.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { tempDir, writeConfig } from '../helpers/traffic.js';
 
 const TOKEN = 'manager-admin-token-0123';
 
-/** The e2e settings, with few samples needed: 5 comparisons end the shadow phase, 5 samples judge a gate. */
-const ROLLOUT = {
-  stable: '1',
-  candidate: '2',
-  shadow: { requests: 5, durationMs: 600_000, compare: { probabilities: { mode: 'classification' } } },
-  steps: [5, 25, 50, 100],
-  stepHoldMs: 10_000,
-  evaluationIntervalMs: 5_000,
-  windowMs: 10_000,
-  gates: { minSamples: 5, minAgreement: 0.95, maxErrorRate: 0.05, p99AllowanceMs: 5_000 },
-};
+/** Few samples needed: 5 comparisons end the shadow phase, 5 samples judge a gate. */
+const ROLLOUT = testRollout(5);
 
 const INFO = 30;
 const WARN = 40;

@@ -21,21 +21,12 @@ import { breakerStage } from '../../src/stages/breaker.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory, type FaultyBackend } from '../helpers/fault-backend.js';
 import { IRIS_ROW, MODELS, ROOT, gatewayConfig, irisModels, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
+import { TEST_ROLLOUT } from '../helpers/rollout.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 const log = createLogger('silent');
 
-/** The e2e test's rollout settings (iris v1/v2 probabilities differ: compare them as classifications). */
-const ROLLOUT = {
-  stable: '1',
-  candidate: '2',
-  shadow: { requests: 40, durationMs: 600_000, compare: { probabilities: { mode: 'classification' } } },
-  steps: [5, 25, 50, 100],
-  stepHoldMs: 10_000,
-  evaluationIntervalMs: 5_000,
-  windowMs: 10_000,
-  gates: { minSamples: 20, minAgreement: 0.95, maxErrorRate: 0.05, p99AllowanceMs: 5_000 },
-};
+const ROLLOUT = TEST_ROLLOUT;
 
 /** Route and shadow dice: 0 picks stable at 95/5, 0.999 picks the candidate (r = 99 ≥ 95); both mirror stable. */
 const STABLE = 0;
