@@ -1,5 +1,6 @@
 // The one interface every inference backend implements (in-process ONNX, remote HTTP, ...).
 
+import type { StreamedBody } from '../http/request-body.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
 
 export interface Backend {
@@ -48,8 +49,11 @@ export function forwardingBackend(backend: Backend): ForwardingBackend | undefin
 
 /** A client's inference request as received, for a backend that speaks OIP itself. */
 export interface ForwardedRequest {
-  /** The body bytes exactly as the client sent them. */
-  body: Buffer;
+  /**
+   * The body bytes exactly as the client sent them: whole, or (a large body still arriving) streamed as it arrives;
+   * a StreamedBody can be opened again from its first byte for a retry.
+   */
+  body: Buffer | StreamedBody;
   /** The client's end-to-end headers: hop-by-hop and credential headers already removed. */
   headers: Record<string, string>;
   /**

@@ -1,13 +1,15 @@
 // One HTTP exchange over an undici dispatcher with its own abort signal, recording how far the request got, so a
 // retry is only ever made for a request the remote cannot have acted on.
 
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 
 export interface ExchangeRequest {
   method: 'GET' | 'POST';
   path: string;
   headers: Record<string, string>;
-  body?: Buffer;
+  /** A buffer, or a stream of chunks (sent with the headers' `content-length` if given, else chunked). */
+  body?: Buffer | Readable;
   /** Aborts this exchange only (its socket is destroyed, so a hung remote does not keep it). */
   signal: AbortSignal;
 }

@@ -3,6 +3,7 @@
 
 import { context, propagation } from '@opentelemetry/api';
 import { isShadowRequest, SHADOW_HEADER } from '../shadow/mark.js';
+import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { HttpBackendConfig } from '../config/schema.js';
@@ -10,6 +11,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
 import { RetryBudget } from '../resilience/retry-budget.js';
 import { systemClock, type Clock } from '../resilience/clock.js';
+import type { StreamedBody } from '../http/request-body.js';
 import type { Backend, ForwardedRequest, ForwardedResponse } from './backend.js';
 import { exchange, ExchangeError, type ExchangeRequest, type ExchangeResponse } from './http-dispatch.js';
 import { decodeOutputs, encodeInferRequest, parseInferenceResponse, parseRemoteMetadata, remoteErrorMessage, RemoteModelPaths } from './http-oip.js';
@@ -28,6 +30,9 @@ export interface HttpBackendOptions {
 const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
 const RETRY_AFTER = { 'retry-after': '1' };
+
+/** An exchange whose body may be a StreamedBody, opened afresh for each attempt. */
+type OutgoingRequest = Omit<ExchangeRequest, 'body'> & { body?: Buffer | StreamedBody };
 
 export class HttpBackend implements Backend {
   readonly kind = 'http';
@@ -107,8 +112,11 @@ export class HttpBackend implements Backend {
 
   forward(request: ForwardedRequest): Promise<ForwardedResponse> {
     if (this.#closed) return Promise.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
-    const headers = { ...request.headers, ...this.#configuredHeaders, ...request.gatewayHeaders };
-    return this.#request({ method: 'POST', path: this.#paths.infer, headers, body: request.body, signal: request.signal }, true);
+    const headers: Record<string, string> = { ...request.headers, ...this.#configuredHeaders, ...request.gatewayHeaders };
+    const { body } = request;
+    // A body still arriving streams through with the client's framing: its declared length, else chunked.
+    if (!Buffer.isBuffer(body) && body.length !== undefined) headers['content-length'] = String(body.length);
+    return this.#request({ method: 'POST', path: this.#paths.infer, headers, body, signal: request.signal }, true);
   }
 
   /** Tensors in, tensors out (shadow copies, or callers without a client body): JSON-encodes and decodes. */
@@ -139,9 +147,12 @@ export class HttpBackend implements Backend {
   }
 
   /** One request, retried once when it failed before the remote could have seen it and the budget allows. */
-  async #request(req: ExchangeRequest, retryable: boolean): Promise<ExchangeResponse> {
+  async #request(request: OutgoingRequest, retryable: boolean): Promise<ExchangeResponse> {
     const budget = retryable ? this.#budget : undefined;
     budget?.recordRequest();
+    // Each attempt sends the body from its first byte.
+    const attempt = (): ExchangeRequest => (request.body === undefined || Buffer.isBuffer(request.body) ? (request as ExchangeRequest) : { ...request, body: Readable.from(request.body.open(), { objectMode: false }) });
+    const req = attempt();
     try {
       return await exchange(this.#pool, req);
     } catch (first) {
@@ -149,7 +160,7 @@ export class HttpBackend implements Backend {
       this.#retries++;
       this.#log.debug({ err: first }, 'retrying a request that never reached the backend');
       try {
-        return await exchange(this.#pool, req);
+        return await exchange(this.#pool, attempt());
       } catch (second) {
         throw this.#transportError(second, req.signal);
       }
@@ -167,6 +178,8 @@ export class HttpBackend implements Backend {
       return new GatewayError('GW_ERR_CLIENT_CLOSED', undefined, { cause: err });
     }
     if (err instanceof GatewayError) return err;
+    // A streamed body that failed while it was sent (too large, client gone) fails the exchange with its own error.
+    if (err instanceof ExchangeError && err.cause instanceof GatewayError) return err.cause;
     const code = err instanceof ExchangeError ? err.code : undefined;
     const label = this.#label;
     switch (code) {

@@ -1,22 +1,50 @@
-// Reads a request body lazily with a hard size limit: 413 from Content-Length before reading, or as soon as the stream exceeds it.
+// Reads a request body lazily with a hard size limit: 413 from Content-Length before reading, or as soon as the stream
+// exceeds it. Every chunk is kept until the request ends, so the body can be read whole (bytes/json) or forwarded while
+// it is still arriving — and forwarded again from its first byte (a retry, a failover to another version).
 
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
 
+/**
+ * Bodies up to this size are collected and forwarded as one buffer (one write, `content-length` known); larger ones,
+ * and chunked ones, are forwarded as they arrive. Streaming a few kilobytes gains nothing and costs a chunked-body
+ * iteration per request.
+ */
+export const STREAM_THRESHOLD_BYTES = 64 * 1024;
+
+/** A body still arriving: each `open()` yields it from its first byte and follows it to its end (or its error). */
+export interface StreamedBody {
+  open(): AsyncIterable<Buffer>;
+  /** The client's declared `Content-Length`, when it sent one. */
+  readonly length: number | undefined;
+}
+
+type State = 'unread' | 'reading' | 'done' | 'failed';
+
 export class RequestBody {
-  #read: Promise<Buffer> | undefined;
+  readonly #req: IncomingMessage;
+  readonly #limit: number;
+  #state: State = 'unread';
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+  #error: GatewayError | undefined;
+  #whole: Promise<Buffer> | undefined;
+  #arrival: Promise<void> | undefined;
+  /** Resolved (and replaced) at the next chunk, end or error: what readers of a body still arriving wait on. */
+  #change: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
   /** True once the body was rejected unread or half-read: the connection must close after the reply. */
   abandoned = false;
 
-  constructor(
-    private readonly req: IncomingMessage,
-    private readonly limit: number,
-  ) {}
+  constructor(req: IncomingMessage, limit: number) {
+    this.#req = req;
+    this.#limit = limit;
+  }
 
   /** The whole body as bytes (read once, then cached). */
   bytes(): Promise<Buffer> {
-    this.#read ??= this.#readAll();
-    return this.#read;
+    this.#whole ??= this.#readWhole();
+    return this.#whole;
   }
 
   /** The body parsed as JSON; an empty or malformed body is a 400. */
@@ -30,47 +58,117 @@ export class RequestBody {
     }
   }
 
-  #tooLarge(): GatewayError {
-    this.abandoned = true;
-    return new GatewayError('GW_ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${this.limit} bytes`);
+  /**
+   * The body to forward upstream: the whole buffer when it has arrived or is small (≤ STREAM_THRESHOLD_BYTES
+   * declared), otherwise a StreamedBody that sends what has arrived and follows the rest. Rejects as bytes() does
+   * when the declared length is over the limit.
+   */
+  async forwardable(): Promise<Buffer | StreamedBody> {
+    const declared = this.#declaredLength();
+    if (this.#state === 'done' || (declared !== undefined && declared <= STREAM_THRESHOLD_BYTES)) return this.bytes();
+    this.#start();
+    if (this.#state === 'failed') throw this.#error!;
+    return { open: () => this.#replay(), length: declared };
   }
 
-  #readAll(): Promise<Buffer> {
-    const declared = this.req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > this.limit) return Promise.reject(this.#tooLarge());
-    return new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const cleanup = () => {
-        this.req.off('data', onData);
-        this.req.off('end', onEnd);
-        this.req.off('error', onError);
-        this.req.off('aborted', onAborted);
-      };
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > this.limit) {
-          cleanup();
-          this.req.pause();
-          reject(this.#tooLarge());
-          return;
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => {
-        cleanup();
-        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        this.abandoned = true;
-        reject(new GatewayError('GW_ERR_CLIENT_CLOSED', 'request body could not be read', { cause: err }));
-      };
-      const onAborted = () => onError(new Error('client aborted the request'));
-      this.req.on('data', onData);
-      this.req.on('end', onEnd);
-      this.req.on('error', onError);
-      this.req.on('aborted', onAborted);
+  /** Resolves once the whole body has arrived; rejects when it cannot be read (too large, client gone). */
+  received(): Promise<void> {
+    this.#arrival ??= this.#arrive();
+    return this.#arrival;
+  }
+
+  #declaredLength(): number | undefined {
+    const declared = this.#req.headers['content-length'];
+    return declared === undefined ? undefined : Number(declared);
+  }
+
+  async #arrive(): Promise<void> {
+    this.#start();
+    while (this.#state === 'reading') await this.#changed();
+    if (this.#state === 'failed') throw this.#error!;
+  }
+
+  async #readWhole(): Promise<Buffer> {
+    await this.received();
+    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+  }
+
+  async *#replay(): AsyncGenerator<Buffer> {
+    let next = 0;
+    for (;;) {
+      while (next < this.#chunks.length) yield this.#chunks[next++]!;
+      if (this.#state === 'done') return;
+      if (this.#state === 'failed') throw this.#error!;
+      await this.#changed();
+    }
+  }
+
+  #changed(): Promise<void> {
+    this.#change ??= new Promise<void>((resolve) => {
+      this.#wake = resolve;
     });
+    return this.#change;
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#change = undefined;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #fail(error: GatewayError): void {
+    this.abandoned = true;
+    this.#state = 'failed';
+    this.#error = error;
+    this.#notify();
+  }
+
+  #tooLarge(): GatewayError {
+    return new GatewayError('GW_ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${this.#limit} bytes`);
+  }
+
+  /** Starts reading (once): chunks are kept, readers woken at each chunk, the end, or the first error. */
+  #start(): void {
+    if (this.#state !== 'unread') return;
+    const declared = this.#declaredLength();
+    if (declared !== undefined && declared > this.#limit) return this.#fail(this.#tooLarge());
+    this.#state = 'reading';
+    const req = this.#req;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      this.#size += chunk.length;
+      if (this.#size > this.#limit) {
+        cleanup();
+        req.pause();
+        this.#fail(this.#tooLarge());
+        return;
+      }
+      this.#chunks.push(chunk);
+      this.#notify();
+    };
+    const onEnd = () => {
+      cleanup();
+      this.#state = 'done';
+      this.#notify();
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      this.#fail(new GatewayError('GW_ERR_CLIENT_CLOSED', 'request body could not be read', { cause: err }));
+    };
+    const onAborted = () => onError(new Error('client aborted the request'));
+    // A request destroyed without 'end' or 'error' must still release whoever waits for its next chunk.
+    const onClose = () => onError(new Error('the request closed before its body ended'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+    req.on('close', onClose);
   }
 }

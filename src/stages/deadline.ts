@@ -1,5 +1,6 @@
 // Deadline: each inference gets its model's `timeoutMs`, counted from the moment its body has been received (like
-// Envoy's route timeout); on expiry the backend call is aborted through the request's signal and the client gets 504.
+// Envoy's route timeout) while the request already runs; on expiry the backend call is aborted through the request's
+// signal and the client gets 504.
 
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
@@ -13,15 +14,23 @@ export function deadlineStage(config: GatewayConfig, clock: Clock = systemClock)
     async handle(ctx, next) {
       const ms = ctx.target ? timeouts.get(ctx.target.model) : undefined;
       if (ctx.operation !== 'infer' || ms === undefined) return next();
-      await ctx.body.bytes();
       const deadline = new AbortController();
       const expired = new Promise<never>((_, reject) => {
         deadline.signal.addEventListener('abort', () => reject(deadline.signal.reason as Error), { once: true });
       });
       expired.catch(() => {}); // only ever observed through the race below
-      const cancel = clock.after(ms, () => {
-        deadline.abort(new GatewayError('GW_ERR_DEADLINE_EXCEEDED', `model '${ctx.modelName}' did not answer within its deadline of ${ms} ms`));
-      });
+      // The clock starts once the body has arrived; the request goes on meanwhile, so a large body can stream upstream.
+      let settled = false;
+      let cancel: (() => void) | undefined;
+      ctx.body.received().then(
+        () => {
+          if (settled) return;
+          cancel = clock.after(ms, () => {
+            deadline.abort(new GatewayError('GW_ERR_DEADLINE_EXCEEDED', `model '${ctx.modelName}' did not answer within its deadline of ${ms} ms`));
+          });
+        },
+        () => {}, // an unreadable body fails the request through whoever reads it
+      );
       // Every later stage and backend call sees the narrowed signal: the deadline aborts exactly this request's call.
       ctx.signal = AbortSignal.any([ctx.signal, deadline.signal]);
       const reply: Promise<Reply> = next();
@@ -29,7 +38,8 @@ export function deadlineStage(config: GatewayConfig, clock: Clock = systemClock)
         // Racing as well as aborting: the 504 goes out on time even if something downstream ignores the signal.
         return await Promise.race([reply, expired]);
       } finally {
-        cancel();
+        settled = true;
+        cancel?.();
         reply.catch(() => {}); // a call that lost the race settles later; its error was already answered
       }
     },

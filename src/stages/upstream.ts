@@ -13,10 +13,14 @@ import { encodeInferResponse } from '../protocol/validate.js';
 /**
  * A remote version: the client's body goes upstream as received (never re-encoded); the remote's answer comes back
  * with the gateway's model name and version, or with the remote's own status and error message.
+ * Headers: the client's end-to-end ones (`clientHeaders`), then the gateway's own (`gatewayHeaders`: request id,
+ * identity). A client's `x-shadow` is in neither: it only kept the shadow stage from mirroring this request, and the
+ * primary call is never marked as a mirror (mirrored copies are marked by the backend's `infer`, not here).
  */
 async function forwardToRemote(ctx: Context, target: ServedVersion, remote: ForwardingBackend): Promise<Reply> {
   const label = `model ${target.model} version ${target.version}`;
-  const body = await ctx.body.bytes();
+  // Small or already-received bodies go as one buffer; a large one still arriving is streamed as it arrives.
+  const body = await ctx.body.forwardable();
   const res = await remote.forward({ body, headers: clientHeaders(ctx.headers, ctx.clientAddress), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
   const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
   // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
