@@ -93,7 +93,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const rolloutSignals = new RolloutSignals(rolloutClock);
   const security = { rateLimitStore, authStats, guards, rolloutSignals, remoteKeySources: new Map() as RemoteKeySources, ...(options.clock ? { clock: options.clock } : {}) };
   const metrics = config.telemetry.metrics.enabled ? new GatewayMetrics() : undefined;
-  const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log));
+  const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log, metrics));
   let controller: GatewayController;
   try {
     controller = await GatewayController.start(config, log, {

@@ -21,6 +21,11 @@ export interface OnnxBackendOptions {
   batching?: BatchingOptions;
   /** Monotonic clock in µs for batching delays (tests inject one). */
   nowUs?: () => number;
+  /**
+   * Called once per run sent to a worker with its rows (sum of dim 0 over its calls) and calls: a batch, a call run
+   * alone, and each member re-run alone after a failed batch (the batch-size metric).
+   */
+  onRun?: (rows: number, calls: number) => void;
 }
 
 interface Job {
@@ -212,6 +217,11 @@ export class OnnxBackend implements Backend {
     if (run.length > 1) {
       this.#stats.batchedRuns++;
       this.#stats.batchedCalls += run.length;
+    }
+    if (this.#opts.onRun) {
+      let rows = 0;
+      for (const job of run) rows += job.rows;
+      this.#opts.onRun(rows, run.length);
     }
     const inputs = run.length === 1 ? run[0]!.request.inputs : stackInputs(run.map((job) => job.request));
     const msg: WorkerRequest = { type: 'infer', id: this.#nextId++, inputs: inputs.map(compactForCopy), outputs: run[0]!.request.outputs };

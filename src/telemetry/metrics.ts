@@ -5,6 +5,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Latency buckets in seconds: sub-millisecond proxy hops up to multi-second inference. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/**
+ * Batch-size buckets in rows: powers of two, so each common `maxBatchSize` (2…256) is a bucket bound and
+ * `le="<maxBatchSize>"` minus the one below it reads as "runs that were (nearly) full".
+ */
+export const BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
 export function statusClass(status: number): string {
   return `${Math.floor(status / 100)}xx`;
 }
@@ -43,6 +49,18 @@ export class GatewayMetrics {
     help: 'Time spent in the backend call for one model version (in-process ONNX or remote HTTP).',
     labelNames: ['model', 'version', 'backend', 'outcome'] as const,
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  /**
+   * Rows per ONNX run of a version with `backend.batching` (the unit of `maxBatchSize`); every run counts, a lone call
+   * included, so _sum/_count is the mean rows per run and the le="1" bucket the runs nothing joined.
+   */
+  readonly batchSize = new Histogram({
+    name: 'model_gateway_batch_size',
+    help: 'Rows (sum of dim 0, the unit of backend.batching.maxBatchSize) per ONNX Runtime run of a version with batching configured; every run counts, a call that ran alone included.',
+    labelNames: ['model', 'version'] as const,
+    buckets: BATCH_SIZE_BUCKETS,
     registers: [this.registry],
   });
 

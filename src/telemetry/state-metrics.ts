@@ -4,7 +4,7 @@ import { Counter, Gauge } from 'prom-client';
 import type { AuthStats } from '../auth/stats.js';
 import type { RateLimitStats } from '../ratelimit/store.js';
 import type { GuardRegistry } from '../resilience/registry.js';
-import type { RolloutStatus } from '../rollout/machine.js';
+import type { GateResult, RolloutStatus } from '../rollout/machine.js';
 import type { RolloutView } from '../rollout/view.js';
 import type { ShadowStats } from '../shadow/stats.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -16,8 +16,9 @@ export interface GatewayState {
   shadows: ShadowStats;
 }
 
-/** `disabled` (no breaker configured) reads as closed: traffic always flows. */
-const BREAKER_STATE = { disabled: 0, closed: 0, 'half-open': 1, open: 2 } as const;
+/** Values of the breaker-state enum's `state` label; `disabled` (no breaker configured) reads as closed: traffic always flows. */
+const BREAKER_STATES = ['closed', 'open', 'half-open'] as const;
+const BREAKER_STATE_LABEL = { disabled: 'closed', closed: 'closed', 'half-open': 'half-open', open: 'open' } as const;
 
 /**
  * Monotonic totals kept elsewhere are exported as Prometheus counters by re-setting them at collect time
@@ -74,8 +75,11 @@ function* shadowPairs(shadows: ShadowStats) {
 export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayState): void {
   const { guards, rateLimits, auth, shadows } = state;
 
-  gaugeFrom(metrics, 'model_gateway_breaker_state', 'Circuit breaker state per version: 0 closed (or no breaker), 1 half-open, 2 open.', ['model', 'version'], function* () {
-    for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, BREAKER_STATE[snap.breaker.state]];
+  gaugeFrom(metrics, 'model_gateway_breaker_state', 'Circuit breaker state per version: 1 for the current state (closed, open, half-open; no breaker reads as closed), 0 for the others.', ['model', 'version', 'state'], function* () {
+    for (const { model, version, snap } of guardEntries(guards)) {
+      const current = BREAKER_STATE_LABEL[snap.breaker.state];
+      for (const state of BREAKER_STATES) yield [{ model, version, state }, state === current ? 1 : 0];
+    }
   });
   counterFrom(metrics, 'model_gateway_breaker_opened_total', 'Times a version’s circuit breaker opened.', ['model', 'version'], function* () {
     for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.breaker.opened];
@@ -106,7 +110,7 @@ export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayStat
     counterFrom(metrics, name, help, pairLabels, function* () {
       for (const p of shadowPairs(shadows)) yield [{ model: p.model, primary_version: p.primaryVersion, shadow_version: p.shadowVersion }, read(p)];
     });
-  pairCounter('model_gateway_shadow_requests_total', 'Shadow copies sent to the shadow version.', (p) => p.mirrored);
+  pairCounter('model_gateway_shadow_requests_total', 'Requests chosen for mirroring to the shadow version (copies dropped at the concurrency cap included).', (p) => p.mirrored);
   pairCounter('model_gateway_shadow_dropped_total', 'Shadow copies dropped because the shadow concurrency cap was reached.', (p) => p.dropped);
   pairCounter('model_gateway_shadow_compared_total', 'Shadow answers compared with the primary’s.', (p) => p.compared);
   pairCounter('model_gateway_shadow_agreed_total', 'Compared shadow answers that agreed with the primary’s.', (p) => p.agreed);
@@ -120,6 +124,9 @@ export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayStat
 
 const ROLLOUT_STATUSES: readonly RolloutStatus[] = ['running', 'paused', 'rolled-back', 'aborted', 'complete'];
 
+/** The unit of each gate's value in GateResult (every gate must be listed: a new one has to pick its series). */
+const GATE_UNIT: Record<GateResult['gate'], 'ratio' | 'ms'> = { agreement: 'ratio', errorRate: 'ratio', p99: 'ms' };
+
 /** Progressive rollouts, read at scrape time from the rollout manager's views (this replica's). */
 export function registerRolloutMetrics(metrics: GatewayMetrics, rollouts: { views(): RolloutView[]; store: { isLeader(): boolean; mode: string } }): void {
   gaugeFrom(metrics, 'model_gateway_rollout_status', 'Progressive rollout status: 1 for the current one.', ['model', 'status'], function* () {
@@ -128,14 +135,18 @@ export function registerRolloutMetrics(metrics: GatewayMetrics, rollouts: { view
   gaugeFrom(metrics, 'model_gateway_rollout_step', 'Progressive rollout step (0: shadow phase, 1..n: weight steps).', ['model'], function* () {
     for (const v of rollouts.views()) yield [{ model: v.model }, v.step ?? 0];
   });
-  gaugeFrom(metrics, 'model_gateway_rollout_candidate_weight_percent', 'Share of unversioned traffic the rollout gives its candidate, percent.', ['model', 'candidate'], function* () {
-    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.candidateWeight];
+  gaugeFrom(metrics, 'model_gateway_rollout_candidate_weight_ratio', 'Share of unversioned traffic the rollout gives its candidate, 0-1.', ['model', 'candidate'], function* () {
+    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.candidateWeight / 100];
   });
-  gaugeFrom(metrics, 'model_gateway_rollout_shadow_percent', 'Share of stable traffic the rollout mirrors to its candidate, percent.', ['model', 'candidate'], function* () {
-    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.shadowPercent];
+  gaugeFrom(metrics, 'model_gateway_rollout_shadow_ratio', 'Share of stable traffic the rollout mirrors to its candidate, 0-1.', ['model', 'candidate'], function* () {
+    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.shadowPercent / 100];
   });
-  gaugeFrom(metrics, 'model_gateway_rollout_gate_value', 'Value of each rollout gate at the latest evaluation (agreement and error rate as ratios, p99 in ms).', ['model', 'gate'], function* () {
-    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null) yield [{ model: v.model, gate: g.gate }, g.value];
+  // One unit per series: the ratio gates in one gauge, the latency gate (measured in ms) in seconds in another.
+  gaugeFrom(metrics, 'model_gateway_rollout_gate_ratio', 'Value of each ratio gate (agreement, errorRate) at the latest evaluation, 0-1.', ['model', 'gate'], function* () {
+    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ratio') yield [{ model: v.model, gate: g.gate }, g.value];
+  });
+  gaugeFrom(metrics, 'model_gateway_rollout_gate_seconds', 'Value of each latency gate (p99: the candidate\'s p99 latency) at the latest evaluation, seconds.', ['model', 'gate'], function* () {
+    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ms') yield [{ model: v.model, gate: g.gate }, g.value / 1000];
   });
   gaugeFrom(metrics, 'model_gateway_rollout_leader', '1 when this replica leads the rollouts (always, without a shared store).', [], function* () {
     yield [{}, rollouts.store.isLeader() ? 1 : 0];

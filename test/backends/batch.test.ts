@@ -125,12 +125,14 @@ const lookup = () =>
     g.output('y', 'FP32', ['batch', 1, 2]);
   });
 
-function backend(file: string, batching?: BatchingOptions): OnnxBackend {
-  return new OnnxBackend({ path: file, workers: 1, intraOpThreads: 1, maxQueue: 1024, label: 'test model', log, ...(batching ? { batching } : {}) });
+type OnRun = (rows: number, calls: number) => void;
+
+function backend(file: string, batching?: BatchingOptions, onRun?: OnRun): OnnxBackend {
+  return new OnnxBackend({ path: file, workers: 1, intraOpThreads: 1, maxQueue: 1024, label: 'test model', log, ...(batching ? { batching } : {}), ...(onRun ? { onRun } : {}) });
 }
 
-async function started(t: import('ava').ExecutionContext, file: string, batching?: BatchingOptions): Promise<OnnxBackend> {
-  const b = backend(file, batching);
+async function started(t: import('ava').ExecutionContext, file: string, batching?: BatchingOptions, onRun?: OnRun): Promise<OnnxBackend> {
+  const b = backend(file, batching, onRun);
   t.teardown(() => b.close());
   await b.start();
   return b;
@@ -186,7 +188,8 @@ test('a poisoned member fails alone: the batch is re-run member by member and th
   // The batch is full (5 rows) exactly when the fifth call joins, so it runs then: a busy CI machine pausing between
   // two calls cannot split it the way a short delay could.
   const indices = [0, 3, 99, 1, 2];
-  const b = await started(t, await lookup(), { maxBatchSize: indices.length, maxQueueDelayUs: 1_000_000 });
+  const runs: [number, number][] = [];
+  const b = await started(t, await lookup(), { maxBatchSize: indices.length, maxQueueDelayUs: 1_000_000 }, (rows, calls) => runs.push([rows, calls]));
   const calls = indices.map((i) => b.infer({ inputs: [{ name: 'idx', datatype: 'INT64', shape: [1, 1], data: new BigInt64Array([BigInt(i)]) }] }, never));
   const settled = await Promise.allSettled(calls);
   settled.forEach((s, k) => {
@@ -205,10 +208,13 @@ test('a poisoned member fails alone: the batch is re-run member by member and th
   const stats = b.batchStats();
   t.is(stats.batchedRuns, 1, JSON.stringify(stats));
   t.is(stats.retriedAlone, indices.length);
+  // onRun (the batch-size metric) sees every run: the failed 5-row batch, then each member's 1-row retry.
+  t.deepEqual(runs, [[5, 5], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]);
 });
 
 test('an aborted call is dropped from the queue before its batch runs', async (t) => {
-  const b = await started(t, path.join(MODELS, 'mlp-large.onnx'), { maxBatchSize: 32, maxQueueDelayUs: 0 });
+  const runs: [number, number][] = [];
+  const b = await started(t, path.join(MODELS, 'mlp-large.onnx'), { maxBatchSize: 32, maxQueueDelayUs: 0 }, (rows, calls) => runs.push([rows, calls]));
   // Occupy the only worker, then queue three compatible calls and abort the middle one.
   const busy = b.infer(mlpRequest(512, 1), never);
   const aborter = new AbortController();
@@ -220,6 +226,8 @@ test('an aborted call is dropped from the queue before its batch runs', async (t
   t.is(err!.code, 'GW_ERR_CLIENT_CLOSED');
   await Promise.all([busy, first, last]);
   t.deepEqual(b.batchStats(), { runs: 2, batchedRuns: 1, batchedCalls: 2, retriedAlone: 0 });
+  // Rows and calls per run: the 512-row call alone, then the two 1-row calls left after the abort.
+  t.deepEqual(runs, [[512, 1], [2, 2]]);
 });
 
 test('with batching on, a lone call is answered without a partner and a model without a batch dim runs unbatched', async (t) => {

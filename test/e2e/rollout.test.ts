@@ -114,7 +114,7 @@ test('a healthy candidate that agrees is promoted step by step to 100%', async (
   t.is(await metric(gw, /^model_gateway_rollout_decisions_total\{model="iris",decision="advance",actor="controller"\}/), 4);
   t.is(await metric(gw, /^model_gateway_rollout_decisions_total\{model="iris",decision="complete",actor="controller"\}/), 1);
   t.true((await metric(gw, /^model_gateway_rollout_decisions_total\{model="iris",decision="hold",actor="controller"\}/)) >= 4, 'each step is held');
-  t.is(await metric(gw, /^model_gateway_rollout_candidate_weight_percent\{model="iris",candidate="2"\}/), 100);
+  t.is(await metric(gw, /^model_gateway_rollout_candidate_weight_ratio\{model="iris",candidate="2"\}/), 1);
 });
 
 test('a candidate that disagrees is stopped in the shadow phase before it gets any real traffic', async (t) => {
