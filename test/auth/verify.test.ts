@@ -144,3 +144,33 @@ test('remote JWKS: the last good key set survives an IdP outage; with none, veri
   t.like(err, { code: 'GW_ERR_AUTH_KEYS_UNAVAILABLE', status: 401 });
   t.is((err as unknown as { headers: Record<string, string> }).headers['www-authenticate'], 'Bearer realm="model-gateway", error="invalid_token"');
 });
+
+test('remote JWKS: at the cache max age the key set is refetched once, and a key rotated in meanwhile verifies', async (t) => {
+  const c = clock();
+  const [oldKey, newKey] = [ecKey('old-1'), ecKey('new-1')];
+  const server = await countingServer({ keys: [oldKey.jwk] });
+  t.teardown(() => server.close());
+  const v = verifier({ url: server.url, cooldownMs: 30_000, cacheMaxAgeMs: 60_000 }, c.now);
+  await v.warm();
+  t.is(server.hits(), 1);
+  t.is((await v.verify(tokenFor(oldKey, claims(c.now())))).subject, 'alice');
+
+  server.serve({ keys: [newKey.jwk] }); // the IdP rotates: the old key is gone, the new one published
+  c.advance(59_999); // still fresh: no fetch, however many tokens arrive
+  for (let i = 0; i < 5; i++) await v.verify(tokenFor(oldKey, claims(c.now(), { sub: `fresh-${i}` })));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.is(server.hits(), 1);
+
+  c.advance(1); // exactly the max age: the next token is answered from the cached keys and starts one refresh
+  t.is((await v.verify(tokenFor(oldKey, claims(c.now(), { sub: 'stale' })))).subject, 'stale');
+  const deadline = Date.now() + 5_000;
+  while (server.hits() < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.is(server.hits(), 2, 'the age-based refresh fetched the key set');
+
+  // The new key verifies; the refresh is not repeated, and the unknown-kid path has nothing to refetch within the cooldown.
+  for (let i = 0; i < 5; i++) t.is((await v.verify(tokenFor(newKey, claims(c.now(), { sub: `new-${i}` })))).subject, `new-${i}`);
+  // The refreshed set replaced the old one: the rotated-out key is no longer accepted.
+  await rejects(t, v.verify(tokenFor(oldKey, claims(c.now(), { sub: 'rotated-out' }))), /no signing key/);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.is(server.hits(), 2, 'exactly one new fetch');
+});

@@ -5,9 +5,11 @@ import test from 'ava';
 import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import ort from 'onnxruntime-node';
 import { irisDisagreementRows, IRIS_ROWS } from '../helpers/iris.js';
 import { MODELS, gatewayConfig, getJson, irisRequest, postJson, runCli, spawnGateway, startTestGateway, writeConfigFile } from '../helpers/gateway.js';
 import { spawnServeModel, type ServeModelProcess } from '../helpers/serve-model.js';
+import { countingServer, ecKey } from '../helpers/jwt.js';
 
 type Body = Record<string, unknown>;
 const outputsOf = (body: Body) => body.outputs as { name: string; datatype: string; shape: number[]; data: number[] }[];
@@ -61,6 +63,73 @@ test('serve-model --config refuses http versions (it is the runtime, not a proxy
   '--config',
   await writeConfigFile({ models: { m: { versions: { '1': { backend: { kind: 'http', url: 'http://127.0.0.1:1' } } } } } }),
 ], 1, /models\.m\.versions\.1\.backend\.kind: serve-model serves ONNX models in-process/);
+
+/** What ONNX Runtime itself computes for these rows: the oracle for the runtime's answers. */
+async function onnxOutputs(file: string, rows: number[][]): Promise<{ probabilities: number[]; label: number[] }> {
+  const session = await ort.InferenceSession.create(file);
+  try {
+    const out = await session.run({ input: new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, 4]) });
+    return { probabilities: [...(out.probabilities!.data as Float32Array)], label: [...(out.label!.data as BigInt64Array)].map(Number) };
+  } finally {
+    await session.release();
+  }
+}
+
+test('serve-model --config serves the config’s in-process ONNX versions and ignores its auth section (the runtime has no auth)', async (t) => {
+  // The auth section is a real one (a remote JWKS and a per-model scope), so that a runtime applying it would be seen:
+  // requests without a token would get 401, and the JWKS server would be fetched at start.
+  const idp = await countingServer({ keys: [ecKey('k1').jwk] });
+  t.teardown(() => idp.close());
+  const file = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 9 }, // overridden by --port
+    logging: { level: 'warn' },
+    auth: { issuers: [{ issuer: 'https://idp.example', audiences: ['model-gateway'], algorithms: ['ES256'], jwks: { url: idp.url } }] },
+    models: {
+      flowers: {
+        auth: { infer: { scopes: ['flowers:infer'] } },
+        versions: {
+          a: { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } },
+          b: { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v2.onnx') } },
+        },
+      },
+    },
+  });
+  const proc = await runtime(t, ['--config', file]);
+  t.regex(proc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.not(proc.port, 9, '--port wins over server.port of the file');
+  t.regex(proc.stderr(), /model flowers: versions a, b/);
+
+  t.like(await getJson(`${proc.url}/v2/health/ready`), { status: 200 });
+  for (const version of ['a', 'b']) {
+    t.like(await getJson(`${proc.url}/v2/models/flowers/versions/${version}/ready`), { status: 200, body: { name: 'flowers', version, ready: true } });
+  }
+
+  // Rows where iris-v1 and iris-v2 disagree: each version must answer with its own file's outputs.
+  const rows = irisDisagreementRows().map((i) => IRIS_ROWS[i]!);
+  for (const [version, model, headers] of [
+    ['a', 'iris-v1.onnx', {}],
+    ['b', 'iris-v2.onnx', {}],
+    ['b', 'iris-v2.onnx', { authorization: 'Bearer not.a.token' }], // not even looked at
+  ] as const) {
+    const expected = await onnxOutputs(path.join(MODELS, model), rows);
+    const res = await postJson(`${proc.url}/v2/models/flowers/versions/${version}/infer`, irisRequest(rows), headers);
+    t.is(res.status, 200, JSON.stringify(res.body));
+    t.is(res.headers.get('www-authenticate'), null);
+    t.like(res.body, { model_name: 'flowers', model_version: version });
+    const outputs = outputsOf(res.body);
+    const label = outputs.find((o) => o.name === 'label')!;
+    const probabilities = outputs.find((o) => o.name === 'probabilities')!;
+    t.like(label, { datatype: 'INT64', shape: [rows.length] });
+    t.deepEqual(label.data, expected.label, `version ${version} answers with ${model}`);
+    t.like(probabilities, { datatype: 'FP32', shape: [rows.length, 3] });
+    t.is(probabilities.data.length, expected.probabilities.length);
+    probabilities.data.forEach((p, i) => t.true(Math.abs(p - expected.probabilities[i]!) < 1e-6, `probability ${i}: ${p} vs ${expected.probabilities[i]}`));
+  }
+  const labels = await Promise.all(['iris-v1.onnx', 'iris-v2.onnx'].map(async (m) => (await onnxOutputs(path.join(MODELS, m), rows)).label));
+  t.notDeepEqual(labels[0], labels[1], 'the rows tell the two versions apart');
+  t.is(idp.hits(), 0, 'the runtime never built a token verifier (no JWKS fetch)');
+  t.is(await proc.stop('SIGTERM'), 0);
+});
 
 test('a remote version answers as the gateway’s model and version, with the runtime’s own outputs; metadata and readiness come from the remote', async (t) => {
   const proc = await runtime(t);

@@ -124,3 +124,97 @@ test('metadata and readiness calls get no deadline and keep their signal', async
   await s.handle(ctx, () => Promise.resolve({ status: 200, body: {} }));
   t.is(ctx.signal, client.signal);
 });
+
+/** Lets the stage and the downstream call run up to their next real wait (body read, timer started). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/**
+ * A downstream call that reads the body like a backend, then keeps the signal it was given and waits until the test
+ * completes it or that signal aborts. Only the signal and the reply are observed, never how the stage is built.
+ */
+function controlledNext(ctx: Context): { next: () => Promise<Reply>; signal: () => AbortSignal; complete(reply: Reply): void } {
+  let signal: AbortSignal | undefined;
+  let complete: ((reply: Reply) => void) | undefined;
+  return {
+    next: async () => {
+      await ctx.body.bytes();
+      const s = ctx.signal;
+      signal = s;
+      return new Promise<Reply>((resolve, reject) => {
+        complete = resolve;
+        if (s.aborted) return reject(s.reason);
+        s.addEventListener('abort', () => reject(s.reason), { once: true });
+      });
+    },
+    signal: () => {
+      if (!signal) throw new Error('the downstream call has not started');
+      return signal;
+    },
+    complete: (reply) => {
+      if (!complete) throw new Error('the downstream call has not started');
+      complete(reply);
+    },
+  };
+}
+
+/** Starts one inference through `s` with its body already received; `settled` records how its reply ended. */
+function start(s: Awaited<ReturnType<typeof stage>>) {
+  const { req, end } = incoming();
+  end();
+  const ctx = ctxFor(req, new AbortController());
+  const downstream = controlledNext(ctx);
+  const reply = s.handle(ctx, downstream.next);
+  const outcome: { settled?: 'replied' | 'failed'; value?: unknown } = {};
+  reply.then(
+    (value) => Object.assign(outcome, { settled: 'replied', value }),
+    (err: unknown) => Object.assign(outcome, { settled: 'failed', value: err }),
+  );
+  return { reply, downstream, outcome };
+}
+
+/** Two inferences through one stage, the second started 300 ms after the first; the first has just expired (t = 500). */
+async function firstExpired(t: import('ava').ExecutionContext) {
+  const clock = new ManualClock();
+  const s = await stage(clock);
+  const first = start(s);
+  await settle();
+  clock.advance(300);
+  const second = start(s);
+  await settle();
+  t.not(first.downstream.signal(), second.downstream.signal(), 'each request gets its own downstream signal');
+  clock.advance(199);
+  await settle();
+  t.false(first.downstream.signal().aborted);
+  t.false(second.downstream.signal().aborted);
+  clock.advance(1);
+  const err = await t.throwsAsync(first.reply, { instanceOf: GatewayError, message: /deadline of 500 ms/ });
+  t.is(err!.status, 504);
+  t.true(first.downstream.signal().aborted);
+  t.is(first.downstream.signal().reason, err);
+  await settle();
+  t.false(second.downstream.signal().aborted, 'the first request’s timeout must not abort the second request’s call');
+  t.is(second.outcome.settled, undefined, 'the second request is still waiting for its backend');
+  return { clock, first, second, firstError: err! };
+}
+
+test('a timeout aborts only its own request: a request started 300 ms later keeps its signal and still completes', async (t) => {
+  const { second } = await firstExpired(t);
+  second.downstream.complete({ status: 200, body: { ok: 'second' } });
+  t.deepEqual(await second.reply, { status: 200, body: { ok: 'second' } });
+});
+
+test('a timeout aborts only its own request: the later request expires at its own deadline, not at the first one’s', async (t) => {
+  const { clock, second, firstError } = await firstExpired(t);
+  clock.advance(299); // t = 799: 499 ms into the second request
+  await settle();
+  t.false(second.downstream.signal().aborted);
+  t.is(second.outcome.settled, undefined);
+  clock.advance(1); // t = 800: its own 500 ms
+  const err = await t.throwsAsync(second.reply, { instanceOf: GatewayError, message: /deadline of 500 ms/ });
+  t.is(err!.status, 504);
+  t.not(err, firstError, 'its own deadline error, not the first request’s');
+  t.true(second.downstream.signal().aborted);
+  t.is(second.downstream.signal().reason, err);
+});
