@@ -1,9 +1,26 @@
-// Soak and fault run: a real gateway process under steady load for N seconds while its dependencies fail and recover,
-// ending with SIGTERM under load; prints a report (statuses, unanswered requests, resets, p99, RSS) and fails on regressions.
+// Soak and fault run: a real gateway process under steady load while its dependencies fail and recover, ending with
+// SIGTERM under load; prints a report (statuses, unanswered requests, resets, p99, RSS) and fails on regressions.
 //
-//   npm run soak -- [--seconds 60] [--concurrency 4]
+//   npm run soak -- [--seconds 60] [--cycles 2] [--warmup S] [--concurrency 4]
+//
+// The run, in order:
+//   warm-up    one fault cycle, not measured (default: as long as one cycle of the window). It warms every path the
+//              window uses: the JWKS endpoint down at start and coming up, the fallback's ONNX session taking all of
+//              the killed runtime's traffic, Redis reconnection and the local buckets, reloads.
+//   window     --seconds (default 60) of --cycles (default 2) identical fault cycles. RSS is read when it starts and
+//              when it ends (under the same load, before SIGTERM); the RSS growth criterion compares these two.
+//   SIGTERM    under load, with the mesh emulated; a few seconds (the drain delay, then the exit).
+// So the default run takes about 30 + 60 + 3 s, plus start-up.
+//
+// Flags:
+//   --seconds N      length of the measured window, s (>= 10; default 60)
+//   --cycles K       fault cycles in the window, each N/K s long (1..10, each >= 5 s; default 2)
+//   --warmup S       length of the warm-up cycle, s (>= 5; default N/K)
+//   --concurrency C  keep-alive connections sending requests back to back (1..64; default 4)
+//
+// It fails (exit 1) on any request without a response, any connection reset, RSS growth over the window of 10% or
+// more, readiness slower than 1 s after SIGTERM, or an exit after the deadline (or with a non-zero code).
 
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -11,16 +28,39 @@ import { stringify } from 'yaml';
 import { remoteModels, startRecordingBackend } from '../test/e2e/hardening-recorder.js';
 import { MODELS, irisRequest, spawnGateway, writeConfigFile } from '../test/helpers/gateway.js';
 import { closedPort, ecKey, switchableJwks, tokenFor } from '../test/helpers/jwt.js';
-import { percentile, startLoad, type Sample } from '../test/helpers/load.js';
+import { formatStatuses, percentile, RESET, rssMiB, startLoad, type Sample } from '../test/helpers/load.js';
 import { startRedis, REDIS_BIN, type RedisServer } from '../test/helpers/redis.js';
 import { spawnServeModel, type ServeModelProcess } from '../test/helpers/serve-model.js';
 import { writeFile } from 'node:fs/promises';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, concurrency: { type: 'string', default: '4' } }, strict: true });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    cycles: { type: 'string', default: '2' },
+    warmup: { type: 'string' },
+    concurrency: { type: 'string', default: '4' },
+  },
+  strict: true,
+});
 const SECONDS = Number(values.seconds);
+const CYCLES = Number(values.cycles);
+const CYCLE_S = SECONDS / CYCLES;
+const WARMUP_S = values.warmup === undefined ? CYCLE_S : Number(values.warmup);
 const CONCURRENCY = Number(values.concurrency);
-if (!Number.isFinite(SECONDS) || SECONDS < 10 || !Number.isInteger(CONCURRENCY) || CONCURRENCY < 1 || CONCURRENCY > 64) {
-  process.stderr.write('usage: soak [--seconds N (>= 10)] [--concurrency 1..64]\n');
+if (
+  !Number.isFinite(SECONDS) ||
+  SECONDS < 10 ||
+  !Number.isInteger(CYCLES) ||
+  CYCLES < 1 ||
+  CYCLES > 10 ||
+  !(CYCLE_S >= 5) ||
+  !Number.isFinite(WARMUP_S) ||
+  WARMUP_S < 5 ||
+  !Number.isInteger(CONCURRENCY) ||
+  CONCURRENCY < 1 ||
+  CONCURRENCY > 64
+) {
+  process.stderr.write('usage: soak [--seconds N (>= 10)] [--cycles K (1..10, N/K >= 5)] [--warmup S (>= 5)] [--concurrency 1..64]\n');
   process.exit(2);
 }
 const DRAIN_DELAY_MS = 2_000;
@@ -29,11 +69,6 @@ const SHUTDOWN_TIMEOUT_MS = 15_000;
 const PROPAGATION_MS = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 const ISS = 'https://soak-idp.example';
 const AUD = 'model-gateway';
@@ -97,7 +132,7 @@ async function main(): Promise<number> {
     const gw = await spawnGateway(file);
     cleanups.push(() => gw.stop('SIGKILL'));
     const pid = gw.child.pid!;
-    const rssAtStart = rssMiB(pid);
+    const rssAtGatewayStart = rssMiB(pid);
     mark(`gateway pid ${pid} ready at ${gw.url}`);
 
     let issued = 0;
@@ -118,7 +153,7 @@ async function main(): Promise<number> {
       concurrency: CONCURRENCY,
       maxRequests: 10_000_000,
     });
-    phase('load started (JWKS down: requests fail closed with 401)');
+    phase('warm-up: load started (JWKS down: requests fail closed with 401)');
 
     const loadStarted = performance.now();
     const rssSeries: number[] = [];
@@ -135,57 +170,61 @@ async function main(): Promise<number> {
       void heapMiB().then((h) => heapSeries.push(h));
     }, 5_000);
     cleanups.push(async () => clearInterval(sampler));
-    // The run is two identical fault cycles. The first warms every path (JIT, the fallback's ONNX arenas, Redis
-    // reconnection, the local buckets); RSS is then compared across the second, where a leak would show.
-    const cycleMs = (SECONDS * 1000) / 2;
-    const cycle = async (n: number) => {
+    // One fault cycle, `name` in the phase table; the JWKS endpoint is down when the run starts and comes up in the
+    // warm-up. Every cycle ends in the same state it started in (weights 50/50, everything up).
+    const cycle = async (name: string, lengthMs: number) => {
       const begun = performance.now();
-      const at = (fraction: number) => sleep(begun + fraction * cycleMs - performance.now());
-      if (n === 1) {
+      const at = (fraction: number) => sleep(begun + fraction * lengthMs - performance.now());
+      if (name === 'warm-up') {
         await at(0.1);
         await jwks.up();
-        phase('JWKS endpoint up');
+        phase('warm-up: JWKS endpoint up');
       }
       await at(0.15);
       await writeFile(file, stringify(config({ '1': 80, '2': 20 })));
-      phase(`cycle ${n}: config reload, weights 80/20`);
+      phase(`${name}: config reload, weights 80/20`);
       await at(0.2);
       await runtime.stop('SIGKILL');
-      phase(`cycle ${n}: remote runtime killed (SIGKILL)`);
+      phase(`${name}: remote runtime killed (SIGKILL)`);
       await at(0.35);
       runtime = await spawnServeModel(runtimeArgs);
-      phase(`cycle ${n}: remote runtime restarted`);
+      phase(`${name}: remote runtime restarted`);
       await at(0.45);
       await writeFile(file, stringify(config({ '1': 20, '2': 80 })));
-      phase(`cycle ${n}: config reload, weights 20/80`);
+      phase(`${name}: config reload, weights 20/80`);
       if (redis) {
         await at(0.5);
         await redis.stop();
-        phase(`cycle ${n}: Redis stopped`);
+        phase(`${name}: Redis stopped`);
         await at(0.6);
         await redis.start();
-        phase(`cycle ${n}: Redis restarted`);
+        phase(`${name}: Redis restarted`);
       }
       await at(0.65);
       // No reload during this outage: a reload builds a new auth stage whose key source starts empty (see README).
       await jwks.down();
-      phase(`cycle ${n}: JWKS endpoint down (cached keys keep serving)`);
+      phase(`${name}: JWKS endpoint down (cached keys keep serving)`);
       await at(0.8);
       await jwks.up();
-      phase(`cycle ${n}: JWKS endpoint up again`);
+      phase(`${name}: JWKS endpoint up again`);
       await at(0.85);
       await writeFile(file, stringify(config({ '1': 50, '2': 50 })));
-      phase(`cycle ${n}: config reload, weights 50/50`);
+      phase(`${name}: config reload, weights 50/50`);
       await at(1);
     };
-    await cycle(1);
-    const rssAfterWarmup = rssMiB(pid);
-    const warmupSamples = rssSeries.length;
-    mark(`RSS after the warm-up cycle ${rssAfterWarmup.toFixed(1)} MiB`);
-    await cycle(2);
-    const rssAtEnd = rssMiB(pid);
+    await cycle('warm-up', WARMUP_S * 1000);
+
+    // The measured window: RSS at its start and at its end, both read at the same point of a cycle under the same
+    // load, so what the warm-up grew (first use of every path) is not counted and what keeps growing is.
+    const rssAtWindowStart = rssMiB(pid);
+    const windowSamples = rssSeries.length;
+    const windowStart = issued;
+    phase(`window: starts (RSS ${rssAtWindowStart.toFixed(1)} MiB)`);
+    for (let n = 1; n <= CYCLES; n++) await cycle(`cycle ${n}`, CYCLE_S * 1000);
+    const rssAtWindowEnd = rssMiB(pid);
     clearInterval(sampler);
-    mark(`RSS at end ${rssAtEnd.toFixed(1)} MiB`);
+    mark(`window: ends (RSS ${rssAtWindowEnd.toFixed(1)} MiB)`);
+    const sigtermStart = issued;
 
     // SIGTERM under load, with the mesh emulated: routing stops PROPAGATION_MS after readiness fails.
     phase('SIGTERM under load');
@@ -207,11 +246,11 @@ async function main(): Promise<number> {
     mark(`gateway exited with ${code} after ${Math.round(exitMs)} ms`);
 
     const report = summarise(result.samples, boundaries, {
-      seconds: SECONDS,
-      concurrency: CONCURRENCY,
-      rssAtStart,
-      rssAfterWarmup,
-      rssAtEnd,
+      rssAtGatewayStart,
+      rssAtWindowStart,
+      rssAtWindowEnd,
+      windowStart,
+      sigtermStart,
       notReadyMs,
       exitMs,
       exitCode: code,
@@ -219,7 +258,7 @@ async function main(): Promise<number> {
       shadowsHung: shadow.infers.length,
       rssSeries,
       heapSeries,
-      warmupSamples,
+      windowSamples,
     });
     process.stdout.write(report.text);
     return report.ok ? 0 : 1;
@@ -228,46 +267,52 @@ async function main(): Promise<number> {
   }
 }
 
-const RESET = /ECONNRESET|UND_ERR_SOCKET|other side closed|socket hang up|EPIPE/;
-
-function tally(samples: readonly Sample[]): string {
-  const counts: Record<string, number> = {};
-  for (const s of samples) counts[String(s.status)] = (counts[String(s.status)] ?? 0) + 1;
-  return Object.entries(counts)
-    .map(([k, v]) => `${k === '0' ? 'none' : k}: ${v}`)
-    .join(', ');
+interface Facts {
+  rssAtGatewayStart: number;
+  rssAtWindowStart: number;
+  rssAtWindowEnd: number;
+  /** Index of the first request of the measured window, and of the SIGTERM phase. */
+  windowStart: number;
+  sigtermStart: number;
+  notReadyMs: number;
+  exitMs: number;
+  exitCode: number | null;
+  redis: boolean;
+  shadowsHung: number;
+  /** RSS and V8 heap used every 5 s from the start of the load; the window's readings begin at `windowSamples`. */
+  rssSeries: number[];
+  heapSeries: number[];
+  windowSamples: number;
 }
 
-function summarise(
-  samples: Sample[],
-  boundaries: { index: number; what: string }[],
-  facts: { seconds: number; concurrency: number; rssAtStart: number; rssAfterWarmup: number; rssAtEnd: number; notReadyMs: number; exitMs: number; exitCode: number | null; redis: boolean; shadowsHung: number; rssSeries: number[]; heapSeries: number[]; warmupSamples: number },
-): { ok: boolean; text: string } {
+function summarise(samples: Sample[], boundaries: { index: number; what: string }[], facts: Facts): { ok: boolean; text: string } {
   const byIndex = [...samples].sort((a, b) => a.index - b.index);
   const unanswered = samples.filter((s) => s.status === 0);
   const resets = unanswered.filter((s) => RESET.test(s.body));
   const ms = samples.map((s) => s.ms);
-  // One RSS reading lands anywhere in V8's GC sawtooth (heap used swings by tens of MiB within seconds), so the pass
-  // criterion compares the peaks of the two cycles: a leak raises the second cycle's peak over the first's.
-  const peak1 = Math.max(...facts.rssSeries.slice(0, facts.warmupSamples), facts.rssAfterWarmup);
-  const peak2 = Math.max(...facts.rssSeries.slice(facts.warmupSamples), facts.rssAtEnd);
-  const growth = (peak2 - peak1) / peak1;
-  const pointGrowth = (facts.rssAtEnd - facts.rssAfterWarmup) / facts.rssAfterWarmup;
+  const count = (from: number, to: number) => samples.filter((s) => s.index >= from && s.index < to).length;
+  // The criterion: RSS at the end of the measured window against its start (both under load, before SIGTERM).
+  const growth = (facts.rssAtWindowEnd - facts.rssAtWindowStart) / facts.rssAtWindowStart;
+  // For information: single readings land anywhere in V8's GC sawtooth, so the peaks (every 5 s) are printed too.
+  const peakWarmup = Math.max(...facts.rssSeries.slice(0, facts.windowSamples), facts.rssAtWindowStart);
+  const peakWindow = Math.max(...facts.rssSeries.slice(facts.windowSamples), facts.rssAtWindowEnd);
+  const series = (values: number[]) =>
+    [values.slice(0, facts.windowSamples), values.slice(facts.windowSamples)].map((part) => part.map((r) => r.toFixed(0)).join(', ')).join(' ‖ ');
   const lines = [
-    `## Soak report (${new Date().toISOString().slice(0, 10)}, ${facts.seconds} s, concurrency ${facts.concurrency}, Node ${process.version})`,
+    `## Soak report (${new Date().toISOString().slice(0, 10)}, warm-up ${WARMUP_S} s + window ${SECONDS} s of ${CYCLES} cycle(s), concurrency ${CONCURRENCY}, Node ${process.version})`,
     '',
     '| figure | value |',
     '|---|---|',
-    `| requests sent | ${samples.length} |`,
-    `| responses by status | ${tally(samples)} |`,
+    `| requests sent (warm-up / window / SIGTERM phase) | ${samples.length} (${count(0, facts.windowStart)} / ${count(facts.windowStart, facts.sigtermStart)} / ${count(facts.sigtermStart, Infinity)}) |`,
+    `| responses by status | ${formatStatuses(samples)} |`,
     `| requests without any response | ${unanswered.length} |`,
     `| connection resets | ${resets.length} |`,
     `| latency p50 / p99 / max | ${percentile(ms, 0.5).toFixed(1)} / ${percentile(ms, 0.99).toFixed(1)} / ${ms.reduce((a, b) => (b > a ? b : a), 0).toFixed(1)} ms |`,
-    `| RSS at start / after the first (warm-up) cycle / at end | ${facts.rssAtStart.toFixed(1)} / ${facts.rssAfterWarmup.toFixed(1)} / ${facts.rssAtEnd.toFixed(1)} MiB |`,
-    `| RSS peak of cycle 1 / cycle 2, growth | ${peak1.toFixed(1)} / ${peak2.toFixed(1)} MiB, ${(growth * 100).toFixed(1)}% |`,
-    `| RSS end of cycle 1 → end of cycle 2 (single readings) | ${(pointGrowth * 100).toFixed(1)}% |`,
-    `| RSS every 5 s of load | ${facts.rssSeries.map((r) => r.toFixed(0)).join(', ')} MiB |`,
-    `| V8 heap used every 5 s | ${facts.heapSeries.map((r) => r.toFixed(0)).join(', ')} MiB |`,
+    `| RSS at gateway start / window start / window end (before SIGTERM) | ${facts.rssAtGatewayStart.toFixed(1)} / ${facts.rssAtWindowStart.toFixed(1)} / ${facts.rssAtWindowEnd.toFixed(1)} MiB |`,
+    `| **RSS growth over the ${SECONDS} s window** (limit 10%) | ${(growth * 100).toFixed(1)}% |`,
+    `| RSS peak, warm-up / window (5 s samples) | ${peakWarmup.toFixed(1)} / ${peakWindow.toFixed(1)} MiB |`,
+    `| RSS every 5 s (warm-up ‖ window) | ${series(facts.rssSeries)} MiB |`,
+    `| V8 heap used every 5 s (warm-up ‖ window) | ${series(facts.heapSeries)} MiB |`,
     `| SIGTERM: readiness 503 after / exit after / exit code | ${Math.round(facts.notReadyMs)} ms / ${Math.round(facts.exitMs)} ms / ${facts.exitCode} |`,
     `| shadow calls sent to the hung shadow (each cut at 500 ms) | ${facts.shadowsHung} |`,
     '',
@@ -279,13 +324,13 @@ function summarise(
     const to = boundaries[i + 1]?.index ?? Infinity;
     const inPhase = byIndex.filter((s) => s.index >= from && s.index < to);
     if (inPhase.length === 0) continue;
-    lines.push(`| ${boundaries[i]!.what} | ${inPhase.length} | ${tally(inPhase)} | ${percentile(inPhase.map((s) => s.ms), 0.99).toFixed(1)} ms |`);
+    lines.push(`| ${boundaries[i]!.what} | ${inPhase.length} | ${formatStatuses(inPhase)} | ${percentile(inPhase.map((s) => s.ms), 0.99).toFixed(1)} ms |`);
   }
   if (!facts.redis) lines.push('', 'Redis scenario skipped: redis-server not found.');
   const failures: string[] = [];
   if (unanswered.length > 0) failures.push(`${unanswered.length} requests without a response (first: ${unanswered[0]!.body.slice(0, 200)})`);
   if (resets.length > 0) failures.push(`${resets.length} connection resets`);
-  if (!(growth < 0.1)) failures.push(`RSS peak grew ${(growth * 100).toFixed(1)}% from cycle 1 to cycle 2 (limit 10%)`);
+  if (!(growth < 0.1)) failures.push(`RSS grew ${(growth * 100).toFixed(1)}% over the measured window (limit 10%)`);
   if (!(facts.notReadyMs <= 1_000)) failures.push(`readiness failed after ${facts.notReadyMs} ms (limit 1000)`);
   if (facts.exitCode !== 0 || !(facts.exitMs < SHUTDOWN_TIMEOUT_MS)) failures.push(`exit ${facts.exitCode} after ${Math.round(facts.exitMs)} ms (deadline ${SHUTDOWN_TIMEOUT_MS})`);
   lines.push('', failures.length === 0 ? 'PASS' : `FAIL:\n- ${failures.join('\n- ')}`, '');

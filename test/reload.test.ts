@@ -1,6 +1,6 @@
 // Hot reload under load: valid, invalid and ConfigMap-style changes; backend reuse and retirement; what happens to overrides.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { createLogger } from '../src/telemetry/log.js';
 import { faultInjectingFactory } from './helpers/fault-backend.js';
 import { irisRequest, MODELS, postJson } from './helpers/gateway.js';
 import { IRIS_ROWS, irisDisagreementRows } from './helpers/iris.js';
-import { startLoad, type LoadResult } from './helpers/load.js';
+import { loadFigures, reportLoad, rssMiB, startLoad, type LoadResult } from './helpers/load.js';
 import { ADMIN_TOKEN, configMapVolume, fileConfig, irisVersion, startFromFile, tempDir, writeConfig } from './helpers/traffic.js';
 
 const log = createLogger('silent');
@@ -30,9 +30,16 @@ async function admin(gw: RunningGateway, method: string, route: string, body?: u
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Steady load on unversioned iris inference for the whole test; returns the load and a function to stop it. */
+/**
+ * Steady load on unversioned iris inference for the whole test. `report` logs the scenario's figures over all of it;
+ * the gateway runs in-process, so the RSS read at the start of the load and at the report is the test process's.
+ */
 function steadyLoad(gw: RunningGateway) {
-  return startLoad({ url: `${gw.url}/v2/models/iris/infer`, body: BODY, concurrency: 4, maxRequests: 20_000 });
+  const rssAtStart = rssMiB();
+  const load = startLoad({ url: `${gw.url}/v2/models/iris/infer`, body: BODY, concurrency: 4, maxRequests: 20_000 });
+  const report = (t: ExecutionContext, scenario: string, result: LoadResult) =>
+    reportLoad(t, scenario, loadFigures(result.samples, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
+  return Object.assign(load, { report });
 }
 
 const noErrors = (r: LoadResult) => `non-2xx: ${JSON.stringify(r.statuses)} ${r.failures.slice(0, 3).map((f) => f.body).join(' | ')}`;
@@ -62,6 +69,7 @@ test('a valid change under load: applied by the watcher, unchanged backends reus
   // Requests started after the swap go to v2 only.
   await load.completed(150);
   const result = await load.stop();
+  load.report(t, 'reload and weight shift under load', result);
   t.deepEqual(result.failures, [], noErrors(result));
   const late = result.samples.filter((s) => s.index >= result.samples.length - 100);
   t.true(late.every((s) => s.version === '2'), `late versions: ${JSON.stringify(late.map((s) => s.version))}`);
@@ -133,6 +141,7 @@ test('an invalid change under load keeps the old config serving; the error is lo
   t.like(await fixed, { outcome: 'applied', generation: 2 });
   await load.completed(50);
   const result = await load.stop();
+  load.report(t, 'invalid reloads, then a fix, under load', result);
   t.deepEqual(result.failures, [], noErrors(result));
   t.is(result.samples.at(-1)!.version, '2');
 });
@@ -152,6 +161,7 @@ test('a Kubernetes ConfigMap update (..data symlink swap) is detected and applie
     t.is(res.headers.get('x-model-version'), expected);
   }
   const result = await load.stop();
+  load.report(t, 'ConfigMap weight shifts under load', result);
   t.deepEqual(result.failures, [], noErrors(result));
 });
 

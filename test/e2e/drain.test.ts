@@ -2,10 +2,11 @@
 
 import test from 'ava';
 import http from 'node:http';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { gatewayConfig, irisRequest, ROOT, spawnGateway, writeConfigFile } from '../helpers/gateway.js';
-import { startLoad } from '../helpers/load.js';
+import { loadFigures, reportLoad, rssMiB, startLoad } from '../helpers/load.js';
 import { remoteModels, startRecordingBackend } from './hardening-recorder.js';
 
 const DRAIN_DELAY_MS = 3_000;
@@ -48,6 +49,7 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   t.teardown(() => gw.stop('SIGKILL'));
   const infer = `${gw.url}/v2/models/iris/infer`;
   const body = JSON.stringify(irisRequest());
+  const rssAtStart = rssMiB(gw.child.pid);
 
   const load = startLoad({ url: infer, body, concurrency: 4, maxRequests: 20_000 });
   await load.completed(100);
@@ -71,6 +73,8 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   const duringDelay = await freshRequest(infer, 'POST', body);
   const loadResult = await load.stop();
   const stoppedLoadAtMs = since();
+  // Still within the drain delay, so the process is alive: the end of the load is the end of the RSS reading.
+  const rssAtEnd = rssMiB(gw.child.pid);
 
   // A slow request (with a slower shadow) that is in flight when the gateway stops accepting. Its shadow can only
   // get a slot once the load's shadows are done.
@@ -86,14 +90,15 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   const code = await gw.exited;
   const exitedAtMs = since();
 
-  const resets = loadResult.samples.filter((s) => s.status === 0);
+  const figures = reportLoad(t, 'SIGTERM under load', loadFigures(loadResult.samples, { startMiB: rssAtStart, endMiB: rssAtEnd, of: `gateway pid ${gw.child.pid}` }));
   t.log(
-    `sent ${loadResult.samples.length}, statuses ${JSON.stringify(loadResult.statuses)}, no response ${resets.length}; ` +
-      `not ready at ${Math.round(notReadyAtMs)} ms, load stopped at ${Math.round(stoppedLoadAtMs)} ms, exit at ${Math.round(exitedAtMs)} ms; ` +
+    `not ready at ${Math.round(notReadyAtMs)} ms, load stopped at ${Math.round(stoppedLoadAtMs)} ms, exit at ${Math.round(exitedAtMs)} ms; ` +
       `shadows received ${shadow.infers.length}, completed ${shadow.completed()}`,
   );
   t.true(notReadyAtMs <= 1_000, `readiness failed after ${notReadyAtMs} ms`);
-  t.deepEqual(resets.map((s) => s.body), [], 'requests without a response (resets)');
+  // Counted apart: a reset is the failure a drain must never cause, whatever else goes wrong.
+  t.is(figures.resets, 0, `connection resets: ${loadResult.samples.filter((s) => s.status === 0).map((s) => s.body).join(' | ')}`);
+  t.deepEqual(loadResult.samples.filter((s) => s.status === 0).map((s) => s.body), [], 'requests without any response');
   t.deepEqual(Object.keys(loadResult.statuses), ['200']);
   t.true(loadResult.samples.length >= 100);
   t.is(duringDelay.status, 200, `a new connection during the drain delay: ${duringDelay.error}`);
@@ -133,6 +138,70 @@ test('a request that outlives the deadline is cut, and the process still exits b
   t.true(exitedAtMs < 2_500 + 500, `exited ${exitedAtMs} ms after SIGTERM`);
   t.is(code, 0, 'the drain cut the connection itself; the backstop exit (code 1) was not needed');
   t.regex(gw.stdout(), /closing remaining connections/);
+});
+
+/**
+ * A raw keep-alive connection: sends one inference request, collects every byte the server sends, and notes when and
+ * how the connection ends ('end' is the server's FIN; an error code such as ECONNRESET is a reset).
+ */
+async function keptAlive(url: string, body: string) {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  socket.setEncoding('latin1');
+  let received = '';
+  const ended = new Promise<{ atMs: number; how: string }>((resolve) => {
+    socket.once('end', () => resolve({ atMs: performance.now(), how: 'end' }));
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve({ atMs: performance.now(), how: err.code ?? err.message }));
+  });
+  const answered = new Promise<string>((resolve, reject) => {
+    const onData = (chunk: string) => {
+      received += chunk;
+      const head = received.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: (\d+)/i.exec(received.slice(0, head));
+      if (head < 0 || !length || received.length < head + 4 + Number(length[1])) return;
+      socket.off('data', onData);
+      resolve(received);
+    };
+    socket.on('data', onData);
+    void ended.then(({ how }) => reject(new Error(`connection ended (${how}) before the response: ${received}`)));
+  });
+  socket.write(`POST /v2/models/iris/infer HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  return { response: await answered, ended, received: () => received, destroy: () => socket.destroy() };
+}
+
+test('an idle keep-alive socket opened before SIGTERM is closed by the server at the drain delay (FIN, not reset), after its one request was answered', async (t) => {
+  const drainDelayMs = 1_500;
+  const primary = await startRecordingBackend({ delayMs: 0 });
+  t.teardown(() => primary.close());
+  const file = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 0, drainDelayMs, shutdownTimeoutMs: 6_000 },
+    admin: { enabled: false },
+    logging: { level: 'warn' },
+    models: remoteModels({ '1': primary.url }),
+  });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop('SIGKILL'));
+  // Answered before the signal, so without `Connection: close`: a socket the client keeps for its next request.
+  const idle = await keptAlive(gw.url, JSON.stringify(irisRequest()));
+  t.teardown(() => idle.destroy());
+  t.regex(idle.response, /^HTTP\/1\.1 200 /);
+  t.notRegex(idle.response, /\r\nconnection: close\r\n/i);
+
+  const signalled = performance.now();
+  gw.child.kill('SIGTERM');
+  const { atMs, how } = await idle.ended;
+  const closedAtMs = atMs - signalled;
+  const code = await gw.exited;
+  const exitedAtMs = performance.now() - signalled;
+  t.log(`idle keep-alive socket closed (${how}) ${Math.round(closedAtMs)} ms after SIGTERM (drain delay ${drainDelayMs} ms); exit ${code} at ${Math.round(exitedAtMs)} ms`);
+  t.is(how, 'end', 'the server closed the idle socket cleanly');
+  // Not before the drain delay (clients could not have reconnected elsewhere yet), and not held until the deadline.
+  t.true(closedAtMs >= drainDelayMs - 5, `closed ${closedAtMs} ms after SIGTERM, before the drain delay`);
+  t.true(closedAtMs <= drainDelayMs + 750, `closed ${closedAtMs} ms after SIGTERM, long after the drain delay`);
+  // Nothing lost: the one request reached the backend once and was answered; nothing else came on the socket.
+  t.is(idle.received(), idle.response, 'no bytes after the answered response');
+  t.is(primary.infers.length, 1);
+  t.is(code, 0);
 });
 
 const drainConfig = test.macro({

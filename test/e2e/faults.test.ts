@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { BreakerState } from '../../src/resilience/breaker.js';
 import type { VersionGuard } from '../../src/resilience/guard.js';
 import { MODELS, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
+import { errorText, loadFigures, reportLoad, rssMiB } from '../helpers/load.js';
 import { spawnServeModel, type ServeModelProcess } from '../helpers/serve-model.js';
 import { startHoldingBackend, startHungServer } from '../helpers/upstreams.js';
 
@@ -34,6 +35,8 @@ function nextState(guard: VersionGuard, state: BreakerState, timeoutMs: number):
 
 interface Sample {
   at: number;
+  /** Latency of the request, ms. */
+  ms: number;
   status: number;
   version: string | null;
   fallback: string | null;
@@ -55,12 +58,16 @@ function steadyLoad(url: string, workers: number, maxRequests: number) {
   const worker = async () => {
     while (!stopped && sent < maxRequests) {
       sent++;
+      const started = performance.now();
       try {
         const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: INFER, signal: AbortSignal.timeout(10_000) });
         await res.arrayBuffer();
-        samples.push({ at: performance.now(), status: res.status, version: res.headers.get('x-model-version'), fallback: res.headers.get('x-model-fallback') });
+        const at = performance.now();
+        samples.push({ at, ms: at - started, status: res.status, version: res.headers.get('x-model-version'), fallback: res.headers.get('x-model-fallback') });
       } catch (err) {
-        samples.push({ at: performance.now(), status: 0, version: null, fallback: null, error: String(err) });
+        const at = performance.now();
+        // errorText keeps fetch's cause (the socket error), so a reset is told apart from a timeout.
+        samples.push({ at, ms: at - started, status: 0, version: null, fallback: null, error: errorText(err) });
       }
       notify();
     }
@@ -107,6 +114,7 @@ test.serial('the remote is killed under steady load: every request is answered, 
   );
   t.teardown(() => gw.stop());
   const guard = gw.guards.get('iris', '2')!;
+  const rssAtStart = rssMiB(); // in-process gateway: the test process's RSS
   const load = steadyLoad(`${gw.url}/v2/models/iris/versions/2/infer`, 4, 20_000);
   t.teardown(() => load.stop());
 
@@ -126,6 +134,8 @@ test.serial('the remote is killed under steady load: every request is answered, 
   await load.stop();
 
   const samples = load.samples;
+  const outcomes = samples.map((s) => ({ status: s.status, ms: s.ms, body: s.error ?? '' }));
+  reportLoad(t, 'remote killed and restarted under load', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
   const unanswered = samples.filter((s) => s.status === 0);
   t.deepEqual(unanswered, [], 'every request got an HTTP response');
   const failed = samples.filter((s) => s.status !== 200);

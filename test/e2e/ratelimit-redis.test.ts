@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import type { RunningGateway } from '../../src/main.js';
 import type { RedisStore } from '../../src/ratelimit/redis-store.js';
 import { MODELS, gatewayConfig, irisModels, irisRequest, postJson, spawnGateway, startTestGateway, writeConfigFile, type GatewayProcess } from '../helpers/gateway.js';
+import { loadFigures, reportLoad, rssMiB, timed, type Outcome } from '../helpers/load.js';
 import { redisTestsEnabled, startRedis, type RedisServer } from '../helpers/redis.js';
 
 /** The next `name` event; unlike events.once it ignores 'error' (ioredis emits one per failed reconnect attempt). */
@@ -94,8 +95,11 @@ redisTest('Redis stopped mid-test: open rules fall back to a local bucket, close
   });
   t.teardown(() => gw.stop());
   const store = gw.security.rateLimitStore as RedisStore;
-  const open = () => postJson(`${gw.url}/v2/models/iris/infer`, irisRequest(), { 'x-tenant': 'acme' });
-  const closed = () => postJson(`${gw.url}/v2/models/iris-b/infer`, irisRequest(), { 'x-tenant': 'acme' });
+  // Every request is recorded for the scenario's figures (429 and 503 are answers here, by design).
+  const outcomes: Outcome[] = [];
+  const rssAtStart = rssMiB(); // in-process gateway: the test process's RSS
+  const open = () => timed(outcomes, () => postJson(`${gw.url}/v2/models/iris/infer`, irisRequest(), { 'x-tenant': 'acme' }));
+  const closed = () => timed(outcomes, () => postJson(`${gw.url}/v2/models/iris-b/infer`, irisRequest(), { 'x-tenant': 'acme' }));
 
   t.is((await open()).status, 200);
   t.is((await closed()).status, 200);
@@ -118,6 +122,8 @@ redisTest('Redis stopped mid-test: open rules fall back to a local bucket, close
   const recovered = await closed();
   t.is(recovered.status, 200);
   t.is(recovered.headers.get('ratelimit'), '"closed-rule";r=2;t=100'); // a new (empty) Redis: a full bucket again
+  const figures = reportLoad(t, 'Redis stopped and restarted', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
+  t.is(figures.statuses, '200: 6, 429: 1, 503: 1', 'every request answered: the outage shows only as the designed 429 and 503');
   const inspect = new Redis(redis.url);
   t.teardown(() => inspect.quit());
   t.deepEqual(await inspect.keys('outage:*'), ['outage:closed-rule:acme']);
