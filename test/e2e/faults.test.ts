@@ -195,7 +195,8 @@ test.serial('a hung backend: 504 at the deadline, the sockets are closed again, 
     await hung.whenOpenAtMost(0, 5_000);
   }
   t.true(Math.min(...elapsed) >= deadlineMs - 5, `a 504 came before the deadline: ${Math.min(...elapsed)} ms`);
-  t.true(Math.max(...elapsed) < deadlineMs + 2_000, `a 504 came long after the deadline: ${Math.max(...elapsed)} ms`);
+  // The stage races its own timer, so a 504 leaves at the deadline; the allowance is for a busy 2-core CI machine.
+  t.true(Math.max(...elapsed) < deadlineMs + 600, `a 504 came long after the deadline: ${Math.max(...elapsed)} ms`);
   t.true(hung.maxOpen() <= connections, `at most ${connections} sockets at once, saw ${hung.maxOpen()}`);
   t.is(hung.requests('POST'), 3 * connections, 'each request sent once: timeouts are never retried');
 
