@@ -7,6 +7,7 @@ import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, t
 import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
 import { RawBody } from '../pipeline/stage.js';
 import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf } from '../protocol/binary.js';
+import { SHADOW_HEADER } from '../shadow/mark.js';
 import type { ForwardedResponse } from './backend.js';
 
 /** The remote's OIP endpoints for one model (version). */
@@ -32,9 +33,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
 /**
  * Not forwarded either: framing the client library recomputes (host, content-length, expect), credentials meant for
  * the gateway (a remote that needs its own gets them from the backend's `headers`), the gateway's routing header
- * (the remote path already names the version) and the request id (the gateway's canonical one is set instead).
+ * (the remote path already names the version), the request id (the gateway's canonical one is set instead) and the
+ * shadow mark `x-shadow` (src/shadow/mark.ts): only the gateway marks a mirrored copy, through `gatewayHeaders`. A
+ * client's `x-shadow: true` still stops this gateway mirroring the request (the shadow stage reads the incoming
+ * headers), but it never reaches a remote, even when the "client" is another gateway mirroring to this one: that
+ * copy's mark still reaches the remote as `parameters.shadow` in the body, which is forwarded as received.
  */
-const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization', 'cookie', 'x-model-version', 'x-request-id']);
+const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization', 'cookie', 'x-model-version', 'x-request-id', SHADOW_HEADER]);
 
 /**
  * The client's end-to-end headers for the remote (so `traceparent`, `tracestate`, `baggage`, the content type and

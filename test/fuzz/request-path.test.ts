@@ -1,8 +1,17 @@
 // Property tests over the whole request path of a real gateway: random and mutated OIP bodies, headers, tokens and
 // binary tensor bodies always get a JSON 4xx/5xx or a valid 200 — never a 500, a hang or a dead process.
-// Failing inputs found here are kept in test/fixtures/fuzz/regressions.json and replayed on every run.
+//
+// Keeping a failure (test/fixtures/fuzz/regressions.json is read by this file only):
+//   1. A failing property prints fast-check's report and then a ready-to-paste line such as
+//        {"property":"bytes","seed":-1719381,"path":"37:1:0"},
+//      naming the property (a key of PROPERTIES), the run's seed and the path to the shrunk counterexample.
+//   2. Paste it into "seeds" in regressions.json (a "note" saying what it found is welcome).
+//   3. Every run replays each entry with fc.check(PROPERTIES[property](), { seed, path }): exactly that shrunk
+//      counterexample is sent again, so the test fails until the bug is fixed and guards against it afterwards.
+//   Tokens are minted per run: a replay makes the same choices (positions, lengths) on a fresh valid token.
+//   Hand-written inputs (readable, or too big for the generators) go to "cases" instead.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -84,12 +93,15 @@ function checkOutcome(o: Outcome): string | undefined {
 /** Statuses seen per property, logged so a run shows how deep the inputs got (not just 401s and 400s). */
 const tallies = new Map<string, Record<number, number>>();
 
-async function probeHolds(probe: Probe, tally = 'replay'): Promise<boolean> {
+/** Judges one outcome: undefined when it is acceptable, else what is wrong. */
+type Oracle = (o: Outcome) => string | undefined;
+
+async function probeHolds(probe: Probe, tally: string, oracle: Oracle): Promise<boolean> {
   const outcome = await send(probe);
   const counts = tallies.get(tally) ?? {};
   counts[outcome.status] = (counts[outcome.status] ?? 0) + 1;
   tallies.set(tally, counts);
-  const problem = checkOutcome(outcome);
+  const problem = oracle(outcome);
   if (problem !== undefined) throw new Error(problem);
   return true;
 }
@@ -162,35 +174,6 @@ const modelPath = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('/v2/models/iris/versions/1/infer', '/v2/models/iris/versions/2/infer', '/v2/models/iris/versions/9/infer', '/v2/models/nope/infer', '/v2/models/iris/versions//infer') },
 );
 
-// --- Properties ---------------------------------------------------------------------------------------------------
-
-const params = { numRuns: RUNS, endOnFailure: true, interruptAfterTimeLimit: 60_000 } as const;
-
-const oipBodyProperty = () => fc.asyncProperty(modelPath, headers, oipBody, (p, h, b) => probeHolds({ path: p, headers: h, body: JSON.stringify(b) }, 'oip-body'));
-const mutationProperty = () =>
-  fc.asyncProperty(mutatedText, token, (body, tok) => probeHolds({ path: '/v2/models/iris/infer', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body }, 'mutation'));
-
-test.serial('fuzz: random OIP-shaped JSON bodies with random headers → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
-  await fc.assert(oipBodyProperty(), params);
-  t.log(`statuses: ${JSON.stringify(tallies.get('oip-body'))}`);
-  t.pass();
-});
-
-test.serial('fuzz: single-byte mutations of a valid request → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
-  await fc.assert(mutationProperty(), params);
-  const counts = tallies.get('mutation') ?? {};
-  t.log(`statuses: ${JSON.stringify(counts)}`);
-  t.true((counts[200] ?? 0) > 0 && Object.keys(counts).some((k) => k.startsWith('4')), 'mutations reach both the model (200) and the validators (4xx)');
-});
-
-test.serial('fuzz: arbitrary bytes as the body → JSON 4xx/5xx (never 500)', async (t) => {
-  await fc.assert(
-    fc.asyncProperty(fc.uint8Array({ maxLength: 512 }), (bytes) => probeHolds({ path: '/v2/models/iris/infer', headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream' }, body: bytes }, 'bytes')),
-    params,
-  );
-  t.pass();
-});
-
 /** Binary tensor extension: a JSON header part of `claimed` bytes followed by raw bytes, with random sizes. */
 const binaryBody = fc
   .record({
@@ -225,53 +208,148 @@ const exactBinaryBody = fc
   });
 const anyBinaryBody = fc.oneof(binaryBody, exactBinaryBody);
 
-test.serial('fuzz: binary tensor bodies (inference-header-content-length) with random sizes and bytes → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
-  await fc.assert(
-    fc.asyncProperty(anyBinaryBody, ({ claimed, body }) =>
-      send({ path: '/v2/models/iris/infer', headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream', 'inference-header-content-length': claimed }, body }).then((o) => {
-        const counts = tallies.get('binary') ?? {};
-        counts[o.status] = (counts[o.status] ?? 0) + 1;
-        tallies.set('binary', counts);
-        const problem = checkOutcome(o);
-        if (problem !== undefined) throw new Error(problem);
-        return true;
-      }),
+// --- Properties ---------------------------------------------------------------------------------------------------
+
+/** Every property sends one generated request and judges the answer; `tally` names its status counts. */
+type FuzzProperty = fc.IAsyncPropertyWithHooks<[Probe]>;
+
+function probing(tally: string, probes: fc.Arbitrary<Probe>, oracle: Oracle): FuzzProperty {
+  return fc.asyncProperty(probes, (probe) => probeHolds(probe, tally, oracle));
+}
+
+const INFER = '/v2/models/iris/infer';
+
+/**
+ * Every property, by the name a stored seed uses, so each one can be replayed. A property is built afresh per run;
+ * `oracle` judges each answer (the gateway's contract unless a test asks for another).
+ */
+const PROPERTIES = {
+  'oip-body': (oracle: Oracle = checkOutcome) =>
+    probing('oip-body', fc.tuple(modelPath, headers, oipBody).map(([p, h, b]) => ({ path: p, headers: h, body: JSON.stringify(b) })), oracle),
+  mutation: (oracle: Oracle = checkOutcome) =>
+    probing('mutation', fc.tuple(mutatedText, token).map(([body, tok]) => ({ path: INFER, headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body })), oracle),
+  bytes: (oracle: Oracle = checkOutcome) =>
+    probing('bytes', fc.uint8Array({ maxLength: 512 }).map((body) => ({ path: INFER, headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream' }, body })), oracle),
+  binary: (oracle: Oracle = checkOutcome) =>
+    probing(
+      'binary',
+      anyBinaryBody.map(({ claimed, body }) => ({
+        path: INFER,
+        headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream', 'inference-header-content-length': claimed },
+        body,
+      })),
+      oracle,
     ),
-    params,
-  );
+} satisfies Record<string, (oracle?: Oracle) => FuzzProperty>;
+type PropertyName = keyof typeof PROPERTIES;
+
+/** A failure kept in regressions.json: replays the shrunk counterexample of `property` found with `seed`. */
+interface SeedEntry {
+  property: PropertyName;
+  seed: number;
+  /** fast-check's `counterexamplePath`: the run's index, then one shrink step per `:`. */
+  path: string;
+  /** What it found. */
+  note?: string;
+}
+
+/**
+ * Shrinking is on (a failure is reported as its smallest form) and bounded with the runs by the time limit: when a
+ * hang makes every attempt wait PER_REQUEST_TIMEOUT_MS, the partly shrunk counterexample is reported instead.
+ */
+const params = { numRuns: RUNS, interruptAfterTimeLimit: 60_000, includeErrorInReport: true } as const;
+
+/** fast-check's report of a failed run, then the regressions.json entry that replays it; undefined if it held. */
+async function failureReport(property: PropertyName, details: fc.RunDetails<[Probe]>): Promise<string | undefined> {
+  if (!details.failed) return undefined;
+  const report = await fc.asyncDefaultReportMessage(details);
+  // Interrupted or too many skips: there is no counterexample to replay.
+  if (details.counterexamplePath === null) return report;
+  const entry: SeedEntry = { property, seed: details.seed, path: details.counterexamplePath };
+  return [
+    report,
+    '',
+    'To keep this failure as a regression, add this line to "seeds" in test/fixtures/fuzz/regressions.json:',
+    `  ${JSON.stringify(entry)},`,
+    // Rarely a failure is caused by an earlier run (a stuck gateway fails everything after it), so the shrunk input
+    // passes alone; the run's own index, without the shrink steps, then replays it as it was first found.
+    `(if the shrunk case passes on its own, use "path": "${details.counterexamplePath.split(':')[0]!}", the input as first found)`,
+  ].join('\n');
+}
+
+/** Runs one property with `params`; a failure fails the test with the report and the entry to keep. */
+async function runProperty(t: ExecutionContext, name: PropertyName): Promise<void> {
+  const report = await failureReport(name, await fc.check(PROPERTIES[name](), params));
+  if (report !== undefined) t.fail(report);
+}
+
+/** Replays a stored entry: its counterexample is the first value run (if that passes, fast-check's next candidates). */
+function replay(property: FuzzProperty, entry: Pick<SeedEntry, 'seed' | 'path'>): Promise<fc.RunDetails<[Probe]>> {
+  return fc.check(property, { seed: entry.seed, path: entry.path, endOnFailure: true, includeErrorInReport: true });
+}
+
+test.serial('fuzz: random OIP-shaped JSON bodies with random headers → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
+  await runProperty(t, 'oip-body');
+  t.log(`statuses: ${JSON.stringify(tallies.get('oip-body'))}`);
+  t.pass();
+});
+
+test.serial('fuzz: single-byte mutations of a valid request → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
+  await runProperty(t, 'mutation');
+  const counts = tallies.get('mutation') ?? {};
+  t.log(`statuses: ${JSON.stringify(counts)}`);
+  t.true((counts[200] ?? 0) > 0 && Object.keys(counts).some((k) => k.startsWith('4')), 'mutations reach both the model (200) and the validators (4xx)');
+});
+
+test.serial('fuzz: arbitrary bytes as the body → JSON 4xx/5xx (never 500)', async (t) => {
+  await runProperty(t, 'bytes');
+  t.log(`statuses: ${JSON.stringify(tallies.get('bytes'))}`);
+  t.pass();
+});
+
+test.serial('fuzz: binary tensor bodies (inference-header-content-length) with random sizes and bytes → JSON 4xx/5xx (never 500) or a valid 200', async (t) => {
+  await runProperty(t, 'binary');
   t.log(`statuses: ${JSON.stringify(tallies.get('binary'))}`);
   t.pass();
 });
 
 // --- Regressions --------------------------------------------------------------------------------------------------
 
+/** `prefix + repeat × times + suffix`, for values too big to commit. */
+interface Repeated {
+  prefix?: string;
+  repeat: string;
+  times: number;
+  suffix?: string;
+}
+
 interface Regression {
   name: string;
   path?: string;
   headers?: Record<string, string>;
-  /** The body as text, or `{"repeat": s, "times": n}` for bodies too big to commit. */
-  body: string | { prefix?: string; repeat: string; times: number; suffix?: string };
-  /** `valid` uses a fresh valid token; otherwise the Authorization value as given. */
-  auth?: 'valid' | string;
+  /** The body as text, or repeated. */
+  body: string | Repeated;
+  /** `valid` uses a fresh valid token; otherwise the Authorization value as given (text, or repeated). */
+  auth?: 'valid' | string | Repeated;
 }
 
 interface RegressionFile {
-  /** Seeds of failures fast-check found; each replays the property named with it. */
-  seeds: { property: 'oip-body' | 'mutation'; seed: number; numRuns: number }[];
+  /** Failures fast-check found, each replayed through the property it names (see the top of this file). */
+  seeds: SeedEntry[];
   cases: Regression[];
 }
 
 const regressions = JSON.parse(readFileSync(path.join(ROOT, 'test/fixtures/fuzz/regressions.json'), 'utf8')) as RegressionFile;
 
-function bodyOf(r: Regression): string {
-  if (typeof r.body === 'string') return r.body;
-  return `${r.body.prefix ?? ''}${r.body.repeat.repeat(r.body.times)}${r.body.suffix ?? ''}`;
+function expand(value: string | Repeated): string {
+  if (typeof value === 'string') return value;
+  return `${value.prefix ?? ''}${value.repeat.repeat(value.times)}${value.suffix ?? ''}`;
 }
 
-const replay = test.macro({
+const replayCase = test.macro({
   async exec(t, r: Regression) {
-    const auth = r.auth === undefined || r.auth === 'valid' ? `Bearer ${VALID_TOKEN}` : r.auth;
-    const outcome = await send({ path: r.path ?? '/v2/models/iris/infer', headers: { 'content-type': 'application/json', authorization: auth, ...r.headers }, body: bodyOf(r) });
+    const auth = r.auth === undefined || r.auth === 'valid' ? `Bearer ${VALID_TOKEN}` : expand(r.auth);
+    const outcome = await send({ path: r.path ?? '/v2/models/iris/infer', headers: { 'content-type': 'application/json', authorization: auth, ...r.headers }, body: expand(r.body) });
     t.is(checkOutcome(outcome), undefined, `${outcome.status} ${outcome.text.slice(0, 300)}`);
     const live = await send({ path: '/v2/models/iris/infer', headers: { 'content-type': 'application/json', authorization: `Bearer ${VALID_TOKEN}` }, body: VALID_TEXT });
     t.is(live.status, 200, 'the gateway still serves afterwards');
@@ -279,12 +357,36 @@ const replay = test.macro({
   title: (_ = '', r: Regression) => `fuzz regression: ${r.name}`,
 });
 
-for (const r of regressions.cases) test.serial(replay, r);
+for (const r of regressions.cases) test.serial(replayCase, r);
 
 for (const s of regressions.seeds) {
-  test.serial(`fuzz regression: seed ${s.seed} of ${s.property}`, async (t) => {
-    if (s.property === 'oip-body') await fc.assert(oipBodyProperty(), { seed: s.seed, numRuns: s.numRuns, endOnFailure: true });
-    else await fc.assert(mutationProperty(), { seed: s.seed, numRuns: s.numRuns, endOnFailure: true });
-    t.pass();
+  test.serial(`fuzz regression: ${s.property} seed ${s.seed} path ${s.path}${s.note ? ` (${s.note})` : ''}`, async (t) => {
+    if (!Object.hasOwn(PROPERTIES, s.property)) return t.fail(`unknown property '${String(s.property)}' in regressions.json; one of: ${Object.keys(PROPERTIES).join(', ')}`);
+    if (!Number.isInteger(s.seed) || typeof s.path !== 'string' || !/^\d+(:\d+)*$/.test(s.path)) return t.fail(`not a {property, seed, path} entry: ${JSON.stringify(s)}`);
+    const details = await replay(PROPERTIES[s.property](), s);
+    if (details.failed) t.fail(await fc.asyncDefaultReportMessage(details));
+    else t.pass();
   });
 }
+
+// --- The workflow itself ------------------------------------------------------------------------------------------
+
+test.serial('fuzz workflow: a failing property prints a seeds entry that replays exactly its shrunk counterexample', async (t) => {
+  // The real `binary` property, judged by an oracle that wrongly refuses every 200: a valid body fails it.
+  const refuse200: Oracle = (o) => (o.status === 200 ? 'a 200 (this oracle refuses them)' : undefined);
+  const found = await fc.check(PROPERTIES.binary(refuse200), { numRuns: RUNS });
+  t.true(found.failed, 'some generated binary body is valid');
+  const report = await failureReport('binary', found);
+  // The line after the instruction is the entry, exactly as a person would copy it (with its trailing comma).
+  const lines = report?.split('\n') ?? [];
+  const line = lines[lines.findIndex((l) => l.startsWith('To keep this failure')) + 1];
+  t.regex(line ?? '', /^ {2}\{.*\},$/, report);
+  const entry = JSON.parse(line!.trim().replace(/,$/, '')) as SeedEntry;
+  t.like(entry, { property: 'binary', seed: found.seed });
+  t.regex(entry.path, /^\d+(:\d+)+$/, 'the counterexample was shrunk');
+  // Replayed from the pasted entry alone: the first run is the shrunk counterexample, and it fails again.
+  const replayed = await replay(PROPERTIES[entry.property](refuse200), entry);
+  t.true(replayed.failed);
+  t.is(replayed.numRuns, 1, 'the stored counterexample itself failed, not a later one');
+  t.deepEqual(replayed.counterexample, found.counterexample);
+});
