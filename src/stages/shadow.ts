@@ -1,7 +1,7 @@
 // Shadow: mirrors a share of a model's inference traffic to other versions, fire-and-forget, and compares the answers.
 
 import { performance } from 'node:perf_hooks';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import { shadowSchema, type GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
@@ -83,9 +83,13 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
       },
       ROOT_CONTEXT,
     );
+    // The trace context a remote shadow receives. Tracing on: the copy's own span (the caller's baggage kept). Tracing
+    // off (a no-op span, no valid context): the caller's context unchanged, as the primary receives it.
+    const caller = propagation.extract(ROOT_CONTEXT, ctx.headers);
+    const callContext = trace.isSpanContextValid(span.spanContext()) ? trace.setSpan(caller, span) : caller;
     let dispatched: Promise<InferenceResult>;
     try {
-      dispatched = context.with(trace.setSpan(ROOT_CONTEXT, span), () => target.served.backend.infer(markShadow(ctx.inference!), controller.signal));
+      dispatched = context.with(callContext, () => target.served.backend.infer(markShadow(ctx.inference!), controller.signal));
     } catch (err) {
       dispatched = Promise.reject(err); // a backend that throws instead of rejecting must not fail the primary
     }

@@ -28,25 +28,79 @@ export function tracer(): Tracer {
 }
 
 export interface TracingOptions {
-  /** OTLP/HTTP traces endpoint from the config; the standard OTEL_EXPORTER_OTLP_* variables also enable export. */
+  /** OTLP/HTTP traces endpoint from the config (a full URL); wins over the OTEL_EXPORTER_OTLP_* variables. */
   otlpEndpoint?: string | undefined;
   /** Share of new traces recorded (parent-based: a caller's sampling decision wins). Default 1. */
   sampleRatio?: number;
-  /** Tests pass an in-memory exporter; spans are then exported synchronously. */
+  /** Tests pass an in-memory exporter; spans are then exported synchronously, whatever the environment says. */
   exporter?: SpanExporter;
+  /** The environment the OTEL_* variables are read from; default `process.env`. */
   env?: NodeJS.ProcessEnv;
 }
 
 export interface Tracing {
   /** True when spans are recorded and exported. */
   readonly enabled: boolean;
+  /** The OTLP/HTTP URL spans are sent to; undefined when nothing is exported (or a test exporter takes them). */
+  readonly endpoint: string | undefined;
   /** Flushes pending spans and unregisters the provider. */
   shutdown(): Promise<void>;
 }
 
+/** An environment variable's value, with empty (or blank) treated as unset, as the OpenTelemetry spec asks. */
+function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value ? value : undefined;
+}
+
 /**
- * W3C trace context is always extracted and injected, so a caller's `traceparent` reaches the backends even when
- * nothing is exported. Spans are recorded only when an exporter is configured (`OTEL_SDK_DISABLED=true` turns it off).
+ * Where spans go: the config's URL; else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as is; else `OTEL_EXPORTER_OTLP_ENDPOINT`
+ * (a base URL) with `v1/traces` appended, as the OTLP exporter does. Computed here so an injected `env` decides it.
+ */
+export function tracesEndpoint(configured: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (configured) return configured;
+  const traces = envValue(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  if (traces) return traces;
+  const base = envValue(env, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+  return base ? `${base.endsWith('/') ? base : `${base}/`}v1/traces` : undefined;
+}
+
+/** `OTEL_SDK_DISABLED=true` (any case) or `none` among `OTEL_TRACES_EXPORTER`'s exporters: nothing is recorded. */
+export function tracingDisabledBy(env: NodeJS.ProcessEnv): boolean {
+  if (envValue(env, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return true;
+  return (envValue(env, 'OTEL_TRACES_EXPORTER') ?? '')
+    .split(',')
+    .map((e) => e.trim().toLowerCase())
+    .includes('none');
+}
+
+/**
+ * `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, percent-decoded), parsed like the SDK's envDetector but from `env`: any
+ * malformed entry discards the whole value, as the spec asks.
+ */
+export function resourceAttributesFrom(env: NodeJS.ProcessEnv): Record<string, string> {
+  const raw = envValue(env, 'OTEL_RESOURCE_ATTRIBUTES');
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const entry of raw.split(',')) {
+    if (entry.trim() === '') continue;
+    const parts = entry.split('=');
+    if (parts.length !== 2 || parts[0]!.trim() === '') return {};
+    try {
+      out[decodeURIComponent(parts[0]!.trim())] = decodeURIComponent(parts[1]!.trim());
+    } catch {
+      return {};
+    }
+  }
+  return out;
+}
+
+/**
+ * W3C trace context is always extracted and injected, so a caller's `traceparent` reaches the backends (primary and
+ * shadow) even when nothing is exported. Spans are recorded only when an endpoint is configured and neither
+ * `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns export off. The resource is `service.name` (the
+ * gateway's name) and `service.version`, overridden by `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_SERVICE_NAME` over all.
+ * The OTLP exporter reads its other settings (`OTEL_EXPORTER_OTLP_*HEADERS`, `*TIMEOUT`, ...) from `process.env`.
  */
 export function startTracing(options: TracingOptions = {}): Tracing {
   const env = options.env ?? process.env;
@@ -54,23 +108,26 @@ export function startTracing(options: TracingOptions = {}): Tracing {
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
 
-  const endpoint = options.otlpEndpoint ?? env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  const disabled = env.OTEL_SDK_DISABLED === 'true' || (env.OTEL_TRACES_EXPORTER ?? '').split(',').includes('none');
-  const exporter = options.exporter ?? (endpoint && !disabled ? otlpExporter(options.otlpEndpoint) : undefined);
+  const endpoint = tracingDisabledBy(env) ? undefined : tracesEndpoint(options.otlpEndpoint, env);
+  const exporter = options.exporter ?? (endpoint ? new OTLPTraceExporter({ url: endpoint }) : undefined);
   if (!exporter) {
     return {
       enabled: false,
+      endpoint: undefined,
       async shutdown() {
         context.disable();
         propagation.disable();
       },
     };
   }
+  const serviceName = envValue(env, 'OTEL_SERVICE_NAME');
   const provider = new TracerProvider({
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
     resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME ?? GATEWAY_NAME,
+      [ATTR_SERVICE_NAME]: GATEWAY_NAME,
       [ATTR_SERVICE_VERSION]: GATEWAY_VERSION,
+      ...resourceAttributesFrom(env),
+      ...(serviceName ? { [ATTR_SERVICE_NAME]: serviceName } : {}),
     }),
     spanProcessors: [options.exporter ? new SimpleSpanProcessor({ exporter }) : new BatchSpanProcessor({ exporter })],
   });
@@ -78,6 +135,7 @@ export function startTracing(options: TracingOptions = {}): Tracing {
   recording = true;
   return {
     enabled: true,
+    endpoint: options.exporter ? undefined : endpoint,
     async shutdown() {
       recording = false;
       await provider.shutdown();
@@ -86,9 +144,4 @@ export function startTracing(options: TracingOptions = {}): Tracing {
       propagation.disable();
     },
   };
-}
-
-/** The config endpoint is a full traces URL; otherwise the exporter reads the OTEL_EXPORTER_OTLP_* variables itself. */
-function otlpExporter(configured: string | undefined): SpanExporter {
-  return configured ? new OTLPTraceExporter({ url: configured }) : new OTLPTraceExporter();
 }

@@ -1,12 +1,12 @@
 // The span tree of one request: server span continuing the caller's traceparent, a span per stage, a client span per
-// upstream call whose context the backend receives, and the shadow copy as its own trace linked to the primary.
+// upstream call whose context the backend receives, and the shadow copy as its own trace linked to the primary, whose
+// remote backend receives the shadow's own client span as parent.
 
 import test from 'ava';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import path from 'node:path';
 import { startTracing } from '../../src/telemetry/tracing.js';
-import { MODELS, IRIS_ROW, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
+import { IRIS_ROW, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
 import { startOipRecorder } from '../helpers/oip-recorder.js';
 
 const exporter = new InMemorySpanExporter();
@@ -26,9 +26,11 @@ async function spansWhen(predicate: (spans: ReadableSpan[]) => boolean): Promise
   throw new Error(`spans never matched: ${exporter.getFinishedSpans().map((s) => s.name).join(', ')}`);
 }
 
-test.serial('one request: server → stage spans → client span; the backend sees the client span as parent; the shadow is linked', async (t) => {
+test.serial('one request: server → stage spans → client span; each backend sees its own client span as parent; the shadow is linked', async (t) => {
   const remote = await startOipRecorder();
   t.teardown(() => remote.close());
+  const shadowRemote = await startOipRecorder();
+  t.teardown(() => shadowRemote.close());
   const gw = await startTestGateway(
     gatewayConfig({
       models: {
@@ -36,7 +38,7 @@ test.serial('one request: server → stage spans → client span; the backend se
           defaultVersion: '1',
           versions: {
             '1': { backend: { kind: 'http', url: remote.url, model: 'iris', version: '1' } },
-            '2': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v2.onnx') } },
+            '2': { backend: { kind: 'http', url: shadowRemote.url, model: 'iris', version: '2' } },
           },
           shadow: { targets: [{ version: '2', percent: 100 }] },
         },
@@ -46,7 +48,7 @@ test.serial('one request: server → stage spans → client span; the backend se
   t.teardown(() => gw.stop());
   exporter.reset();
 
-  const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]), { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` });
+  const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]), { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`, baggage: 'tenant=acme' });
   t.is(res.status, 200);
   const spans = await spansWhen((s) => s.some((x) => x.name === 'shadow iris:2') && s.some((x) => x.name === 'infer iris:2'));
   const byName = (name: string) => {
@@ -82,17 +84,28 @@ test.serial('one request: server → stage spans → client span; the backend se
   const client = byName('forward iris:1');
   t.is(client.kind, SpanKind.CLIENT);
   t.is(parentOf(client), parent);
-  const infer = remote.seen.find((r) => r.method === 'POST' && r.url.endsWith('/infer'));
-  t.is(infer?.headers.traceparent, `00-${CALLER_TRACE}-${client.spanContext().spanId}-01`);
+  const infers = remote.seen.filter((r) => r.method === 'POST' && r.url.endsWith('/infer'));
+  t.is(infers.length, 1, 'the primary remote gets the primary call only');
+  t.is(infers[0]?.headers.traceparent, `00-${CALLER_TRACE}-${client.spanContext().spanId}-01`);
 
-  // The shadow copy is its own trace, linked to the primary's, with the shadow backend call under it.
+  // The shadow copy is its own trace, linked to the primary's shadow stage, with the shadow backend call under it.
   const shadow = byName('shadow iris:2');
   t.not(shadow.spanContext().traceId, CALLER_TRACE);
   t.is(shadow.links.length, 1);
   t.is(shadow.links[0]!.context.traceId, CALLER_TRACE);
+  t.is(shadow.links[0]!.context.spanId, stageSpans.find((s) => s.name === 'stage shadow')!.spanContext().spanId);
   const shadowCall = byName('infer iris:2');
+  t.is(shadowCall.kind, SpanKind.CLIENT);
   t.is(parentOf(shadowCall), shadow.spanContext().spanId);
   t.is(shadowCall.spanContext().traceId, shadow.spanContext().traceId);
+  // The remote shadow receives the shadow's own client span as parent (not the caller's or the primary's), marked.
+  const shadowInfers = shadowRemote.seen.filter((r) => r.method === 'POST' && r.url.endsWith('/infer'));
+  t.is(shadowInfers.length, 1);
+  t.is(shadowInfers[0]!.url, '/v2/models/iris/versions/2/infer');
+  t.is(shadowInfers[0]!.headers.traceparent, `00-${shadowCall.spanContext().traceId}-${shadowCall.spanContext().spanId}-01`);
+  t.is(shadowInfers[0]!.headers['x-shadow'], 'true');
+  t.is(shadowInfers[0]!.headers.baggage, 'tenant=acme', 'the caller’s baggage travels with the copy, as with the primary');
+  t.is(infers[0]?.headers.baggage, 'tenant=acme');
 });
 
 test.serial('without a caller traceparent the server span starts a new trace; client errors do not mark spans as errors', async (t) => {
