@@ -22,7 +22,9 @@ Usage:
   model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N]
       Start the gateway (default config: ./gateway.yaml). It watches the file and reloads on change.
 ${SERVE_MODEL_USAGE}${ADMIN_USAGE}${TOKEN_USAGE}${MESH_USAGE}  model-gateway check-config FILE
-      Validate a config file and every model path in it, without starting. Exit 0 if valid, 1 if not.
+      Validate a config file without starting: the schema and \${VAR}s, that every file it reads (onnx model paths,
+      jwks.file) exists and is readable, and that the disagreement log's directory exists and is writable.
+      Exit 0 if valid, 1 if not.
   model-gateway help | --help
   model-gateway version | --version
 `;
@@ -56,17 +58,23 @@ function bannerAuthorization(config: GatewayConfig, model: string): string | und
 function printBanner(gw: RunningGateway, config: GatewayConfig): void {
   const lines = [`model-gateway ready on ${gw.url}`];
   for (const model of gw.state.current.catalog.all()) {
+    // What a request without a version gets, from the routing view (the catalog's default knows nothing of weights).
     const traffic = gw.controller.model(model.name);
-    const weights = traffic.weightsSource === 'default' ? '' : `; weights ${Object.entries(traffic.weights).map(([v, w]) => `${v}=${w}`).join(' ')}`;
+    const unversioned =
+      traffic.weightsSource === 'default'
+        ? `default ${traffic.defaultVersion}`
+        : `unversioned requests by weight: ${traffic.versions.map((v) => `${v.version}=${v.weight}`).join(' ')}${traffic.weightsSource === 'config' ? '' : `, set by ${traffic.weightsSource}`}`;
     const shadow = traffic.shadow ? `; shadow ${traffic.shadow.targets.map((t) => `${t.version} at ${t.percent}%`).join(', ')}` : '';
-    lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')} (default ${model.defaultVersion})${weights}${shadow}`);
+    lines.push(`  model ${model.name}: versions ${traffic.versions.map((v) => v.version).join(', ')} (${unversioned})${shadow}`);
   }
   if (gw.extAuthz.http) lines.push(`ext_authz HTTP service on ${gw.extAuthz.http.url}${config.extAuthz.http.pathPrefix} (Envoy http_service; envoy/envoy-ext-authz.yaml)`);
   if (gw.extAuthz.grpc) lines.push(`ext_authz gRPC service on ${gw.extAuthz.grpc.address} (envoy.service.auth.v3.Authorization; envoy/envoy-ext-authz-grpc.yaml)`);
   lines.push(gw.admin ? `admin API on ${gw.admin.url} (try: model-gateway status --admin-url ${gw.admin.url})` : 'admin API off (admin.enabled is false, or neither admin.token nor MODEL_GATEWAY_ADMIN_TOKEN is set)');
-  const first = gw.state.current.catalog.all().find((m) => m.versions.get(m.defaultVersion)?.backend.ready());
+  // The version that answers the model's unversioned metadata (the routing default) describes the example's inputs.
+  const routingDefault = (m: { name: string }) => gw.controller.model(m.name).defaultVersion;
+  const first = gw.state.current.catalog.all().find((m) => m.versions.get(routingDefault(m))?.backend.ready());
   if (first) {
-    const meta = first.versions.get(first.defaultVersion)!.backend.metadata();
+    const meta = first.versions.get(routingDefault(first))!.backend.metadata();
     lines.push(`try:\n  ${exampleCurl(gw.url, first.name, meta, bannerAuthorization(config, first.name))}`);
   }
   void config;

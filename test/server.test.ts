@@ -7,6 +7,8 @@ import type { RunningGateway } from '../src/main.js';
 import { matchRoute } from '../src/server.js';
 import { failingModelFile, identityModelFile } from './helpers/models.js';
 import { IRIS_ROW, gatewayConfig, getJson, irisModels, irisRequest, postJson, startTestGateway } from './helpers/gateway.js';
+import { faultInjectingFactory } from './helpers/fault-backend.js';
+import { createLogger } from '../src/telemetry/log.js';
 
 let gw: RunningGateway;
 test.before(async () => {
@@ -82,6 +84,27 @@ test('model metadata, with and without a version, comes from the model', async (
 test('model ready, with and without a version', async (t) => {
   t.like(await getJson(`${gw.url}/v2/models/iris/ready`), { status: 200, body: { name: 'iris', version: '1', ready: true } });
   t.like(await getJson(`${gw.url}/v2/models/iris/versions/2/ready`), { status: 200, body: { name: 'iris', version: '2', ready: true } });
+});
+
+test('a version that is not ready: server ready, its ready and its metadata answer 503 until it becomes ready', async (t) => {
+  const faults = faultInjectingFactory({ 'iris/2': { notReady: true } }, createLogger('silent'));
+  const own = await startTestGateway(gatewayConfig(), { backendFactory: faults.factory });
+  t.teardown(() => own.stop());
+  const v2 = faults.made.get('iris/2')!.at(-1)!;
+
+  t.like(await getJson(`${own.url}/v2/health/ready`), { status: 503, body: { ready: false } });
+  t.like(await getJson(`${own.url}/v2/models/iris/versions/2/ready`), { status: 503, body: { name: 'iris', version: '2', ready: false } });
+  const meta = await getJson(`${own.url}/v2/models/iris/versions/2`);
+  t.is(meta.status, 503);
+  t.regex(meta.headers.get('content-type') ?? '', /^application\/json/);
+  t.regex(String(meta.body.error), /model 'iris' version '2' is not ready/);
+  // The other version is not held back by it.
+  t.like(await getJson(`${own.url}/v2/models/iris/versions/1/ready`), { status: 200, body: { ready: true } });
+
+  v2.faults.notReady = false;
+  t.like(await getJson(`${own.url}/v2/health/ready`), { status: 200, body: { ready: true } });
+  t.like(await getJson(`${own.url}/v2/models/iris/versions/2/ready`), { status: 200, body: { name: 'iris', version: '2', ready: true } });
+  t.like(await getJson(`${own.url}/v2/models/iris/versions/2`), { status: 200, body: { name: 'iris', versions: ['1', '2'] } });
 });
 
 test('HEAD works wherever GET does', async (t) => {

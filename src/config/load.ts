@@ -1,6 +1,7 @@
-// Loads a config file: YAML → ${ENV} substitution → strict schema → file checks; reports every problem by path.
+// Loads a config file: YAML → ${ENV} substitution → strict schema → file checks (files it reads exist and are readable,
+// the directory it writes the disagreement log to exists and is writable); reports every problem by path.
 
-import { access, readFile } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
@@ -18,7 +19,7 @@ export class ConfigError extends Error {
 
 export interface LoadedConfig {
   config: GatewayConfig;
-  /** Absolute path of the file it came from (relative model paths were resolved against its directory). */
+  /** Absolute path of the file it came from (relative paths in it resolve against its directory). */
   file: string;
 }
 
@@ -86,6 +87,8 @@ export async function parseConfig(
       problems.push(`${input.at}: file not found (${absolute})`);
     }
   }
+  const logDirProblem = await disagreementLogProblem(substituted, options.baseDir);
+  if (logDirProblem) problems.push(logDirProblem);
   if (problems.length > 0 || !result.success) throw new ConfigError(options.source, sortByPath(problems));
   for (const input of inputFiles(result.data)) input.resolve(path.resolve(options.baseDir, input.path));
   return result.data;
@@ -131,6 +134,24 @@ function inputFiles(config: unknown): InputFile[] {
     }
   }
   return found;
+}
+
+/**
+ * The disagreement log is the one file the config writes: its directory (relative paths resolve against the config
+ * file's directory, like the files it reads) must exist and be writable, or every line would be dropped silently.
+ * The file itself may not exist yet. The path is left as written; the controller resolves it the same way.
+ */
+async function disagreementLogProblem(config: unknown, baseDir: string): Promise<string | undefined> {
+  const log = isRecord(config) ? config.disagreementLog : undefined;
+  if (!isRecord(log) || typeof log.path !== 'string' || log.path === '') return undefined;
+  const dir = path.dirname(path.resolve(baseDir, log.path));
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+    await access(dir, constants.W_OK);
+    return undefined;
+  } catch {
+    return `disagreementLog.path: directory ${dir} does not exist or is not writable`;
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

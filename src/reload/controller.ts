@@ -1,7 +1,6 @@
 // The control plane's single writer: applies a config (at start and on reload) and runtime weight changes, swapping atomically.
 
-import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -60,18 +59,6 @@ export interface ReloadReport {
   problems?: string[];
 }
 
-/** The disagreement log's directory must exist and be writable, or every line would be dropped silently. */
-async function disagreementLogProblems(config: GatewayConfig, baseDir: string): Promise<string[]> {
-  if (!config.disagreementLog) return [];
-  const dir = path.dirname(path.resolve(baseDir, config.disagreementLog.path));
-  try {
-    await access(dir, constants.W_OK);
-    return [];
-  } catch {
-    return [`disagreementLog.path: directory ${dir} does not exist or is not writable`];
-  }
-}
-
 /** Keys read once at start-up; a reload that changes them logs and reports it instead of pretending. */
 function restartOnlyChanges(before: GatewayConfig, after: GatewayConfig): string[] {
   const changed = (Object.keys(after.server) as (keyof GatewayConfig['server'])[]).filter((k) => before.server[k] !== after.server[k]).map((k) => `server.${k}`);
@@ -116,10 +103,11 @@ export class GatewayController {
     this.#lastAttempt = this.#lastApplied = { trigger: 'start', at: new Date().toISOString(), outcome: 'applied', generation: 1 };
   }
 
-  /** Loads and warms every backend, then builds generation 1. Rejects (with everything closed) if any cannot start. */
+  /**
+   * Loads and warms every backend, then builds generation 1. Rejects (with everything closed) if any cannot start.
+   * `config` comes from loadConfig/parseConfig, which have already checked the files it reads and writes.
+   */
   static async start(config: GatewayConfig, log: Logger, options: ControllerOptions): Promise<GatewayController> {
-    const problems = await disagreementLogProblems(config, baseDirOf(options.configFile));
-    if (problems.length > 0) throw new ConfigError(options.configFile ?? 'config', problems);
     const pool = new BackendPool(options.backendFactory, log);
     const prepared = await pool.prepare(config);
     prepared.commit();
@@ -198,18 +186,12 @@ export class GatewayController {
     return new Promise((resolve) => this.#reloadWaiters.push(resolve));
   }
 
-  /** Applies an already-validated config (tests and embedders). */
+  /** Applies an already-validated config (tests and embedders: from parseConfig, which checks its files). */
   applyConfig(config: GatewayConfig, trigger: ReloadTrigger = 'admin'): Promise<ReloadReport> {
     return this.#serialized(() => this.#apply(config, trigger));
   }
 
   async #apply(config: GatewayConfig, trigger: ReloadTrigger): Promise<ReloadReport> {
-    const problems = await disagreementLogProblems(config, baseDirOf(this.#options.configFile));
-    if (problems.length > 0) {
-      this.#record({ trigger, outcome: 'rejected', problems, error: 'the config file is invalid; the running config is unchanged' });
-      this.#log.error({ problems, trigger }, 'config reload rejected: invalid config; the running config is unchanged');
-      throw new GatewayError('GW_ERR_CONFIG_INVALID', `the config file is invalid; the running config is unchanged: ${problems.join('; ')}`);
-    }
     let prepared: PreparedBackends;
     try {
       prepared = await this.#pool.prepare(config);

@@ -12,6 +12,7 @@ import { configSchema, type HttpBackendConfig } from '../../src/config/schema.js
 import type { ErrorCode } from '../../src/errors/codes.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { InferenceRequest } from '../../src/protocol/oip.js';
+import { markShadow } from '../../src/shadow/mark.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { MODELS } from '../helpers/gateway.js';
 import { spawnServeModel } from '../helpers/serve-model.js';
@@ -130,6 +131,19 @@ test('gateway-owned headers win over the backend\'s configured headers and the c
   });
   t.is(res.status, 200);
   t.like(remote.seen[0]!.headers, { 'x-auth-subject': 'alice', 'x-api-key': 'k1', authorization: 'Bearer verified', 'x-request-id': 'gw-2' });
+});
+
+test('a mirrored copy sent as tensors (infer) carries x-shadow: true; an ordinary call does not', async (t) => {
+  const remote = await recordingServer(t, () => ({ status: 200, body: OIP_OK }));
+  const b = backend(t, remote.url);
+  const request: InferenceRequest = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: new Float32Array([1]) }] };
+  const shadow = await b.infer(markShadow(request), never);
+  const primary = await b.infer(request, never);
+  t.is(shadow.outputs[0]!.name, 'y');
+  t.is(primary.outputs[0]!.name, 'y');
+  t.is(remote.seen.length, 2);
+  t.is(remote.seen[0]!.headers['x-shadow'], 'true');
+  t.false('x-shadow' in remote.seen[1]!.headers, JSON.stringify(remote.seen[1]!.headers));
 });
 
 const remoteReply = test.macro((t, status: number, body: string, expected: { status?: number; error?: RegExp; code?: ErrorCode; retryAfter?: string }) => {

@@ -127,6 +127,25 @@ test('YAML syntax errors and duplicate keys are reported', async (t) => {
   t.regex(err2!.problems[0]!, /^\(yaml\): Map keys must be unique/);
 });
 
+test('a disagreement log in a directory that does not exist is a problem by path; relative paths resolve against the config file', async (t) => {
+  const file = await writeConfigFile({ models: irisModels(), disagreementLog: { path: 'no-such-dir/d.jsonl' } });
+  const dir = path.join(path.dirname(file), 'no-such-dir');
+  const err = await t.throwsAsync(loadConfig(file), { instanceOf: ConfigError });
+  t.deepEqual(err!.problems, [`disagreementLog.path: directory ${dir} does not exist or is not writable`]);
+  // check-config runs the same validation as start and reload: exit 1, the same message.
+  const checked = await runCli(['check-config', file]);
+  t.is(checked.code, 1);
+  t.true(checked.stderr.includes(`disagreementLog.path: directory ${dir} does not exist or is not writable`), checked.stderr);
+
+  // Next to the config file (a directory that exists) it is fine, and the file itself need not exist yet.
+  const ok = await writeConfigFile({ models: irisModels(), disagreementLog: { path: 'd.jsonl' } });
+  t.is((await loadConfig(ok)).config.disagreementLog?.path, 'd.jsonl');
+  // A file where the directory should be is no directory.
+  t.deepEqual(await problemsOf({ models: irisModels(), disagreementLog: { path: 'package.json/d.jsonl' } }), [
+    `disagreementLog.path: directory ${path.join(ROOT, 'package.json')} does not exist or is not writable`,
+  ]);
+});
+
 test('check-config accepts the example config', async (t) => {
   const { code, stdout } = await runCli(['check-config', path.join(ROOT, 'examples/gateway.yaml')]);
   t.is(code, 0);

@@ -1,9 +1,10 @@
-// End to end: the real CLI process serves the example config, its banner's curl example works, and SIGTERM drains.
+// End to end: the real CLI process serves the example config, its banner's curl example works and says what
+// unversioned requests get, SIGTERM drains and SIGINT stops without the drain delay.
 
 import test from 'ava';
 import http from 'node:http';
 import path from 'node:path';
-import { ROOT, postJson, runCli, spawnGateway, getJson } from '../helpers/gateway.js';
+import { ROOT, irisModels, irisRequest, postJson, runCli, spawnGateway, getJson, writeConfigFile } from '../helpers/gateway.js';
 
 /** A token from the development key, minted the way the README and the banner say. */
 async function devToken(scope: string): Promise<string> {
@@ -17,8 +18,8 @@ const EXAMPLE = path.join(ROOT, 'examples/gateway.yaml');
 test('the example config serves both Iris versions and the large MLP; the banner curl example works', async (t) => {
   const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0']);
   t.teardown(() => gw.stop());
-  t.regex(gw.stderr(), /model iris: versions 1, 2 \(default 1\)/);
-  t.regex(gw.stderr(), /model mlp-large: versions 1/);
+  t.regex(gw.stderr(), /model iris: versions 1, 2 \(unversioned requests by weight: 1=90 2=10\); shadow 2 at 100%/);
+  t.regex(gw.stderr(), /model mlp-large: versions 1 \(default 1\)/);
 
   // Run the banner's own example body against the gateway.
   // The banner's curl carries a dev-token command: run that command, then the request.
@@ -85,4 +86,46 @@ test('a config that cannot start fails fast with its problems and exit 1', async
   const { code, stderr } = await runCli(['start', '--config', file]);
   t.is(code, 1);
   t.regex(stderr, /models\.iris\.versions\.1\.backend\.path: file not found/);
+});
+
+/** A config without auth or admin API: the example Iris versions under the given models' traffic settings. */
+function plainConfig(models: Record<string, Record<string, unknown>>, server: Record<string, unknown> = {}): Promise<string> {
+  const { versions } = irisModels().iris as { versions: unknown };
+  return writeConfigFile({
+    server: { host: '127.0.0.1', port: 0, ...server },
+    admin: { enabled: false },
+    reload: { watch: false },
+    logging: { level: 'info' },
+    models: Object.fromEntries(Object.entries(models).map(([name, traffic]) => [name, { versions, ...traffic }])),
+  });
+}
+
+test('the banner says what a request without a version gets: the weights when there are some (not the highest version), else the default', async (t) => {
+  const file = await plainConfig({ iris: { weights: { '1': 90, '2': 10 } }, pinned: { weights: { '1': 1, '2': 0 } }, plain: {} });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop());
+  const banner = gw.stderr();
+  t.regex(banner, /model iris: versions 1, 2 \(unversioned requests by weight: 1=90 2=10\)\n/);
+  t.regex(banner, /model pinned: versions 1, 2 \(unversioned requests by weight: 1=1 2=0\)\n/);
+  t.regex(banner, /model plain: versions 1, 2 \(default 2\)\n/);
+  t.notRegex(banner, /model (iris|pinned): [^\n]*default/);
+  // What the banner says is what requests get: the catalog's highest version (2) never answers `pinned` unversioned.
+  for (let i = 0; i < 5; i++) t.like(await postJson(`${gw.url}/v2/models/pinned/infer`, irisRequest()), { status: 200, body: { model_version: '1' } });
+  t.like(await postJson(`${gw.url}/v2/models/plain/infer`, irisRequest()), { status: 200, body: { model_version: '2' } });
+});
+
+test('SIGINT: exits 0 in under 4 s, skipping server.drainDelayMs (8 s; SIGINT uses 0), well within shutdownTimeoutMs (15 s)', async (t) => {
+  const file = await plainConfig({ iris: {} }, { drainDelayMs: 8_000, shutdownTimeoutMs: 15_000 });
+  const gw = await spawnGateway(file);
+  t.teardown(() => gw.stop('SIGKILL'));
+  t.like(await getJson(`${gw.url}/v2/health/ready`), { status: 200 });
+  const sent = performance.now();
+  gw.child.kill('SIGINT');
+  const code = await gw.exited;
+  const elapsedMs = performance.now() - sent;
+  t.is(code, 0);
+  t.log(`exited ${elapsedMs.toFixed(0)} ms after SIGINT`);
+  t.true(elapsedMs < 4_000, `exited ${elapsedMs.toFixed(0)} ms after SIGINT`);
+  t.regex(gw.stdout(), /"signal":"SIGINT","drainDelayMs":0/);
+  t.regex(gw.stdout(), /"msg":"stopped"/);
 });

@@ -13,6 +13,8 @@ export interface Faults {
   delayMs?: number;
   /** Every call fails with a 500-class backend error instead of running. */
   fail?: boolean;
+  /** The version reports not ready (a backend still loading, or a remote not reached yet); flip it to false at any time. */
+  notReady?: boolean;
 }
 
 /** Wraps a real backend; counts calls (and how many were marked as shadows) and injects the configured faults. */
@@ -42,7 +44,7 @@ export class FaultyBackend implements Backend {
   }
 
   ready(): boolean {
-    return this.#inner.ready();
+    return !this.faults.notReady && this.#inner.ready();
   }
 
   async infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
