@@ -161,7 +161,7 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
       const chosen = targetsOf(plan, ctx, catalog, runtime).filter((t) => t.version !== primaryVersion && runtime.rng() * 100 < t.percent);
       if (chosen.length === 0) return next();
 
-      // The primary's chain runs first (an in-process primary is queued before any copy); its reply never waits for them.
+      // The primary's chain runs first; its reply never waits for the copies.
       const started = performance.now();
       const reply = next();
       const primary = reply.then(
@@ -175,7 +175,11 @@ export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtim
         }
         runtime.stats.record(ctx.modelName, primaryVersion, target.version, { kind: 'started' });
         ctx.shadowCopies = (ctx.shadowCopies ?? 0) + 1;
-        runtime.track(compareLater(ctx, primaryTarget, target, plan, primary, callShadow(ctx, target, plan)));
+        // Dispatched on the next turn of the event loop: by then the primary's backend call has been made (its
+        // chain has only microtasks before it), so the copy's own work — a tensor copy to a worker, a JSON body for a
+        // remote — never runs ahead of the primary's.
+        const copy = new Promise<void>((resolve) => setImmediate(resolve)).then(() => callShadow(ctx, target, plan));
+        runtime.track(compareLater(ctx, primaryTarget, target, plan, primary, copy));
       }
       return reply;
     },

@@ -147,3 +147,23 @@ test('copies beyond maxConcurrent are dropped and counted, never queued; stop() 
   t.is(faults.made.get('capped/2')![0]!.aborted, 2);
   t.like(capped.controller.shadowStats('capped').pairs[0], { mirrored: 6, dropped: 4, errors: { shadow: 2 } });
 });
+
+test.serial('the primary backend call is dispatched before its shadow copy (the copy never runs ahead of it)', async (t) => {
+  const order: string[] = [];
+  const watch = (label: string) => {
+    const b = backend(label);
+    const infer = b.infer.bind(b);
+    b.infer = (request, signal) => {
+      order.push(label);
+      return infer(request, signal);
+    };
+    t.teardown(() => {
+      b.infer = infer;
+    });
+  };
+  watch('mirrored/1');
+  watch('mirrored/2');
+  for (let i = 0; i < 5; i++) t.is((await infer('mirrored')).status, 200);
+  await gw.controller.shadow.idle();
+  t.deepEqual(order, Array.from({ length: 5 }, () => ['mirrored/1', 'mirrored/2']).flat());
+});
