@@ -122,9 +122,14 @@ redisTest('Redis stopped mid-test: open rules fall back to a local bucket, close
   const recovered = await closed();
   t.is(recovered.status, 200);
   t.is(recovered.headers.get('ratelimit'), '"closed-rule";r=2;t=100'); // a new (empty) Redis: a full bucket again
+  // The open rule is decided by Redis again: its local fallback bucket is empty (429 above), Redis's is full.
+  const reopened = await open();
+  t.is(reopened.status, 200);
+  t.regex(String(reopened.headers.get('ratelimit')), /^"open-rule";r=2;t=\d+$/);
+  t.like(store.stats, { fallbackDecisions: 4, failedClosed: 1, storeErrors: 5 });
   const figures = reportLoad(t, 'Redis stopped and restarted', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
-  t.is(figures.statuses, '200: 6, 429: 1, 503: 1', 'every request answered: the outage shows only as the designed 429 and 503');
+  t.is(figures.statuses, '200: 7, 429: 1, 503: 1', 'every request answered: the outage shows only as the designed 429 and 503');
   const inspect = new Redis(redis.url);
   t.teardown(() => inspect.quit());
-  t.deepEqual(await inspect.keys('outage:*'), ['outage:closed-rule:acme']);
+  t.deepEqual((await inspect.keys('outage:*')).sort(), ['outage:closed-rule:acme', 'outage:open-rule:acme']);
 });
