@@ -76,7 +76,15 @@ export interface DestinationRuleManifest {
         tcp: { connectTimeout: string; maxConnections: number };
         http: { idleTimeout: string; http1MaxPendingRequests: number; maxRequestsPerConnection: number };
       };
-      outlierDetection: { consecutive5xxErrors: number; interval: string; baseEjectionTime: string; maxEjectionPercent: number };
+      outlierDetection: {
+        splitExternalLocalOriginErrors: boolean;
+        consecutiveLocalOriginFailures: number;
+        consecutive5xxErrors: number;
+        consecutiveGatewayErrors: number;
+        interval: string;
+        baseEjectionTime: string;
+        maxEjectionPercent: number;
+      };
     };
     subsets: Subset[];
   };
@@ -252,8 +260,21 @@ export function renderIstio(config: GatewayConfig, target: MeshTarget = DEFAULT_
             tcp: { connectTimeout: '2s', maxConnections: 1024 },
             http: { idleTimeout: idle, http1MaxPendingRequests: 1024, maxRequestsPerConnection: 0 },
           },
-          // Per subset, i.e. per version: a pod whose v2 fails is ejected from v2's cluster only.
-          outlierDetection: { consecutive5xxErrors: 5, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 50 },
+          // Per subset, i.e. per version: a pod whose v2 fails is ejected from v2's cluster only. Only local-origin
+          // failures eject (connect failures, resets, timeouts: a pod that is gone or hung). The gateway's own 5xx are
+          // deliberate answers — 503 + Retry-After when it sheds load or a version's breaker is open, 504 at its
+          // deadline — and ejecting for them would pile that load onto the remaining pods; Istio's default is to
+          // eject after 5 consecutive 5xx, so 5xx and gateway-error (502/503/504) ejection are switched off
+          // explicitly. Same policy as envoy/*.yaml (envoy/README.md).
+          outlierDetection: {
+            splitExternalLocalOriginErrors: true,
+            consecutiveLocalOriginFailures: 5,
+            consecutive5xxErrors: 0,
+            consecutiveGatewayErrors: 0,
+            interval: '10s',
+            baseEjectionTime: '30s',
+            maxEjectionPercent: 50,
+          },
         },
         subsets,
       },

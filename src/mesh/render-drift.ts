@@ -52,12 +52,20 @@ function diff(expected: unknown, actual: unknown, at: string, out: string[]): vo
   if (JSON.stringify(expected) !== JSON.stringify(actual)) out.push(`${at}: manifest has ${show(actual)}, the config renders ${show(expected)}`);
 }
 
-/** Istio durations as used in DestinationRules: `60s`, `1m`, `500ms`, `1h`, `1.5s`. */
+const DURATION_UNITS_MS = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
+const DURATION_PART = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g;
+
+/**
+ * Istio durations (Go's time.ParseDuration syntax, which Istio's CRD validation uses): `60s`, `1m`, `500ms`, `1h`,
+ * `1.5s`, `1m30s`; undefined for anything else (`sixty`, `60`, `-1s`).
+ */
 export function parseDurationMs(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Number(m[1]) * unit;
+  const trimmed = text.trim();
+  if (!DURATION.test(trimmed)) return undefined;
+  let ms = 0;
+  for (const [, amount, unit] of trimmed.matchAll(DURATION_PART)) ms += Number(amount) * DURATION_UNITS_MS[unit as keyof typeof DURATION_UNITS_MS];
+  return ms;
 }
 
 function find(documents: readonly unknown[], kind: string, name: string): Record<string, unknown> | undefined {

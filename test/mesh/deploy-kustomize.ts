@@ -1,42 +1,13 @@
-// Test helper: builds a kustomization like `kustomize build` (the subset deploy/ uses) and validates objects against the
-// Kubernetes and Istio schemas of kubernetes-models / @kubernetes-models/istio, picking the model class by apiVersion/kind.
+// Test helper: builds a kustomization like `kustomize build` (the subset deploy/ uses), refusing any kustomization key
+// it does not model, and records which files a build reads (so a test can prove every file under deploy/ is checked).
+// Objects are validated with ./k8s-schema.ts.
 
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import * as appsV1 from 'kubernetes-models/apps/v1';
-import * as autoscalingV2 from 'kubernetes-models/autoscaling/v2';
-import * as coreV1 from 'kubernetes-models/v1';
-import * as policyV1 from 'kubernetes-models/policy/v1';
-import * as istioNetworking from '@kubernetes-models/istio/networking.istio.io/v1beta1';
-import * as istioSecurity from '@kubernetes-models/istio/security.istio.io/v1';
+import type { K8sObject } from './k8s-schema.js';
 
-export type K8sObject = Record<string, unknown> & { apiVersion: string; kind: string; metadata: Record<string, unknown> & { name: string } };
-
-interface ModelClass {
-  readonly apiVersion: string;
-  readonly kind: string;
-  new (data: object): { validate(): void };
-}
-
-function isModelClass(value: unknown): value is ModelClass {
-  if (typeof value !== 'function') return false;
-  const statics = value as unknown as { apiVersion?: unknown; kind?: unknown };
-  return typeof statics.apiVersion === 'string' && typeof statics.kind === 'string';
-}
-
-/** apiVersion/kind → model class, for every kind deploy/ may use. */
-const MODELS = new Map<string, ModelClass>();
-for (const module of [coreV1, appsV1, policyV1, autoscalingV2, istioNetworking, istioSecurity] as readonly object[]) {
-  for (const exported of Object.values(module)) if (isModelClass(exported)) MODELS.set(`${exported.apiVersion}/${exported.kind}`, exported);
-}
-
-/** Throws with the schema's message when `object` violates the Kubernetes or Istio schema of its apiVersion/kind. */
-export function validateObject(object: K8sObject): void {
-  const model = MODELS.get(`${object.apiVersion}/${object.kind}`);
-  if (!model) throw new Error(`no schema for ${object.apiVersion} ${object.kind} (${object.metadata.name})`);
-  new model(object).validate();
-}
+export type { K8sObject } from './k8s-schema.js';
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -49,7 +20,8 @@ function asObject(doc: unknown, source: string): K8sObject {
   return doc as K8sObject;
 }
 
-export async function readManifests(file: string): Promise<K8sObject[]> {
+export async function readManifests(file: string, reads?: Set<string>): Promise<K8sObject[]> {
+  reads?.add(path.resolve(file));
   const docs = [...parseAllDocuments(await readFile(file, 'utf8'))];
   const errors = docs.flatMap((d) => d.errors.map((e) => e.message));
   if (errors.length > 0) throw new Error(`${file}: ${errors.join('; ')}`);
@@ -87,7 +59,39 @@ export function strategicMerge(base: unknown, patch: unknown): unknown {
   return patch;
 }
 
+/** The kustomization keys this builder models, and the keys it models inside each entry of the list-valued ones. */
 const SUPPORTED_KEYS = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'configMapGenerator', 'generatorOptions', 'patches', 'images']);
+const SUPPORTED_ENTRY_KEYS: Readonly<Record<string, ReadonlySet<string>>> = {
+  configMapGenerator: new Set(['name', 'files']),
+  generatorOptions: new Set(['disableNameSuffixHash']),
+  patches: new Set(['path']),
+  images: new Set(['name', 'newName', 'newTag']),
+};
+
+/** Every way a kustomization.yaml can ask for something this builder would silently not do, as readable lines. */
+function unsupported(k: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  if (k.apiVersion !== 'kustomize.config.k8s.io/v1beta1' || k.kind !== 'Kustomization') problems.push(`apiVersion/kind must be kustomize.config.k8s.io/v1beta1 Kustomization`);
+  const unknown = Object.keys(k).filter((key) => !SUPPORTED_KEYS.has(key));
+  if (unknown.length > 0) problems.push(`kustomization keys this test cannot build: ${unknown.join(', ')}`);
+  for (const [key, allowed] of Object.entries(SUPPORTED_ENTRY_KEYS)) {
+    const value = k[key];
+    if (value === undefined) continue;
+    const entries = key === 'generatorOptions' ? [value] : Array.isArray(value) ? value : undefined;
+    if (entries === undefined) {
+      problems.push(`${key}: expected a list`);
+      continue;
+    }
+    entries.forEach((entry, i) => {
+      const at = key === 'generatorOptions' ? key : `${key}[${i}]`;
+      if (!isRecord(entry)) problems.push(`${at}: expected a mapping`);
+      else for (const field of Object.keys(entry)) if (!allowed.has(field)) problems.push(`${at}.${field}: not modelled by this test's kustomize build`);
+    });
+  }
+  const resources = k.resources;
+  if (resources !== undefined && !(Array.isArray(resources) && resources.every((r) => typeof r === 'string'))) problems.push('resources: expected a list of paths');
+  return problems;
+}
 
 interface ImageRule {
   name: string;
@@ -118,31 +122,36 @@ function applyImages(object: K8sObject, rules: readonly ImageRule[]): void {
 /**
  * The objects `kustomize build dir` would print, for the features deploy/ uses: resources (files and directories),
  * configMapGenerator with files and a stable name, namespace, strategic-merge patches by path, and images. Any other
- * kustomization key is an error, so a new feature cannot be silently ignored by the tests.
+ * kustomization key, or key inside those entries, is an error, so a new feature cannot be silently ignored by the
+ * tests. Every file the build reads (kustomization.yaml files included) is added to `reads`, as an absolute path.
  */
-export async function buildKustomization(dir: string): Promise<K8sObject[]> {
+export async function buildKustomization(dir: string, reads: Set<string> = new Set()): Promise<K8sObject[]> {
   const file = path.join(dir, 'kustomization.yaml');
-  const [doc] = [...parseAllDocuments(await readFile(file, 'utf8'))];
+  const read = async (f: string) => {
+    reads.add(path.resolve(f));
+    return readFile(f, 'utf8');
+  };
+  const [doc] = [...parseAllDocuments(await read(file))];
   const k = doc?.toJS() as unknown;
   if (!isRecord(k)) throw new Error(`${file}: not a mapping`);
-  const unknown = Object.keys(k).filter((key) => !SUPPORTED_KEYS.has(key));
-  if (unknown.length > 0) throw new Error(`${file}: kustomization keys this test cannot build: ${unknown.join(', ')}`);
+  const problems = unsupported(k);
+  if (problems.length > 0) throw new Error(`${file}: ${problems.join('; ')}`);
 
   const objects: K8sObject[] = [];
   for (const resource of (k.resources ?? []) as string[]) {
     const target = path.join(dir, resource);
-    if ((await stat(target)).isDirectory()) objects.push(...(await buildKustomization(target)));
-    else objects.push(...(await readManifests(target)));
+    if ((await stat(target)).isDirectory()) objects.push(...(await buildKustomization(target, reads)));
+    else objects.push(...(await readManifests(target, reads)));
   }
   const options = isRecord(k.generatorOptions) ? k.generatorOptions : {};
   for (const generator of (k.configMapGenerator ?? []) as { name: string; files?: string[] }[]) {
     if (options.disableNameSuffixHash !== true) throw new Error(`${file}: name-suffix hashes are not modelled; set generatorOptions.disableNameSuffixHash`);
     const data: Record<string, string> = {};
-    for (const f of generator.files ?? []) data[path.basename(f)] = await readFile(path.join(dir, f), 'utf8');
+    for (const f of generator.files ?? []) data[path.basename(f)] = await read(path.join(dir, f));
     objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: generator.name }, data });
   }
   for (const patch of (k.patches ?? []) as { path: string }[]) {
-    for (const p of await readManifests(path.join(dir, patch.path))) {
+    for (const p of await readManifests(path.join(dir, patch.path), reads)) {
       const i = objects.findIndex((o) => o.apiVersion === p.apiVersion && o.kind === p.kind && o.metadata.name === p.metadata.name);
       if (i < 0) throw new Error(`${patch.path}: patches ${p.kind} ${p.metadata.name}, which no resource defines`);
       objects[i] = strategicMerge(objects[i], p) as K8sObject;

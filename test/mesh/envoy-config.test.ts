@@ -1,7 +1,7 @@
 // envoy/*.yaml decode strictly as Envoy v3 Bootstraps (real protos), broken fixtures fail, and the files agree with the gateway config.
 
 import test from 'ava';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
@@ -10,10 +10,20 @@ import { loadEnvoyProtos, validateEnvoyObject, validateEnvoyYaml } from '../../s
 import { ROOT } from '../helpers/gateway.js';
 
 const root = loadEnvoyProtos();
-const ENVOY_FILES = ['envoy.yaml', 'envoy-ext-authz.yaml', 'envoy-ext-authz-grpc.yaml'];
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 const PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const ROUTER = 'envoy.extensions.filters.http.router.v3.Router';
+const HCM_TYPE = HCM.slice('type.googleapis.com/'.length);
+/** Every bootstrap in envoy/, with the types its strict decoding must resolve; a test keeps this list complete. */
+const ENVOY_TYPES: Record<string, string[]> = {
+  'envoy.yaml': [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog'],
+  'envoy-ext-authz.yaml': [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute'],
+  'envoy-ext-authz-grpc.yaml': [HCM_TYPE, ROUTER, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz'],
+};
+const ENVOY_FILES = Object.keys(ENVOY_TYPES);
+/** Files in envoy/ that are not Envoy configs. */
+const NOT_CONFIG = ['README.md'];
 
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : {});
@@ -64,11 +74,12 @@ const validFile = test.macro({
   title: (_p, file: string) => `envoy/${file} decodes strictly as a v3 Bootstrap`,
 });
 
-const ROUTER = 'envoy.extensions.filters.http.router.v3.Router';
-const HCM_TYPE = HCM.slice('type.googleapis.com/'.length);
-test(validFile, 'envoy.yaml', [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog']);
-test(validFile, 'envoy-ext-authz.yaml', [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute']);
-test(validFile, 'envoy-ext-authz-grpc.yaml', [HCM_TYPE, ROUTER, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz']);
+for (const [file, types] of Object.entries(ENVOY_TYPES)) test(validFile, file, types);
+
+test('every file in envoy/ is a bootstrap the strict decoding and the consistency checks cover', async (t) => {
+  const files = (await readdir(path.join(ROOT, 'envoy'))).filter((f) => !NOT_CONFIG.includes(f)).sort();
+  t.deepEqual(files, [...ENVOY_FILES].sort(), 'add a new envoy/ file to ENVOY_TYPES so it is validated');
+});
 
 const brokenFixture = test.macro({
   async exec(t, file: string, expected: RegExp) {
@@ -153,7 +164,17 @@ const consistent = test.macro({
     const idle = at(upstream, 'typed_extension_protocol_options', PROTOCOL_OPTIONS, 'common_http_protocol_options', 'idle_timeout');
     t.true(durationMs(idle) < config.server.keepAliveTimeoutMs, `idle_timeout ${String(idle)} < keepAliveTimeoutMs ${config.server.keepAliveTimeoutMs}`);
     t.is(at(upstream, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'port_value'), config.server.port);
-    t.truthy(at(upstream, 'outlier_detection'), 'outlier detection');
+    // Outlier detection ejects only for local-origin failures (connect failures, resets, timeouts): the gateway's own
+    // 503/504 answers (load shedding, an open breaker, its deadline) must not eject it (envoy/README.md).
+    const outlier = obj(at(upstream, 'outlier_detection'));
+    t.is(outlier.split_external_local_origin_errors, true, 'local-origin failures are counted apart from HTTP answers');
+    t.true(typeof outlier.consecutive_local_origin_failure === 'number' && outlier.consecutive_local_origin_failure > 0, 'consecutive_local_origin_failure');
+    t.true(outlier.enforcing_consecutive_local_origin_failure === undefined || Number(outlier.enforcing_consecutive_local_origin_failure) > 0, 'local-origin ejection is enforced');
+    // Envoy's defaults enforce consecutive 5xx and success-rate ejection (100 %): both must be switched off explicitly.
+    t.is(outlier.enforcing_consecutive_5xx, 0, 'no ejection on consecutive 5xx');
+    t.is(outlier.enforcing_consecutive_gateway_failure, 0, 'no ejection on consecutive 502/503/504');
+    t.is(outlier.enforcing_success_rate, 0, 'no ejection on the HTTP success rate');
+    t.true(outlier.enforcing_failure_percentage === undefined || outlier.enforcing_failure_percentage === 0, 'no ejection on the HTTP failure percentage');
     t.truthy(at(upstream, 'circuit_breakers', 'thresholds', 0, 'max_connections'), 'connection limit');
 
     t.is(at(doc, 'admin', 'address', 'socket_address', 'address'), '127.0.0.1', 'admin on loopback only');

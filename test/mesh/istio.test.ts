@@ -2,10 +2,10 @@
 // rendered objects pass Istio's schemas.
 
 import test, { type ExecutionContext } from 'ava';
-import { DestinationRule, VirtualService } from '@kubernetes-models/istio/networking.istio.io/v1beta1';
 import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 import { DEFAULT_MESH_TARGET, idleTimeoutMs, renderIstio, subsetName, toPercentages, type HttpRoute } from '../../src/mesh/istio.js';
+import { validateObject, type K8sObject } from './k8s-schema.js';
 
 const HOST = 'model-gateway.model-serving.svc.cluster.local';
 
@@ -189,10 +189,24 @@ test(idle, 5_000, '4s');
 test(idle, 1_000, '800ms');
 test(idle, 1_200, '960ms');
 
-test('rendered objects pass the Istio schemas', async (t) => {
+test('rendered objects pass the Istio schemas strictly (no unknown fields, durations are durations)', async (t) => {
   const rendered = renderIstio(
     await configWith({ weights: { '1': 2, '2': 1 }, override: { enabled: true }, shadow: { targets: [{ version: '2', percent: 5 }] } }),
   );
-  t.notThrows(() => new VirtualService(rendered.virtualService).validate());
-  t.notThrows(() => new DestinationRule(rendered.destinationRule).validate());
+  t.notThrows(() => validateObject(rendered.virtualService as unknown as K8sObject));
+  t.notThrows(() => validateObject(rendered.destinationRule as unknown as K8sObject));
+});
+
+test('outlier detection ejects only for local-origin failures, never for the gateway’s own 503/504 answers', async (t) => {
+  const { outlierDetection } = renderIstio(await configWith({})).destinationRule.spec.trafficPolicy;
+  t.deepEqual(outlierDetection, {
+    splitExternalLocalOriginErrors: true,
+    consecutiveLocalOriginFailures: 5,
+    // Explicit zeros: Istio's default would eject after 5 consecutive 5xx.
+    consecutive5xxErrors: 0,
+    consecutiveGatewayErrors: 0,
+    interval: '10s',
+    baseEjectionTime: '30s',
+    maxEjectionPercent: 50,
+  });
 });
