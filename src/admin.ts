@@ -194,8 +194,9 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
 }
 
 /**
- * Starts the admin server, or returns undefined (with a warning) when it is disabled or no token is configured:
- * an admin API that anyone on the host could call is never started.
+ * Starts the admin server, or returns undefined (with a warning) when it is disabled, or when it has neither a way to
+ * authorise admin calls (token or JWT) nor metrics to serve: an admin API that anyone on the host could call is
+ * never started.
  */
 export async function startAdminServer(options: AdminServerOptions): Promise<RunningAdmin | undefined> {
   const { config, log } = options;

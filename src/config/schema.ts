@@ -347,7 +347,9 @@ export const adminSchema = z.strictObject({
   port: z.int().min(0).max(65535).default(8081),
   /**
    * Bearer token every admin call must present; write `${ADMIN_TOKEN}` to keep it out of the file. Unset: the
-   * MODEL_GATEWAY_ADMIN_TOKEN environment variable; neither set: the admin API does not start.
+   * MODEL_GATEWAY_ADMIN_TOKEN environment variable; neither set: admin calls are refused (401) unless a JWT with
+   * `auth.admin`'s scopes is presented, while /metrics is still served; with metrics disabled too, the admin server
+   * does not start.
    */
   token: z.string().min(16, 'admin.token must be at least 16 characters').optional(),
 });
