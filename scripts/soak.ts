@@ -8,7 +8,8 @@
 //              window uses: the JWKS endpoint down at start and coming up, the fallback's ONNX session taking all of
 //              the killed runtime's traffic, Redis reconnection and the local buckets, reloads.
 //   window     --seconds (default 60) of --cycles (default 2) identical fault cycles. RSS is read when it starts and
-//              when it ends (under the same load, before SIGTERM); the RSS growth criterion compares these two.
+//              when it ends (under the same load, before SIGTERM), each time right after a full garbage collection
+//              asked for over the gateway's inspector (loopback); the RSS growth criterion compares these two.
 //   SIGTERM    under load, with the mesh emulated; a few seconds (the drain delay, then the exit).
 // So the default run takes about 30 + 60 + 3 s, plus start-up.
 //
@@ -32,6 +33,7 @@ import { formatStatuses, percentile, RESET, rssMiB, startLoad, type Sample } fro
 import { startRedis, REDIS_BIN, type RedisServer } from '../test/helpers/redis.js';
 import { spawnServeModel, type ServeModelProcess } from '../test/helpers/serve-model.js';
 import { writeFile } from 'node:fs/promises';
+import { WebSocket } from 'undici';
 
 const { values } = parseArgs({
   options: {
@@ -129,7 +131,8 @@ async function main(): Promise<number> {
     });
     const file = await writeConfigFile(config({ '1': 50, '2': 50 }));
     mark('JWKS endpoint down at start');
-    const gw = await spawnGateway(file);
+    // The inspector (loopback only) lets the RSS readings of the window be taken after a full garbage collection.
+    const gw = await spawnGateway(file, [], ['--inspect=127.0.0.1:0']);
     cleanups.push(() => gw.stop('SIGKILL'));
     const pid = gw.child.pid!;
     const rssAtGatewayStart = rssMiB(pid);
@@ -216,12 +219,14 @@ async function main(): Promise<number> {
 
     // The measured window: RSS at its start and at its end, both read at the same point of a cycle under the same
     // load, so what the warm-up grew (first use of every path) is not counted and what keeps growing is.
-    const rssAtWindowStart = rssMiB(pid);
+    const inspector = /Debugger listening on (ws:\/\/\S+)/.exec(gw.stderr())?.[1];
+    if (!inspector) throw new Error('the gateway did not open its inspector');
+    const rssAtWindowStart = await rssAfterGc(inspector, pid);
     const windowSamples = rssSeries.length;
     const windowStart = issued;
     phase(`window: starts (RSS ${rssAtWindowStart.toFixed(1)} MiB)`);
     for (let n = 1; n <= CYCLES; n++) await cycle(`cycle ${n}`, CYCLE_S * 1000);
-    const rssAtWindowEnd = rssMiB(pid);
+    const rssAtWindowEnd = await rssAfterGc(inspector, pid);
     clearInterval(sampler);
     mark(`window: ends (RSS ${rssAtWindowEnd.toFixed(1)} MiB)`);
     const sigtermStart = issued;
@@ -346,3 +351,34 @@ main().then(
     process.exitCode = 1;
   },
 );
+
+/**
+ * The gateway's RSS after a full garbage collection (asked for over its inspector, the DevTools protocol's
+ * HeapProfiler.collectGarbage) and a short settle: a single reading under load lands anywhere in V8's sawtooth — the
+ * heap swings by tens of MiB between collections — so without this, start and end compare two random points of it.
+ */
+async function rssAfterGc(inspectorUrl: string, pid: number): Promise<number> {
+  const ws = new WebSocket(inspectorUrl);
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => resolve(), { once: true });
+    ws.addEventListener('error', () => reject(new Error(`cannot reach the gateway's inspector at ${inspectorUrl}`)), { once: true });
+  });
+  try {
+    for (let id = 1; id <= 2; id++) {
+      const done = new Promise<void>((resolve) => {
+        const onMessage = (event: { data: unknown }) => {
+          if ((JSON.parse(String(event.data)) as { id?: number }).id !== id) return;
+          ws.removeEventListener('message', onMessage);
+          resolve();
+        };
+        ws.addEventListener('message', onMessage);
+      });
+      ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+      await done;
+    }
+  } finally {
+    ws.close();
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  return rssMiB(pid);
+}

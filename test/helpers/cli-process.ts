@@ -18,9 +18,9 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `node cli.js ...args`, resolved once stderr matches `ready` (its first group is the URL). */
-export async function spawnCli(args: string[], ready: RegExp, name: string): Promise<CliProcess> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `node [...nodeArgs] cli.js ...args`, resolved once stderr matches `ready` (its first group is the URL). */
+export async function spawnCli(args: string[], ready: RegExp, name: string, nodeArgs: string[] = []): Promise<CliProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -55,8 +55,8 @@ export async function writeConfigFile(raw: unknown): Promise<string> {
 export type GatewayProcess = CliProcess;
 
 /** Runs `model-gateway start --config FILE` as a real process and waits for its ready line. */
-export function spawnGateway(configFile: string, args: string[] = []): Promise<GatewayProcess> {
-  return spawnCli(['start', '--config', configFile, ...args], /model-gateway ready on (http:\/\/\S+)/, 'gateway');
+export function spawnGateway(configFile: string, args: string[] = [], nodeArgs: string[] = []): Promise<GatewayProcess> {
+  return spawnCli(['start', '--config', configFile, ...args], /model-gateway ready on (http:\/\/\S+)/, 'gateway', nodeArgs);
 }
 
 /** Runs the CLI to completion and returns its exit code and output. */
