@@ -238,7 +238,14 @@ export class OnnxBackend implements Backend {
     }
     const split = msg.type === 'result' ? splitOutputs(msg.outputs, run.map((job) => job.rows)) : undefined;
     if (split !== undefined) {
-      run.forEach((job, i) => job.resolve({ outputs: split[i]! }));
+      // One call per event-loop turn: each answer's continuation (its reply's encoding and write) runs in its own
+      // turn, so a batch of 32 never holds the loop for all 32 replies at once; timers and new requests interleave.
+      let i = 0;
+      const next = (): void => {
+        run[i]!.resolve({ outputs: split[i]! });
+        if (++i < run.length) setImmediate(next);
+      };
+      next();
       return;
     }
     // One member's data can fail the whole run (an index out of range, say): re-run each member alone, first in line,

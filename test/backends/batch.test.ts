@@ -244,3 +244,23 @@ test('with batching on, a lone call is answered without a partner and a model wi
   await Promise.all([1, 2].map((v) => f.infer({ inputs: [fp32('x', [2, 2], [v, v, v, v])] }, never)));
   t.is(f.batchStats().batchedRuns, 0);
 });
+
+test("a batch's calls are answered one event-loop turn apart, so their replies never hold the loop all at once", async (t) => {
+  const runs: [number, number][] = [];
+  const b = await started(t, await doubler(), { maxBatchSize: 4, maxQueueDelayUs: 1_000_000 }, (rows, calls) => runs.push([rows, calls]));
+  // Counts event-loop turns (check phases) while the batch is out; each call notes the turn it was answered in.
+  let turn = 0;
+  let counting = true;
+  const tick = (): void => {
+    turn++;
+    if (counting) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const turns = await Promise.all(
+    [1, 2, 3, 4].map((v) => b.infer({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Float32Array([v]) }] }, never).then((r) => ({ turn, y: Array.from(r.outputs[0]!.data as Float32Array) }))),
+  );
+  counting = false;
+  t.deepEqual(runs, [[4, 4]], 'one batched run');
+  t.deepEqual(turns.map((r) => r.y), [[2], [4], [6], [8]]);
+  for (let i = 1; i < turns.length; i++) t.true(turns[i]!.turn > turns[i - 1]!.turn, `call ${i} answered in turn ${turns[i]!.turn}, call ${i - 1} in ${turns[i - 1]!.turn}`);
+});
