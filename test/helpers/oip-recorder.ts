@@ -3,6 +3,8 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { RunningGateway } from '../../src/main.js';
+import { gatewayConfig, startTestGateway } from './gateway.js';
 
 export interface RecordedRequest {
   method: string;
@@ -68,4 +70,31 @@ export async function startOipRecorder(): Promise<OipRecorder> {
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * A gateway whose iris version 1 is remote `primary` and version 2 — mirrored at 100% — is remote `shadow`, both
+ * recorders: what a test of the headers each remote receives needs. Everything is closed at the test's teardown.
+ */
+export async function startMirroringToRecorders(t: import('ava').ExecutionContext): Promise<{ gw: RunningGateway; primary: OipRecorder; shadow: OipRecorder }> {
+  const primary = await startOipRecorder();
+  t.teardown(() => primary.close());
+  const shadow = await startOipRecorder();
+  t.teardown(() => shadow.close());
+  const gw = await startTestGateway(
+    gatewayConfig({
+      models: {
+        iris: {
+          defaultVersion: '1',
+          versions: {
+            '1': { backend: { kind: 'http', url: primary.url, model: 'iris', version: '1' } },
+            '2': { backend: { kind: 'http', url: shadow.url, model: 'iris', version: '2' } },
+          },
+          shadow: { targets: [{ version: '2', percent: 100 }] },
+        },
+      },
+    }),
+  );
+  t.teardown(() => gw.stop());
+  return { gw, primary, shadow };
 }

@@ -3,8 +3,8 @@
 
 import test from 'ava';
 import { startTracing, tracingEnabled } from '../../src/telemetry/tracing.js';
-import { gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
-import { startOipRecorder, type OipRecorder, type RecordedRequest } from '../helpers/oip-recorder.js';
+import { irisRequest, postJson } from '../helpers/gateway.js';
+import { startMirroringToRecorders, type OipRecorder, type RecordedRequest } from '../helpers/oip-recorder.js';
 
 // What `model-gateway start` does without an OTLP endpoint: propagators and context manager, no provider.
 const tracing = startTracing({ env: {} });
@@ -24,33 +24,11 @@ async function infersOf(remote: OipRecorder, count: number): Promise<RecordedReq
   throw new Error(`expected ${count} inference calls at ${remote.url}`);
 }
 
-async function startWithRemotes(t: import('ava').ExecutionContext) {
-  const primary = await startOipRecorder();
-  t.teardown(() => primary.close());
-  const shadow = await startOipRecorder();
-  t.teardown(() => shadow.close());
-  const gw = await startTestGateway(
-    gatewayConfig({
-      models: {
-        iris: {
-          defaultVersion: '1',
-          versions: {
-            '1': { backend: { kind: 'http', url: primary.url, model: 'iris', version: '1' } },
-            '2': { backend: { kind: 'http', url: shadow.url, model: 'iris', version: '2' } },
-          },
-          shadow: { targets: [{ version: '2', percent: 100 }] },
-        },
-      },
-    }),
-  );
-  t.teardown(() => gw.stop());
-  return { gw, primary, shadow };
-}
 
 test.serial('tracing off: the caller’s traceparent, tracestate and baggage reach the remote primary and the remote shadow unchanged', async (t) => {
   t.false(tracing.enabled);
   t.false(tracingEnabled());
-  const { gw, primary, shadow } = await startWithRemotes(t);
+  const { gw, primary, shadow } = await startMirroringToRecorders(t);
   const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest(), { traceparent: TRACEPARENT, tracestate: TRACESTATE, baggage: BAGGAGE });
   t.is(res.status, 200);
 
@@ -68,7 +46,7 @@ test.serial('tracing off: the caller’s traceparent, tracestate and baggage rea
 });
 
 test.serial('tracing off, no caller context: no backend gets a traceparent (none is invented)', async (t) => {
-  const { gw, primary, shadow } = await startWithRemotes(t);
+  const { gw, primary, shadow } = await startMirroringToRecorders(t);
   t.is((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest())).status, 200);
   const [p] = await infersOf(primary, 1);
   const [s] = await infersOf(shadow, 1);

@@ -6,8 +6,8 @@ import test from 'ava';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { startTracing } from '../../src/telemetry/tracing.js';
-import { IRIS_ROW, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
-import { startOipRecorder } from '../helpers/oip-recorder.js';
+import { IRIS_ROW, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
+import { startMirroringToRecorders } from '../helpers/oip-recorder.js';
 
 const exporter = new InMemorySpanExporter();
 const tracing = startTracing({ exporter });
@@ -27,25 +27,7 @@ async function spansWhen(predicate: (spans: ReadableSpan[]) => boolean): Promise
 }
 
 test.serial('one request: server → stage spans → client span; each backend sees its own client span as parent; the shadow is linked', async (t) => {
-  const remote = await startOipRecorder();
-  t.teardown(() => remote.close());
-  const shadowRemote = await startOipRecorder();
-  t.teardown(() => shadowRemote.close());
-  const gw = await startTestGateway(
-    gatewayConfig({
-      models: {
-        iris: {
-          defaultVersion: '1',
-          versions: {
-            '1': { backend: { kind: 'http', url: remote.url, model: 'iris', version: '1' } },
-            '2': { backend: { kind: 'http', url: shadowRemote.url, model: 'iris', version: '2' } },
-          },
-          shadow: { targets: [{ version: '2', percent: 100 }] },
-        },
-      },
-    }),
-  );
-  t.teardown(() => gw.stop());
+  const { gw, primary: remote, shadow: shadowRemote } = await startMirroringToRecorders(t);
   exporter.reset();
 
   const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]), { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`, baggage: 'tenant=acme' });
