@@ -4,6 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { ConfigWatcher } from '../src/config/watch.js';
 import type { RunningGateway } from '../src/main.js';
 import { TrackedBackend } from '../src/reload/backend-pool.js';
@@ -108,8 +109,16 @@ test('a changed version gets a new backend; the old one closes only after its in
 test('an invalid change under load keeps the old config serving; the error is logged, shown in the admin API, and a fix applies', async (t) => {
   const dir = await tempDir();
   const file = path.join(dir, 'gateway.yaml');
-  await writeConfig(file, fileConfig(iris({ '1': 1 })));
-  const gw = await startFromFile(file);
+  await writeConfig(file, { ...fileConfig(iris({ '1': 1 })), logging: { level: 'error' } });
+  // The gateway's log lines, as JSON objects: a rejected reload must be logged with its problems.
+  const lines: Record<string, unknown>[] = [];
+  const logSink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const gw = await startFromFile(file, {}, logSink);
   t.teardown(() => gw.stop());
   const load = steadyLoad(gw);
   await load.completed(50);
@@ -128,6 +137,10 @@ test('an invalid change under load keeps the old config serving; the error is lo
     t.true(report.problems!.length > 0);
     await load.completed(30);
   }
+  const rejected = lines.filter((l) => l.msg === 'config reload rejected: invalid config; the running config is unchanged');
+  t.is(rejected.length, bad.length, JSON.stringify(lines));
+  t.deepEqual(rejected.at(-1)!.problems, ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);
+  t.is(rejected.at(-1)!.level, 50);
   const status = await admin(gw, 'GET', '/admin/status');
   t.like(status.body, { generation: 1, reload: { lastAttempt: { outcome: 'rejected', trigger: 'file-change' }, lastApplied: { outcome: 'applied', trigger: 'start' } } });
   t.deepEqual((status.body.reload as { lastAttempt: { problems: string[] } }).lastAttempt.problems, ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);

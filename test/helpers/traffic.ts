@@ -26,9 +26,10 @@ export function fileConfig(models: Record<string, unknown>, extra: Record<string
 export const irisVersion = (file: 'iris-v1.onnx' | 'iris-v2.onnx', backend: Record<string, unknown> = {}) => ({ backend: { kind: 'onnx', path: path.join(MODELS, file), ...backend } });
 
 /** Loads the file and starts a gateway that watches it, like `model-gateway start --config FILE`. */
-export async function startFromFile(file: string, options: GatewayOptions = {}): Promise<RunningGateway> {
+/** Starts a gateway from a config file (watched); its log goes to `logTo` when given, at the config's level. */
+export async function startFromFile(file: string, options: GatewayOptions = {}, logTo?: NodeJS.WritableStream): Promise<RunningGateway> {
   const { config, file: absolute } = await loadConfig(file);
-  return startGateway(config, createLogger(config.logging.level), { configFile: absolute, ...options });
+  return startGateway(config, createLogger(config.logging.level, logTo), { configFile: absolute, ...options });
 }
 
 export async function tempDir(prefix = 'mg-reload-'): Promise<string> {
