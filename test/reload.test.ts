@@ -141,6 +141,7 @@ test('an invalid change under load keeps the old config serving; the error is lo
   t.is(rejected.length, bad.length, JSON.stringify(lines));
   t.deepEqual(rejected.at(-1)!.problems, ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);
   t.is(rejected.at(-1)!.level, 50);
+  t.is(lines.filter((l) => l.level === 50).length, bad.length, 'one error line per refused reload, not two');
   const status = await admin(gw, 'GET', '/admin/status');
   t.like(status.body, { generation: 1, reload: { lastAttempt: { outcome: 'rejected', trigger: 'file-change' }, lastApplied: { outcome: 'applied', trigger: 'start' } } });
   t.deepEqual((status.body.reload as { lastAttempt: { problems: string[] } }).lastAttempt.problems, ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);

@@ -5,6 +5,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { isGatewayError } from '../errors/gateway-error.js';
 import type { ReloadConfig } from './schema.js';
 
 export interface ConfigWatcherOptions {
@@ -96,7 +97,12 @@ export class ConfigWatcher {
     if (!current || current.hash === this.#lastHash || this.#closed) return;
     this.#lastHash = current.hash;
     this.#opts.log.info({ file: this.#opts.file, hash: current.hash.slice(0, 12) }, 'config file changed; reloading');
-    await this.#opts.onChange(current.hash).catch((err: unknown) => this.#opts.log.error({ err }, 'config reload failed'));
+    await this.#opts.onChange(current.hash).catch((err: unknown) => {
+      // A refused reload (invalid file, a backend that cannot start) was already logged with its problems by whoever
+      // refused it; only something unexpected is logged here.
+      if (isGatewayError(err)) this.#opts.log.debug({ err }, 'config reload not applied');
+      else this.#opts.log.error({ err }, 'config reload failed');
+    });
   }
 
   async #read(): Promise<{ hash: string } | undefined> {
