@@ -6,20 +6,7 @@ import { GatewayError } from '../../src/errors/gateway-error.js';
 import { compose } from '../../src/pipeline/compose.js';
 import type { Context, Next, Stage } from '../../src/pipeline/stage.js';
 
-const ctx = () => ({ responseHeaders: {} }) as unknown as Context;
-
-/** Logs its way in and out, calling next() once. */
-function recorder(name: string, log: string[]): Stage {
-  return {
-    name,
-    async handle(_ctx, next) {
-      log.push(`${name}:in`);
-      const reply = await next();
-      log.push(`${name}:out`);
-      return reply;
-    },
-  };
-}
+import { bareContext as ctx, recorder } from '../helpers/stages.js';
 
 /** Calls next(); if that rejects or the reply is a 5xx, calls it once more. */
 function retrier(log: string[], retries: boolean): Stage {

@@ -2,22 +2,10 @@
 
 import test from 'ava';
 import { compose } from '../../src/pipeline/compose.js';
-import type { Context, Stage } from '../../src/pipeline/stage.js';
+import type { Stage } from '../../src/pipeline/stage.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 
-const ctx = () => ({ responseHeaders: {} }) as unknown as Context;
-
-function recorder(name: string, log: string[]): Stage {
-  return {
-    name,
-    async handle(_ctx, next) {
-      log.push(`${name}:in`);
-      const reply = await next();
-      log.push(`${name}:out`);
-      return reply;
-    },
-  };
-}
+import { bareContext as ctx, recorder } from '../helpers/stages.js';
 
 test('stages wrap each other in order (code before and after next)', async (t) => {
   const log: string[] = [];
