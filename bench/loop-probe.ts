@@ -4,7 +4,7 @@
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { repositoryConfig, startRuntime } from '../src/serve-model.js';
+import { repositoryConfig, startRuntime } from '../src/app/runtime.js';
 import { createLogger } from '../src/telemetry/log.js';
 
 const [dir, portArg, maxBatchSize, maxQueueDelayUs] = process.argv.slice(2);

@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { buildIdentityModel } from '../scripts/onnx-graph.js';
-import { mintToken } from '../src/cli-token.js';
+import { mintToken } from '../src/commands/token.js';
 import type { LoadResult, LoadSpec } from './driver.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -22,29 +22,67 @@ export interface Backend {
   /**
    * Present on backends that are OIP servers themselves (kind `http`): sends the client's body as received and
    * returns the remote's answer untouched (the upstream stage rewrites names and maps statuses). Rejects only for
-   * transport failures, with a GatewayError. Callers find it through wrappers with forwardingBackend().
+   * transport failures, with a GatewayError.
    */
   forward?(request: ForwardedRequest): Promise<ForwardedResponse>;
   /** True when the backend wants bodies undecoded (it validates them itself); only meaningful with `forward`. */
   readonly passThrough?: boolean;
   /** Asks the backend now whether it can serve (a remote's ready endpoint); absent: ready() is current. */
   checkReady?(signal: AbortSignal): Promise<boolean>;
-  /** Set by wrappers (e.g. reload's TrackedBackend): the backend they wrap, so optional capabilities stay reachable. */
-  readonly inner?: Backend;
 }
 
 /** A backend that can take a client's body as received. */
 export type ForwardingBackend = Backend & Required<Pick<Backend, 'forward'>>;
 
+/** The calls of a backend that carry a request: what interceptors see and wrap. */
+export interface BackendCalls {
+  infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
+  forward?(request: ForwardedRequest): Promise<ForwardedResponse>;
+}
+
 /**
- * The backend (this one or one it wraps) that forwards undecoded bodies, if any. Calls made through it bypass a
- * wrapper's own bookkeeping; forwarding only ever happens inside a request, which reload's drain already waits for.
+ * undici's interceptor shape, for backends: given the calls beneath it, returns the calls to make instead
+ * (instrumentation, the in-flight count, test faults). It must keep `forward` exactly when the calls beneath have it.
  */
-export function forwardingBackend(backend: Backend): ForwardingBackend | undefined {
-  for (let b: Backend | undefined = backend, depth = 0; b !== undefined && depth < 8; b = b.inner, depth++) {
-    if (b.forward !== undefined) return b as ForwardingBackend;
+export type BackendInterceptor = (next: BackendCalls) => BackendCalls;
+
+/**
+ * `backend` with every call passed through `interceptors`, the first outermost; lifecycle and metadata (start, ready,
+ * metadata, checkReady, close) go straight to `backend`. Validated here, when composed, never on a call.
+ */
+export function intercept(backend: Backend, ...interceptors: readonly BackendInterceptor[]): Backend {
+  // Looked up on each call, not bound once: the backend's own methods stay the ones that run.
+  const infer: BackendCalls['infer'] = (request, signal) => backend.infer(request, signal);
+  let calls: BackendCalls = backend.forward ? { infer, forward: (request) => backend.forward!(request) } : { infer };
+  for (let i = interceptors.length - 1; i >= 0; i--) {
+    const interceptor = interceptors[i];
+    if (typeof interceptor !== 'function') throw new TypeError('invalid backend interceptor: not a function');
+    const wrapped = interceptor(calls);
+    if (typeof wrapped?.infer !== 'function' || (typeof wrapped.forward === 'function') !== (calls.forward !== undefined)) {
+      throw new TypeError(`invalid backend interceptor ${interceptor.name || i}: it must return infer, and forward exactly when the backend has it`);
+    }
+    calls = wrapped;
   }
-  return undefined;
+  const checkReady = backend.checkReady?.bind(backend);
+  return {
+    kind: backend.kind,
+    start: () => backend.start(),
+    metadata: () => backend.metadata(),
+    ready: () => backend.ready(),
+    close: () => backend.close(),
+    infer: calls.infer,
+    ...(calls.forward ? { forward: calls.forward } : {}),
+    ...(backend.passThrough !== undefined ? { passThrough: backend.passThrough } : {}),
+    ...(checkReady ? { checkReady } : {}),
+  };
+}
+
+/** An interceptor that runs the same code around every call, whichever kind (`infer` or `forward`). */
+export function aroundEveryCall(wrap: <T>(operation: 'infer' | 'forward', call: () => Promise<T>) => Promise<T>): BackendInterceptor {
+  return (next) => ({
+    infer: (request, signal) => wrap('infer', () => next.infer(request, signal)),
+    ...(next.forward ? { forward: (request: ForwardedRequest) => wrap('forward', () => next.forward!(request)) } : {}),
+  });
 }
 
 /** A client's inference request as received, for a backend that speaks OIP itself. */

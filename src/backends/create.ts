@@ -1,10 +1,12 @@
-// Chooses the backend implementation for a version from its config `kind`.
+// Chooses the backend implementation for a version from its config `kind`, and composes the interceptors every
+// served backend carries.
 
 import type { Logger } from 'pino';
 import type { BackendConfig } from '../config/schema.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
-import type { Backend } from './backend.js';
+import { intercept, type Backend, type BackendInterceptor } from './backend.js';
 import { HttpBackend } from './http.js';
+import { instrumented } from './instrumented.js';
 import { OnnxBackend } from './onnx.js';
 
 /** `metrics`: where an in-process version with `batching` configured records the rows of each run (batch size). */
@@ -19,4 +21,18 @@ export function createBackend(model: string, version: string, config: BackendCon
     case 'http':
       return new HttpBackend({ config, model, label, log: child });
   }
+}
+
+export interface ServedBackendOptions {
+  model: string;
+  version: string;
+  metrics: GatewayMetrics | undefined;
+  traced: boolean;
+  /** More interceptors, inside the instrumentation (tests inject faults here). */
+  interceptors?: readonly BackendInterceptor[];
+}
+
+/** A version's backend as the gateway serves it: every call, in-process or remote, gets its span and latency sample. */
+export function servedBackend(backend: Backend, { model, version, metrics, traced, interceptors = [] }: ServedBackendOptions): Backend {
+  return intercept(backend, instrumented({ model, version, kind: backend.kind, metrics, traced }), ...interceptors);
 }

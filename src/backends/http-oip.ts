@@ -5,9 +5,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
 import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
-import { RawBody } from '../pipeline/stage.js';
-import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf } from '../protocol/binary.js';
-import { SHADOW_HEADER } from '../shadow/mark.js';
+import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf, RawBody } from '../protocol/binary.js';
+import { SHADOW_HEADER } from '../protocol/shadow-mark.js';
 import type { ForwardedResponse } from './backend.js';
 
 /** The remote's OIP endpoints for one model (version). */

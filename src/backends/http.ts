@@ -2,15 +2,15 @@
 // Pool with keep-alive and timeouts; forwards bodies undecoded, retries once what never left, probes metadata.
 
 import { context, propagation } from '@opentelemetry/api';
-import { isShadowRequest, SHADOW_HEADER } from '../shadow/mark.js';
+import { isShadowRequest, SHADOW_HEADER } from '../protocol/shadow-mark.js';
 import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { HttpBackendConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
-import { RetryBudget } from '../resilience/retry-budget.js';
-import { systemClock, type Clock } from '../resilience/clock.js';
+import { RetryBudget } from './retry-budget.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import type { StreamedBody } from '../http/request-body.js';
 import type { Backend, ForwardedRequest, ForwardedResponse } from './backend.js';
 import { exchange, ExchangeError, type ExchangeRequest, type ExchangeResponse } from './http-dispatch.js';

@@ -5,7 +5,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ERROR_CODES } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { peerAddress } from '../server.js';
+import { peerAddress } from '../http/peer.js';
 import type { Logger } from '../telemetry/log.js';
 import { deny, type CheckResult, type ExtAuthzDecider } from './decide.js';
 

@@ -22,7 +22,7 @@ export interface StreamedBody {
 type State = 'unread' | 'reading' | 'done' | 'failed';
 
 export class RequestBody {
-  readonly #req: IncomingMessage;
+  readonly #req: IncomingMessage | undefined;
   readonly #limit: number;
   #state: State = 'unread';
   readonly #chunks: Buffer[] = [];
@@ -36,9 +36,28 @@ export class RequestBody {
   /** True once the body was rejected unread or half-read: the connection must close after the reply. */
   abandoned = false;
 
-  constructor(req: IncomingMessage, limit: number) {
-    this.#req = req;
+  /** `source`: the request whose body is read lazily, or a body that has already arrived whole (a gRPC message). */
+  constructor(source: IncomingMessage | Buffer, limit: number) {
     this.#limit = limit;
+    if (Buffer.isBuffer(source)) {
+      this.#req = undefined;
+      this.#chunks.push(source);
+      this.#size = source.length;
+      this.#state = 'done';
+      if (this.#size > limit) this.#fail(this.#tooLarge());
+    } else {
+      this.#req = source;
+    }
+  }
+
+  /** A body that has already arrived whole. */
+  static of(bytes: Buffer): RequestBody {
+    return new RequestBody(bytes, Number.MAX_SAFE_INTEGER);
+  }
+
+  /** No body at all (ext_authz checks, metadata calls). */
+  static empty(): RequestBody {
+    return RequestBody.of(Buffer.alloc(0));
   }
 
   /** The whole body as bytes (read once, then cached). */
@@ -78,6 +97,7 @@ export class RequestBody {
   }
 
   #declaredLength(): number | undefined {
+    if (this.#req === undefined) return this.#size;
     const declared = this.#req.headers['content-length'];
     return declared === undefined ? undefined : Number(declared);
   }
@@ -134,7 +154,7 @@ export class RequestBody {
     const declared = this.#declaredLength();
     if (declared !== undefined && declared > this.#limit) return this.#fail(this.#tooLarge());
     this.#state = 'reading';
-    const req = this.#req;
+    const req = this.#req!; // only a stream-backed body is ever 'unread'
     const cleanup = () => {
       req.off('data', onData);
       req.off('end', onEnd);

@@ -2,7 +2,7 @@
 
 import type { GatewayConfig, ModelConfig } from '../config/schema.js';
 import { compareVersions } from '../models/catalog.js';
-import { VERSION_HEADER } from '../stages/route.js';
+import { VERSION_HEADER } from '../protocol/headers.js';
 import { completeWeights, WeightedChoice } from '../routing/weighted.js';
 
 /** Where the gateway runs in the mesh; every rendered name and host derives from these. */

@@ -14,7 +14,6 @@ export interface ComposeOptions {
 function tracedStage(stage: Stage): Stage {
   return {
     name: stage.name,
-    ...(stage.retries ? { retries: true } : {}),
     handle(ctx, next) {
       return tracer().startActiveSpan(`stage ${stage.name}`, async (span) => {
         try {
@@ -35,11 +34,17 @@ function tracedStage(stage: Stage): Stage {
 }
 
 export function compose(input: readonly Stage[], options: ComposeOptions = {}): Pipeline {
+  // Checked when the chain is built, never on a request: a chain needs a terminal stage, and every stage a handler.
+  if (input.length === 0) throw new TypeError('compose: a chain needs at least one stage');
+  for (const stage of input) {
+    if (typeof stage?.name !== 'string' || typeof stage.handle !== 'function') throw new TypeError(`compose: invalid stage ${String(stage?.name)}`);
+  }
   const stages = options.traced ? input.map(tracedStage) : input;
   return (ctx: Context) => {
     let reached = -1;
     const dispatch = (i: number): Promise<Reply> => {
-      if (i <= reached && !stages[i - 1]?.retries) return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
+      // next() runs the rest of the chain once; retries and failover belong to the terminal stage (Envoy's router).
+      if (i <= reached) return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
       reached = i;
       const stage = stages[i];
       if (stage === undefined) {

@@ -1,14 +1,16 @@
 // The stage contract: every step of the request path is a Stage composed as an onion around `next()`.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { InferenceRequest, InferenceResult } from '../protocol/oip.js';
+import type { InferenceRequest, InferenceResult, Operation } from '../protocol/oip.js';
 import type { ServedVersion } from '../models/catalog.js';
 import type { RequestBody } from '../http/request-body.js';
 
-/** The model-aware operations that run through the pipeline (health and server metadata do not). */
-export type Operation = 'infer' | 'model-metadata' | 'model-ready';
+export type { Operation } from '../protocol/oip.js';
 
-/** Per-request state shared by the stages. Stages add to it; only server.ts turns it into HTTP. */
+/**
+ * Per-request state shared by the stages, built by createContext (pipeline/context.ts) for every transport. Stages
+ * add to it; only a transport (server/data-plane.ts, ext-authz/) turns it into a wire answer.
+ */
 export interface Context {
   requestId: string;
   readonly operation: Operation;
@@ -63,35 +65,24 @@ export interface Identity {
   claims: Readonly<Record<string, unknown>>;
 }
 
-/** What a stage returns instead of writing HTTP: a status, a JSON-able body (or a RawBody) and extra headers. */
+/**
+ * What a stage returns instead of writing to the wire: a status, a JSON-able body (or a RawBody of bytes, see
+ * protocol/binary.ts) and extra headers.
+ */
 export interface Reply {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
 }
 
-/**
- * A reply body that is already bytes (binary tensor responses): server.ts writes the chunks in order, uncopied, with
- * the reply's own `content-type` (default application/octet-stream) instead of JSON-encoding the body.
- */
-export class RawBody {
-  readonly byteLength: number;
-  constructor(readonly chunks: readonly Uint8Array[]) {
-    let n = 0;
-    for (const c of chunks) n += c.byteLength;
-    this.byteLength = n;
-  }
-}
-
 export type Next = () => Promise<Reply>;
 
+/**
+ * One step of the request path. `handle` runs code before and after `next()`, which it calls at most once (compose
+ * refuses a second call); the terminal stage answers without calling it. Factories take only their own options.
+ */
 export interface Stage {
   readonly name: string;
-  /**
-   * This stage may call next() again once the previous call has settled, running the rest of the chain anew (the
-   * breaker stage re-serves a failed rollout candidate's request from stable). Any other stage calling it twice is a bug.
-   */
-  readonly retries?: boolean;
   handle(ctx: Context, next: Next): Promise<Reply>;
 }
 

@@ -29,6 +29,19 @@ export const ELEMENT_BYTES: Record<Exclude<Datatype, 'BYTES'>, number> = {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/**
+ * A reply body that is already bytes (binary tensor responses): transports write the chunks in order, uncopied, with
+ * the reply's own `content-type` (default application/octet-stream) instead of JSON-encoding the body.
+ */
+export class RawBody {
+  readonly byteLength: number;
+  constructor(readonly chunks: readonly Uint8Array[]) {
+    let n = 0;
+    for (const c of chunks) n += c.byteLength;
+    this.byteLength = n;
+  }
+}
+
 /** A binary request body split at the header's length. */
 export interface SplitBody {
   /** The JSON part, parsed. */

@@ -22,6 +22,9 @@ export function isDatatype(value: unknown): value is Datatype {
   return typeof value === 'string' && (DATATYPES as readonly string[]).includes(value);
 }
 
+/** The model-aware operations of the protocol (health and server metadata are not about one model). */
+export type Operation = 'infer' | 'model-metadata' | 'model-ready';
+
 /** One input or output as a model declares it. `-1` marks a variable dimension. */
 export interface TensorMetadata {
   name: string;

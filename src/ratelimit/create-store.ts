@@ -5,11 +5,11 @@ import type { Logger } from '../telemetry/log.js';
 import { MemoryStore } from './memory-store.js';
 import { connectRedisStore } from './redis-store.js';
 import { RateLimitStats, type RateLimitStore } from './store.js';
-import type { Clock } from './token-bucket.js';
+import type { Now } from '../core/clock.js';
 
-export async function createRateLimitStore(config: RateLimitsConfig | undefined, deps: { log: Logger; clock?: Clock }): Promise<RateLimitStore> {
+export async function createRateLimitStore(config: RateLimitsConfig | undefined, deps: { log: Logger; now?: Now }): Promise<RateLimitStore> {
   const stats = new RateLimitStats();
   const store = config?.store ?? { kind: 'memory' as const, maxKeys: 100_000 };
-  if (store.kind === 'redis') return connectRedisStore(store, { log: deps.log, stats, clock: deps.clock });
-  return new MemoryStore(store.maxKeys, deps.clock ?? Date.now, stats);
+  if (store.kind === 'redis') return connectRedisStore(store, { log: deps.log, stats, now: deps.now });
+  return new MemoryStore(store.maxKeys, deps.now ?? Date.now, stats);
 }

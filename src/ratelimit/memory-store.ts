@@ -1,7 +1,8 @@
 // In-process token buckets: the default store (one replica) and the Redis store's local fallback.
 
 import { RateLimitStats, type BucketOutcome, type BucketRequest, type RateLimitStore } from './store.js';
-import { takeTokens, type BucketState, type Clock } from './token-bucket.js';
+import type { Now } from '../core/clock.js';
+import { takeTokens, type BucketState } from './token-bucket.js';
 
 export class MemoryStore implements RateLimitStore {
   readonly kind = 'memory';
@@ -10,7 +11,7 @@ export class MemoryStore implements RateLimitStore {
   constructor(
     /** Buckets kept at most; the least recently used is evicted (it starts again full, like a new key). */
     private readonly maxKeys: number,
-    private readonly now: Clock,
+    private readonly now: Now,
     readonly stats: RateLimitStats = new RateLimitStats(),
   ) {}
 

@@ -5,10 +5,10 @@ import type { Redis } from 'ioredis';
 import { connectRedis } from '../redis/connect.js';
 import type { RateLimitStoreConfig } from '../config/schema.js';
 import type { Logger } from '../telemetry/log.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from '../telemetry/log-throttle.js';
 import { MemoryStore } from './memory-store.js';
 import { RateLimitStats, StoreUnavailableError, type BucketOutcome, type BucketRequest, type RateLimitStore } from './store.js';
-import type { Clock } from './token-bucket.js';
+import type { Now } from '../core/clock.js';
 
 /**
  * The same arithmetic as token-bucket.ts, run atomically inside Redis. Time is Redis's own TIME unless a clock value is
@@ -55,10 +55,10 @@ export interface RedisStoreOptions {
   fallback: MemoryStore;
   log: Logger;
   stats?: RateLimitStats;
-  /** Tests only: pass this clock to the script instead of using Redis TIME. */
-  clock?: Clock;
-  /** Clock for log throttling. */
-  now?: Clock;
+  /** Tests only: pass this time to the script instead of using Redis TIME. */
+  scriptTime?: Now;
+  /** Time for log throttling. */
+  now?: Now;
 }
 
 export class RedisStore implements RateLimitStore {
@@ -82,7 +82,7 @@ export class RedisStore implements RateLimitStore {
   async take(request: BucketRequest): Promise<BucketOutcome> {
     // Not connected: decide now rather than queue (the offline queue is off) or wait for a timeout per request.
     if (this.#client.status !== 'ready') return this.#unavailable(request, new Error(`redis connection is ${this.#client.status}`));
-    const args = [String(request.policy.ratePerSecond), String(request.policy.burst), String(request.cost), this.#o.clock ? String(this.#o.clock()) : ''];
+    const args = [String(request.policy.ratePerSecond), String(request.policy.burst), String(request.cost), this.#o.scriptTime ? String(this.#o.scriptTime()) : ''];
     let reply: unknown;
     try {
       reply = await this.#eval(this.#o.keyPrefix + request.key, args);
@@ -131,7 +131,7 @@ export class RedisStore implements RateLimitStore {
 type RedisStoreConfig = Extract<RateLimitStoreConfig, { kind: 'redis' }>;
 
 /** Connects the shared buckets' client (see connectRedis). Redis being down at start is not fatal: rules apply their failureMode. */
-export async function connectRedisStore(config: RedisStoreConfig, deps: { log: Logger; stats?: RateLimitStats; clock?: Clock }): Promise<RedisStore> {
+export async function connectRedisStore(config: RedisStoreConfig, deps: { log: Logger; stats?: RateLimitStats; now?: Now }): Promise<RedisStore> {
   const stats = deps.stats ?? new RateLimitStats();
   const client = await connectRedis({
     url: config.url,
@@ -142,5 +142,5 @@ export async function connectRedisStore(config: RedisStoreConfig, deps: { log: L
     log: deps.log,
     onDisconnect: () => stats.disconnects++,
   });
-  return new RedisStore(client, { keyPrefix: config.keyPrefix, fallback: new MemoryStore(config.fallbackMaxKeys, deps.clock ?? Date.now), log: deps.log, stats, clock: deps.clock });
+  return new RedisStore(client, { keyPrefix: config.keyPrefix, fallback: new MemoryStore(config.fallbackMaxKeys, deps.now ?? Date.now), log: deps.log, stats, ...(deps.now ? { scriptTime: deps.now } : {}) });
 }

@@ -1,8 +1,5 @@
 // Token-bucket arithmetic shared by every store (the Redis Lua script mirrors it): pure functions of state, policy and time.
 
-/** Epoch milliseconds; injected so buckets are tested without waiting. */
-export type Clock = () => number;
-
 export interface BucketPolicy {
   /** Refill rate, tokens per second. */
   ratePerSecond: number;

@@ -2,7 +2,7 @@
 // disconnected, reconnect on its own, log transitions once, and never make start-up wait longer than its timeout.
 
 import { Redis } from 'ioredis';
-import { LogThrottle } from '../ratelimit/log-throttle.js';
+import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 
 export interface RedisConnectOptions {

@@ -2,69 +2,16 @@
 
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import type { Backend } from '../backends/backend.js';
+import { intercept, type Backend } from '../backends/backend.js';
+import { InFlightCalls } from '../backends/in-flight.js';
 import type { BackendConfig, GatewayConfig } from '../config/schema.js';
 import { ModelCatalog, type BackendFactory } from '../models/catalog.js';
-import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
 
-/** A backend that counts its calls in flight, so it can be closed only once they have ended. */
-export class TrackedBackend implements Backend {
+/** One version's backend in the pool, with the count of its calls in flight (every call, whichever generation made it). */
+export interface PooledBackend {
   readonly label: string;
-  readonly #inner: Backend;
-  #inFlight = 0;
-  #idle: (() => void)[] = [];
-
-  constructor(inner: Backend, label: string) {
-    this.#inner = inner;
-    this.label = label;
-  }
-
-  get kind(): string {
-    return this.#inner.kind;
-  }
-
-  /** The wrapped implementation (tests use it to tell reused backends from new ones). */
-  get inner(): Backend {
-    return this.#inner;
-  }
-
-  get inFlight(): number {
-    return this.#inFlight;
-  }
-
-  start(): Promise<void> {
-    return this.#inner.start();
-  }
-
-  metadata(): BackendMetadata {
-    return this.#inner.metadata();
-  }
-
-  ready(): boolean {
-    return this.#inner.ready();
-  }
-
-  infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
-    this.#inFlight++;
-    let call: Promise<InferenceResult>;
-    try {
-      call = this.#inner.infer(request, signal);
-    } catch (err) {
-      call = Promise.reject(err);
-    }
-    return call.finally(() => {
-      if (--this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
-    });
-  }
-
-  /** Resolves when no call is in flight. */
-  whenIdle(): Promise<void> {
-    return this.#inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
+  readonly backend: Backend;
+  readonly inFlight: InFlightCalls;
 }
 
 /** What a new config needs from the pool: its catalog and which backends it adds, keeps and drops. */
@@ -75,14 +22,14 @@ export interface PreparedBackends {
   reused: string[];
   retired: string[];
   /** Makes the new set current; returns the backends to close once the old generations have drained. */
-  commit(): TrackedBackend[];
+  commit(): PooledBackend[];
   /** Closes the backends this preparation started (the config was not applied). */
   abandon(): Promise<void>;
 }
 
 interface Entry {
   fingerprint: string;
-  backend: TrackedBackend;
+  pooled: PooledBackend;
 }
 
 /**
@@ -109,8 +56,8 @@ export class BackendPool {
   }
 
   /** Every backend currently in the pool. */
-  backends(): TrackedBackend[] {
-    return [...this.#entries.values()].map((e) => e.backend);
+  backends(): PooledBackend[] {
+    return [...this.#entries.values()].map((e) => e.pooled);
   }
 
   /**
@@ -119,7 +66,7 @@ export class BackendPool {
    */
   async prepare(config: GatewayConfig): Promise<PreparedBackends> {
     const next = new Map<string, Entry>();
-    const fresh: TrackedBackend[] = [];
+    const fresh: PooledBackend[] = [];
     const added: string[] = [];
     const reused: string[] = [];
     for (const [model, modelConfig] of Object.entries(config.models)) {
@@ -132,17 +79,19 @@ export class BackendPool {
           reused.push(label);
           continue;
         }
-        const backend = new TrackedBackend(this.#factory(model, version, versionConfig.backend), label);
-        next.set(label, { fingerprint: print, backend });
-        fresh.push(backend);
+        // Counted outermost: whatever the factory composed, every call through the served backend is seen.
+        const inFlight = new InFlightCalls();
+        const pooled = { label, backend: intercept(this.#factory(model, version, versionConfig.backend), inFlight.interceptor), inFlight };
+        next.set(label, { fingerprint: print, pooled });
+        fresh.push(pooled);
         added.push(label);
       }
     }
-    const catalog = ModelCatalog.fromConfig(config, (model, version) => next.get(`${model}/${version}`)!.backend);
-    const results = await Promise.allSettled(fresh.map((b) => b.start()));
+    const catalog = ModelCatalog.fromConfig(config, (model, version) => next.get(`${model}/${version}`)!.pooled.backend);
+    const results = await Promise.allSettled(fresh.map((p) => p.backend.start()));
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`models.${fresh[i]!.label.replace('/', '.versions.')}: ${(r.reason as Error).message}`] : []));
     if (failures.length > 0) {
-      await Promise.allSettled(fresh.map((b) => b.close()));
+      await Promise.allSettled(fresh.map((p) => p.backend.close()));
       throw new Error(`some model versions failed to start:\n  - ${failures.join('\n  - ')}`);
     }
     const retiredEntries = [...this.#entries].filter(([label, e]) => next.get(label) !== e);
@@ -153,10 +102,10 @@ export class BackendPool {
       retired: retiredEntries.map(([label]) => label),
       commit: () => {
         this.#entries = next;
-        return retiredEntries.map(([, e]) => e.backend);
+        return retiredEntries.map(([, e]) => e.pooled);
       },
       abandon: async () => {
-        await Promise.allSettled(fresh.map((b) => b.close()));
+        await Promise.allSettled(fresh.map((p) => p.backend.close()));
       },
     };
   }
@@ -165,20 +114,20 @@ export class BackendPool {
    * Closes retired backends once `drained` resolves (the generations that could still call them have finished) and
    * their own calls have ended, or after `timeoutMs`, whichever is first.
    */
-  async retire(backends: readonly TrackedBackend[], drained: Promise<void>, timeoutMs: number): Promise<void> {
+  async retire(backends: readonly PooledBackend[], drained: Promise<void>, timeoutMs: number): Promise<void> {
     if (backends.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
       timer.unref();
     });
-    const idle = drained.then(() => Promise.all(backends.map((b) => b.whenIdle()))).then(() => 'idle' as const);
+    const idle = drained.then(() => Promise.all(backends.map((b) => b.inFlight.whenIdle()))).then(() => 'idle' as const);
     const outcome = await Promise.race([idle, deadline]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      this.#log.warn({ backends: backends.map((b) => b.label), inFlight: backends.reduce((n, b) => n + b.inFlight, 0), timeoutMs }, 'closing retired backends with calls still in flight');
+      this.#log.warn({ backends: backends.map((b) => b.label), inFlight: backends.reduce((n, b) => n + b.inFlight.count, 0), timeoutMs }, 'closing retired backends with calls still in flight');
     }
-    await Promise.allSettled(backends.map((b) => b.close()));
+    await Promise.allSettled(backends.map((b) => b.backend.close()));
     this.#log.info({ backends: backends.map((b) => b.label) }, 'retired backends closed');
   }
 
@@ -186,6 +135,6 @@ export class BackendPool {
   async close(): Promise<void> {
     const all = this.backends();
     this.#entries = new Map();
-    await Promise.allSettled(all.map((b) => b.close()));
+    await Promise.allSettled(all.map((b) => b.backend.close()));
   }
 }

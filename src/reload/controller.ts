@@ -8,13 +8,11 @@ import type { GatewayConfig } from '../config/schema.js';
 import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendFactory } from '../models/catalog.js';
-import { buildPipeline, type PipelineSecurity } from '../pipeline/build.js';
-import { reconcileOverrides, RoutingTable, type DroppedOverride, type RolloutRouting, type WeightOverride } from '../routing/table.js';
+import type { GatewayState } from '../pipeline/generation.js';
+import { reconcileOverrides, RoutingTable, type DroppedOverride, type RolloutRouting, type RouteOptions, type WeightOverride } from '../routing/table.js';
 import { completeWeights, sameWeights, weightProblems, type Rng } from '../routing/weighted.js';
-import type { GatewayState } from '../server.js';
-import { DisagreementLog } from '../shadow/disagreement-log.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
-import type { RouteOptions } from '../stages/route.js';
+import { gatewayChain, type ChainState } from '../stages/chain.js';
 import { BackendPool, type PreparedBackends } from './backend-pool.js';
 import { LiveGeneration } from './generation.js';
 import { modelView, shadowView, type ModelView, type ShadowView } from './views.js';
@@ -28,8 +26,8 @@ export interface ControllerOptions {
   env?: NodeJS.ProcessEnv;
   route?: RouteOptions;
   shadowRng?: Rng;
-  /** Rate-limit store, auth counters and clock shared by every generation (created once per process in main.ts). */
-  security?: PipelineSecurity;
+  /** Rate-limit store, auth counters, breakers and clock shared by every generation (created once per process). */
+  security?: ChainState;
 }
 
 /** Rollout weights a reloaded config keeps: the model still has a rollout and every version it weighs. */
@@ -114,9 +112,9 @@ export class GatewayController {
     try {
       const shadow = new ShadowRuntime({ log, ...(options.shadowRng ? { rng: options.shadowRng } : {}), ...(options.security?.rolloutSignals ? { signals: options.security.rolloutSignals } : {}) });
       const live = new LiveGeneration(1, config, prepared.catalog, new RoutingTable(config, prepared.catalog));
-      const state: GatewayState = { current: { catalog: live.catalog, pipeline: live.counted(buildPipeline({ config, catalog: live.catalog, log, routing: live.routing, shadow, route: options.route, ...options.security })) }, draining: false };
+      const state: GatewayState = { current: { catalog: live.catalog, pipeline: live.counted(gatewayChain({ config, catalog: live.catalog, log, routing: live.routing, shadow, route: options.route, ...options.security })) }, draining: false };
       const controller = new GatewayController(live, state, pool, shadow, log, options);
-      controller.#swapDisagreementLog(config);
+      controller.#reconcileShadow(config);
       return controller;
     } catch (err) {
       await pool.close();
@@ -212,7 +210,7 @@ export class GatewayController {
     let pipeline;
     try {
       live = new LiveGeneration(before.number + 1, config, prepared.catalog, new RoutingTable(config, prepared.catalog, kept, rollouts));
-      pipeline = live.counted(buildPipeline({ config, catalog: live.catalog, log: this.#log, routing: live.routing, shadow: this.shadow, route: this.#options.route, ...this.#options.security }));
+      pipeline = live.counted(gatewayChain({ config, catalog: live.catalog, log: this.#log, routing: live.routing, shadow: this.shadow, route: this.#options.route, ...this.#options.security }));
     } catch (err) {
       await prepared.abandon();
       this.#record({ trigger, outcome: 'failed', error: (err as Error).message });
@@ -230,8 +228,7 @@ export class GatewayController {
     // A retired backend may still be called by any older generation's requests, not only the one just replaced.
     const drained = Promise.all(this.#draining.map((g) => g.drained)).then(() => undefined);
     this.#track(this.#pool.retire(retired, drained, config.reload.drainTimeoutMs));
-    this.#forgetStaleShadowStats(config);
-    this.#swapDisagreementLog(config);
+    this.#reconcileShadow(config);
     this.#log.level = config.logging.level;
     this.#applyWatchSettings(config);
     for (const d of dropped) this.#log.warn({ model: d.model, reason: d.reason }, 'runtime weight override dropped by reload');
@@ -252,6 +249,11 @@ export class GatewayController {
   /** Calls `listener` after every config a reload applies (the rollout manager reconciles its rollouts). */
   onApplied(listener: (config: GatewayConfig) => void): void {
     this.#appliedListeners.push(listener);
+  }
+
+  /** A rollout's mirror to its candidate (the RolloutPort lever; shadow state outlives generations). */
+  setRolloutShadow(model: string, target: { readonly version: string; readonly percent: number } | undefined): void {
+    this.shadow.setRolloutTarget(model, target);
   }
 
   /**
@@ -378,14 +380,6 @@ export class GatewayController {
     void tracked.finally(() => this.#retiring.delete(tracked));
   }
 
-  /** Statistics of pairs the new config can no longer produce are dropped so the admin API shows live pairs only. */
-  #forgetStaleShadowStats(config: GatewayConfig): void {
-    for (const model of this.shadow.stats.models()) {
-      const versions = config.models[model]?.versions;
-      this.shadow.stats.reset(model, (primary, shadow) => versions !== undefined && primary in versions && shadow in versions);
-    }
-  }
-
   /** `reload.watch` can be switched either way by a reload; the other reload settings apply to the running watcher. */
   #applyWatchSettings(config: GatewayConfig): void {
     if (!config.reload.watch && this.#watcher) {
@@ -398,12 +392,9 @@ export class GatewayController {
     }
   }
 
-  #swapDisagreementLog(config: GatewayConfig): void {
-    const wanted = config.disagreementLog;
-    const current = this.shadow.disagreementLog;
-    const file = wanted ? path.resolve(baseDirOf(this.#options.configFile), wanted.path) : undefined;
-    if (wanted && file && current?.sameAs(file, wanted)) return;
-    const previous = this.shadow.swapDisagreementLog(wanted && file ? new DisagreementLog(file, wanted, this.#log, this.shadow.rng) : undefined);
+  /** The shadow state follows the config: stale pairs' statistics go, the disagreement log is swapped if it changed. */
+  #reconcileShadow(config: GatewayConfig): void {
+    const previous = this.shadow.reconcile(config, baseDirOf(this.#options.configFile));
     if (previous) this.#track(previous.close());
   }
 }

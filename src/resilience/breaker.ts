@@ -5,7 +5,7 @@ import CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
 
 export interface BreakerSettings {
   enabled: boolean;

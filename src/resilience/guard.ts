@@ -2,7 +2,7 @@
 
 import type { Logger } from 'pino';
 import { BackendBreaker, type BreakerSettings, type BreakerSnapshot, type BreakerState } from './breaker.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { ConcurrencyLimiter, type LimiterSnapshot, type LimitSettings } from './shedder.js';
 
 export interface GuardSettings {

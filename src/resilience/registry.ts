@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { VersionGuard, type GuardSnapshot } from './guard.js';
 
 interface Entry {

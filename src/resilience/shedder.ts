@@ -2,7 +2,7 @@
 // Rejecting at once beats queueing for inference: a queued request only adds latency to everything behind it.
 
 import { GatewayError } from '../errors/gateway-error.js';
-import { systemClock, type Cancel, type Clock } from './clock.js';
+import { systemClock, type Cancel, type Clock } from '../core/clock.js';
 
 export interface LimitSettings {
   /** Requests in flight to the backend at most (for ONNX: running on a worker or waiting for one). */

@@ -4,8 +4,8 @@
 import { createHash } from 'node:crypto';
 import type { GatewayConfig, RolloutConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { GatewayController } from '../reload/controller.js';
-import type { Cancel, Clock } from '../resilience/clock.js';
+import type { RolloutRouting } from '../routing/table.js';
+import type { Cancel, Clock } from '../core/clock.js';
 import type { Logger } from '../telemetry/log.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { applyAction, effectsOf, evaluate, initialState, type Decision, type OperatorAction, type RolloutState } from './machine.js';
@@ -13,8 +13,23 @@ import { mergeWindow, type RolloutSignals, type SignalSnapshot } from './signals
 import type { RolloutStore } from './store.js';
 import { rolloutView, type RolloutView } from './view.js';
 
+/**
+ * What a rollout needs of the gateway it steers (the reload controller provides it): the running config and its
+ * reloads, and two levers — the model's routing (weights, failover) and its mirror to the candidate.
+ */
+export interface RolloutPort {
+  /** The config serving now. */
+  readonly config: GatewayConfig;
+  /** Calls `listener` after every config a reload applies. */
+  onApplied(listener: (config: GatewayConfig) => void): void;
+  /** Sets, or with undefined ends, the weights and failover the rollout imposes on `model`. */
+  setRolloutRouting(model: string, routing: RolloutRouting | undefined): void;
+  /** Mirrors `percent` of `model`'s traffic to the candidate `version`, or with undefined stops. */
+  setRolloutShadow(model: string, target: { readonly version: string; readonly percent: number } | undefined): void;
+}
+
 export interface RolloutManagerOptions {
-  controller: GatewayController;
+  gateway: RolloutPort;
   signals: RolloutSignals;
   store: RolloutStore;
   clock: Clock;
@@ -54,11 +69,11 @@ export class RolloutManager {
     this.#o = options;
   }
 
-  /** Starts the rollouts of the controller's config and follows its reloads. */
+  /** Starts the rollouts of the gateway's config and follows its reloads. */
   static async start(options: RolloutManagerOptions): Promise<RolloutManager> {
     const manager = new RolloutManager(options);
-    manager.#reconcile(options.controller.config);
-    options.controller.onApplied((config) => manager.#reconcile(config));
+    manager.#reconcile(options.gateway.config);
+    options.gateway.onApplied((config) => manager.#reconcile(config));
     if (options.store.mode !== 'local') {
       await manager.#serialized(() => manager.#sync());
       manager.#armSync();
@@ -128,7 +143,7 @@ export class RolloutManager {
   #entry(model: string): Entry {
     const entry = this.#entries.get(model);
     if (entry) return entry;
-    if (this.#o.controller.config.models[model]) throw new GatewayError('GW_ERR_NO_ROLLOUT', `model '${model.slice(0, 128)}' has no rollout configured`);
+    if (this.#o.gateway.config.models[model]) throw new GatewayError('GW_ERR_NO_ROLLOUT', `model '${model.slice(0, 128)}' has no rollout configured`);
     throw new GatewayError('GW_ERR_MODEL_NOT_FOUND', `unknown model '${model.slice(0, 128)}'`);
   }
 
@@ -158,8 +173,8 @@ export class RolloutManager {
       // The same section coming back later is a new rollout, not this one resumed.
       void this.#serialized(() => this.#o.store.forget(entry.key));
       this.#o.signals.unwatch(model);
-      this.#o.controller.shadow.setRolloutTarget(model, undefined);
-      this.#o.controller.setRolloutRouting(model, undefined);
+      this.#o.gateway.setRolloutShadow(model, undefined);
+      this.#o.gateway.setRolloutRouting(model, undefined);
       if (!wanted) this.#o.log.info({ event: 'rollout.removed', model }, `rollout ${model}: removed from the config; the config's weights apply`);
     }
     for (const [model, m] of Object.entries(config.models)) {
@@ -205,8 +220,8 @@ export class RolloutManager {
   #applyEffects(entry: Entry): void {
     const { model, config, state } = entry;
     const effects = state ? effectsOf(config, state) : { weights: { [config.stable]: 100 }, shadowPercent: 0, failover: false };
-    this.#o.controller.setRolloutRouting(model, { weights: effects.weights, failover: effects.failover ? { candidate: config.candidate, stable: config.stable } : undefined });
-    this.#o.controller.shadow.setRolloutTarget(model, effects.shadowPercent > 0 ? { version: config.candidate, percent: effects.shadowPercent } : undefined);
+    this.#o.gateway.setRolloutRouting(model, { weights: effects.weights, failover: effects.failover ? { candidate: config.candidate, stable: config.stable } : undefined });
+    this.#o.gateway.setRolloutShadow(model, effects.shadowPercent > 0 ? { version: config.candidate, percent: effects.shadowPercent } : undefined);
     if (state && live(state)) this.#o.signals.watch(model, { stable: config.stable, candidate: config.candidate, windowMs: config.windowMs, phaseId: state.phaseId });
     else this.#o.signals.unwatch(model);
   }

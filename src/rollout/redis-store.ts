@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { connectRedis } from '../redis/connect.js';
 import type { CoordinationConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import { LogThrottle } from '../ratelimit/log-throttle.js';
+import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 import type { RolloutState } from './machine.js';
 import type { SignalSnapshot } from './signals.js';

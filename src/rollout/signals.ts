@@ -1,7 +1,7 @@
 // What a rollout's gates are judged on: per model, time-bucketed counts of each version's backend calls (with a latency
 // histogram) and of stable→candidate shadow comparisons. Buckets are plain data so replicas can share and merge them.
 
-import type { Clock } from '../resilience/clock.js';
+import type { Clock } from '../core/clock.js';
 
 /** Latency histogram resolution: bucket i holds samples up to HIST_MIN_MS·2^(i/HIST_STEPS_PER_DOUBLING) ms (≈4.4 % wide). */
 const HIST_MIN_MS = 0.01;

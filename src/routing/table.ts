@@ -2,8 +2,14 @@
 
 import type { GatewayConfig, ModelConfig } from '../config/schema.js';
 import { compareVersions, type ModelCatalog } from '../models/catalog.js';
-import type { StickySource } from './sticky.js';
-import { completeWeights, sameWeights, WeightedChoice, type VersionWeight } from './weighted.js';
+import type { KeyHash, StickySource } from './sticky.js';
+import { completeWeights, sameWeights, WeightedChoice, type Rng, type VersionWeight } from './weighted.js';
+
+/** Randomness and hashing for weighted and sticky choices, injected by tests. */
+export interface RouteOptions {
+  rng?: Rng;
+  keyHash?: KeyHash;
+}
 
 /** Weights set through the admin API. They live in memory only: a restart returns to the config's weights. */
 export interface WeightOverride {

@@ -1,10 +1,12 @@
 // Shadow state that outlives config generations: statistics, per-model concurrency caps, the disagreement log, in-flight calls.
 
+import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Rng } from '../routing/weighted.js';
+import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { RolloutSignals } from '../rollout/signals.js';
-import type { DisagreementLog } from './disagreement-log.js';
+import type { Rng } from '../routing/weighted.js';
+import { DisagreementLog } from './disagreement-log.js';
 import { ShadowStats } from './stats.js';
 
 /** A shadow target set at runtime by a progressive rollout (the candidate, at the rollout's shadow percent). */
@@ -52,6 +54,22 @@ export class ShadowRuntime {
     const previous = this.#disagreements;
     this.#disagreements = next;
     return previous;
+  }
+
+  /**
+   * Follows a (re)loaded config: statistics of pairs it can no longer produce are dropped (the admin API shows live
+   * pairs only), and the disagreement log it asks for (paths relative to `baseDir`) replaces the running one unless
+   * it is the same. Returns the replaced log, for the caller to close once nothing writes to it.
+   */
+  reconcile(config: GatewayConfig, baseDir: string): DisagreementLog | undefined {
+    for (const model of this.stats.models()) {
+      const versions = config.models[model]?.versions;
+      this.stats.reset(model, (primary, shadow) => versions !== undefined && primary in versions && shadow in versions);
+    }
+    const wanted = config.disagreementLog;
+    const file = wanted ? path.resolve(baseDir, wanted.path) : undefined;
+    if (wanted && file && this.#disagreements?.sameAs(file, wanted)) return undefined;
+    return this.swapDisagreementLog(wanted && file ? new DisagreementLog(file, wanted, this.log, this.rng) : undefined);
   }
 
   /** Takes one of the model's `limit` shadow slots; false when all are busy (the copy is then dropped). */

@@ -1,78 +1,68 @@
 // Auth: strips client copies of identity headers, verifies the bearer token, authorises per model and forwards the identity.
 
-import type { RemoteKeySources } from '../auth/jwks.js';
-import type { AuthConfig, GatewayConfig, ModelAuthConfig } from '../config/schema.js';
+import type { AccessPolicy } from '../auth/authorize.js';
 import { checkAccess } from '../auth/authorize.js';
 import { authError } from '../auth/challenge.js';
-import { DEFAULT_IDENTITY_HEADERS, identityHeaderNames, identityHeaders, stripIdentityHeaders } from '../auth/identity-headers.js';
-import { AuthStats } from '../auth/stats.js';
-import { TokenVerifier } from '../auth/verify.js';
+import { identityHeaderNames, identityHeaders, stripIdentityHeaders, type IdentityHeaderConfig } from '../auth/identity-headers.js';
+import type { AuthStats } from '../auth/stats.js';
+import type { TokenVerifier } from '../auth/verify.js';
 import { isGatewayError, type GatewayError } from '../errors/gateway-error.js';
 import type { Identity, Stage } from '../pipeline/stage.js';
-import { LogThrottle } from '../ratelimit/log-throttle.js';
+import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 
+/** Token checking, when auth is on. */
+export interface Authentication {
+  readonly verifier: TokenVerifier;
+  /** The realm of every `WWW-Authenticate` challenge. */
+  readonly realm: string;
+  /** Pass a verified token on to the backend (as a gateway-owned header). */
+  readonly forwardToken: boolean;
+  /** Per model; models without one (and unknown names, which route answers with 404) need any verified caller. */
+  readonly policies: ReadonlyMap<string, AccessPolicy>;
+  readonly defaultPolicy: AccessPolicy;
+  readonly stats: AuthStats;
+}
+
 export interface AuthStageOptions {
-  auth: AuthConfig | undefined;
-  models: GatewayConfig['models'];
-  log: Logger;
-  now?: () => number;
-  stats?: AuthStats;
-  fetch?: typeof fetch;
-  /** Process-wide remote key sources (see createKeySource): a reload keeps the last good key sets. */
-  remoteSources?: RemoteKeySources;
+  /** Gateway-owned identity headers: client copies are always removed, and a verified caller's identity set. */
+  readonly identityHeaders: IdentityHeaderConfig;
+  /** Absent: auth is off (identity headers are still stripped). */
+  readonly authentication?: Authentication;
+  readonly log: Logger;
+  readonly now: () => number;
 }
 
-type Policy = ModelAuthConfig & { enforce: boolean };
-
-export interface AuthStage extends Stage {
-  /** Undefined when auth is off. */
-  readonly verifier: TokenVerifier | undefined;
-}
-
-export function authStage(options: AuthStageOptions): AuthStage {
-  const { auth, log } = options;
-  const now = options.now ?? Date.now;
-  const headerConfig = auth?.identityHeaders ?? DEFAULT_IDENTITY_HEADERS;
+export function authStage(options: AuthStageOptions): Stage {
+  const { identityHeaders: headerConfig, authentication: auth, log } = options;
   const owned = identityHeaderNames(headerConfig);
   if (auth === undefined) {
     return {
       name: 'auth',
-      verifier: undefined,
       handle(ctx, next) {
         stripIdentityHeaders(ctx.headers, owned);
         return next();
       },
     };
   }
-
-  const stats = options.stats ?? new AuthStats();
-  const verifier = new TokenVerifier(auth, { now, log, stats, fetch: options.fetch, ...(options.remoteSources ? { remoteSources: options.remoteSources } : {}) });
-  void verifier.warm();
-  const policies = new Map<string, Policy>();
-  for (const [name, model] of Object.entries(options.models)) {
-    if (model.auth) policies.set(name, { ...model.auth, enforce: model.auth.enforce ?? auth.enforce });
-  }
-  // Models without an auth block (and unknown names, which route answers with 404) need any verified caller.
-  const fallback: Policy = { allowAnonymous: false, enforce: auth.enforce, infer: { scopes: [], claims: {} }, metadata: { scopes: [], claims: {} } };
-  const dryRunLog = new LogThrottle(log, now);
+  const { verifier, realm, stats } = auth;
+  const dryRunLog = new LogThrottle(log, options.now);
 
   return {
     name: 'auth',
-    verifier,
     async handle(ctx, next) {
       stripIdentityHeaders(ctx.headers, owned);
-      const policy = policies.get(ctx.modelName) ?? fallback;
+      const policy = auth.policies.get(ctx.modelName) ?? auth.defaultPolicy;
       const model = ctx.modelName.slice(0, 128);
       let identity: Identity | undefined;
       let denial: GatewayError | undefined;
       try {
         identity = await verifier.authenticate(ctx.headers, ctx.rawHeaders);
         if (identity === undefined) {
-          if (!policy.allowAnonymous) denial = authError('GW_ERR_UNAUTHENTICATED', auth.realm, `model '${model}' needs a bearer token`);
+          if (!policy.allowAnonymous) denial = authError('GW_ERR_UNAUTHENTICATED', realm, `model '${model}' needs a bearer token`);
         } else {
           const requirement = ctx.operation === 'infer' ? policy.infer : policy.metadata;
-          denial = checkAccess(identity, requirement, auth.realm, `${ctx.operation === 'infer' ? 'inference on' : 'reading'} model '${model}'`);
+          denial = checkAccess(identity, requirement, realm, `${ctx.operation === 'infer' ? 'inference on' : 'reading'} model '${model}'`);
         }
       } catch (err) {
         if (!isGatewayError(err)) throw err;

@@ -2,13 +2,17 @@
 // Envoy's route timeout) while the request already runs; on expiry the backend call is aborted through the request's
 // signal and the client gets 504.
 
-import type { GatewayConfig } from '../config/schema.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { Reply, Stage } from '../pipeline/stage.js';
-import { systemClock, type Clock } from '../resilience/clock.js';
 
-export function deadlineStage(config: GatewayConfig, clock: Clock = systemClock): Stage {
-  const timeouts = new Map(Object.entries(config.models).map(([name, model]) => [name, model.timeoutMs]));
+export interface DeadlineStageOptions {
+  /** Model name → deadline of one inference, ms (`models.<m>.timeoutMs`). */
+  readonly timeouts: ReadonlyMap<string, number>;
+  readonly clock?: Clock;
+}
+
+export function deadlineStage({ timeouts, clock = systemClock }: DeadlineStageOptions): Stage {
   return {
     name: 'deadline',
     async handle(ctx, next) {

@@ -3,17 +3,18 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import type { Stage } from '../pipeline/stage.js';
 import { appendListHeader, limitItem, policyItem } from '../ratelimit/headers.js';
-import { LogThrottle } from '../ratelimit/log-throttle.js';
+import { LogThrottle } from '../telemetry/log-throttle.js';
 import { bucketKey, requestCost, type CompiledRule, type Phase } from '../ratelimit/rules.js';
 import { StoreUnavailableError, type BucketOutcome, type RateLimitStore } from '../ratelimit/store.js';
-import { secondsUntilAvailable, type Clock } from '../ratelimit/token-bucket.js';
+import type { Now } from '../core/clock.js';
+import { secondsUntilAvailable } from '../ratelimit/token-bucket.js';
 import type { Logger } from '../telemetry/log.js';
 
 export interface RateLimitStageOptions {
   rules: readonly CompiledRule[];
   store: RateLimitStore;
   log: Logger;
-  now?: Clock;
+  now?: Now;
 }
 
 type Decision =

@@ -3,16 +3,15 @@
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedModel } from '../models/catalog.js';
 import type { Context, Stage } from '../pipeline/stage.js';
+import { VERSION_HEADER } from '../protocol/headers.js';
 import { rendezvousPick, sha256KeyHash, stickyKey, type KeyHash } from '../routing/sticky.js';
-import type { ModelRouting, RoutingTable } from '../routing/table.js';
+import type { ModelRouting, RouteOptions, RoutingTable } from '../routing/table.js';
 import type { Rng } from '../routing/weighted.js';
 
-/** Request header naming a version (honoured only where the model allows it) and response header naming the one used. */
-export const VERSION_HEADER = 'x-model-version';
-
-export interface RouteOptions {
-  rng?: Rng;
-  keyHash?: KeyHash;
+export interface RouteStageOptions extends RouteOptions {
+  readonly catalog: ModelCatalog;
+  /** This generation's routing rules; absent (the runtime container): only the path's version or the default. */
+  readonly routing?: RoutingTable;
 }
 
 /** The version the caller pinned with the header, if the model honours it and the caller may use it. */
@@ -43,9 +42,7 @@ function chosenVersion(ctx: Context, routing: ModelRouting, rng: Rng, keyHash: K
   return routing.choice.pick(rng);
 }
 
-export function routeStage(catalog: ModelCatalog, routing?: RoutingTable, options: RouteOptions = {}): Stage {
-  const rng = options.rng ?? Math.random;
-  const keyHash = options.keyHash ?? sha256KeyHash;
+export function routeStage({ catalog, routing, rng = Math.random, keyHash = sha256KeyHash }: RouteStageOptions): Stage {
   const fail = (model: ServedModel, version: string) =>
     new GatewayError('GW_ERR_VERSION_NOT_FOUND', `model '${model.name}' has no version '${version.slice(0, 64)}' (versions: ${[...model.versions.keys()].join(', ')})`);
   return {

@@ -2,53 +2,16 @@
 
 import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
-import { shadowSchema, type GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import type { Context, Next, Reply, Stage } from '../pipeline/stage.js';
 import type { InferenceResult } from '../protocol/oip.js';
-import { ShadowComparator } from '../shadow/compare.js';
-import { isMirroredRequest, markShadow } from '../shadow/mark.js';
+import { isMirroredRequest, markShadow } from '../protocol/shadow-mark.js';
+import type { ShadowPlan, ShadowTarget } from '../shadow/plan.js';
 import type { ShadowRuntime } from '../shadow/runtime.js';
 import { tracer } from '../telemetry/tracing.js';
 
-interface ShadowTarget {
-  readonly version: string;
-  readonly percent: number;
-  readonly served: ServedVersion;
-}
-
-interface ShadowPlan {
-  readonly targets: readonly ShadowTarget[];
-  readonly timeoutMs: number;
-  readonly maxConcurrent: number;
-  readonly comparator: ShadowComparator;
-}
-
 type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
-
-/** A rollout model without a `shadow` section mirrors to its candidate with the section's defaults. */
-const SHADOW_DEFAULTS = { timeoutMs: shadowSchema.shape.timeoutMs.parse(undefined), maxConcurrent: shadowSchema.shape.maxConcurrent.parse(undefined), compare: {} };
-
-/**
- * Builds each model's plan once per generation; models without `shadow` or `rollout` have none and pass straight
- * through. A rollout's candidate is not in `targets`: the rollout switches it on and off at runtime.
- */
-function plansFrom(config: GatewayConfig, catalog: ModelCatalog): Map<string, ShadowPlan> {
-  const plans = new Map<string, ShadowPlan>();
-  for (const [name, model] of Object.entries(config.models)) {
-    const shadow = model.shadow ?? (model.rollout ? SHADOW_DEFAULTS : undefined);
-    const served = catalog.get(name);
-    if (!shadow || !served) continue;
-    const targets = (model.shadow?.targets ?? [])
-      .filter((t) => t.percent > 0)
-      .map((t) => ({ version: t.version, percent: t.percent, served: served.versions.get(t.version)! }));
-    if (targets.length === 0 && !model.rollout) continue;
-    const compare = model.rollout ? { ...shadow.compare, ...model.rollout.shadow.compare } : shadow.compare;
-    plans.set(name, { targets, timeoutMs: shadow.timeoutMs, maxConcurrent: shadow.maxConcurrent, comparator: new ShadowComparator(compare) });
-  }
-  return plans;
-}
 
 /** The plan's targets plus the rollout's candidate while the rollout mirrors to it. */
 function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtime: ShadowRuntime): readonly ShadowTarget[] {
@@ -57,9 +20,15 @@ function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtim
   return served ? [...plan.targets, { version: rollout.version, percent: rollout.percent, served }] : plan.targets;
 }
 
-export function shadowStage(config: GatewayConfig, catalog: ModelCatalog, runtime: ShadowRuntime): Stage {
-  const plans = plansFrom(config, catalog);
+export interface ShadowStageOptions {
+  /** Model name → its shadow plan (shadow/plan.ts); models without one pass straight through. */
+  readonly plans: ReadonlyMap<string, ShadowPlan>;
+  readonly catalog: ModelCatalog;
+  /** Shadow state shared by every generation: stats, caps, the disagreement log, rollout targets. */
+  readonly runtime: ShadowRuntime;
+}
 
+export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): Stage {
   /** One shadow call with its own deadline; never rejects. Frees the slot when it settles or times out. */
   async function callShadow(ctx: Context, target: ShadowTarget, plan: ShadowPlan): Promise<ShadowAnswer> {
     const controller = runtime.callController();

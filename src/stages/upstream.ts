@@ -1,79 +1,112 @@
-// Upstream: the terminal stage; performs the operation on the chosen version's backend and shapes the OIP reply.
+// Upstream: the terminal stage (Envoy's router). It answers metadata and readiness, and runs each inference on the
+// chosen version under that version's guard (circuit breaker, then concurrency cap). Failover lives here, and only
+// here: when the chosen version's breaker is open the model's `fallback` answers (x-model-fallback), and a rollout's
+// candidate chosen by weight has stable behind it for any failure of its call.
 
-import { forwardingBackend, type ForwardingBackend } from '../backends/backend.js';
-import { clientHeaders, decodeOutputs, gatewayHeaders, replyFromRemote } from '../backends/http-oip.js';
+import { performance } from 'node:perf_hooks';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
-import { RawBody, type Context, type Reply, type Stage } from '../pipeline/stage.js';
-import { BINARY_HEADER, encodeBinaryResponse } from '../protocol/binary.js';
-import type { ModelMetadataBody, Tensor } from '../protocol/oip.js';
-import { encodeJsonData } from '../protocol/tensor.js';
-import { encodeInferResponse } from '../protocol/validate.js';
+import type { Context, Reply, Stage } from '../pipeline/stage.js';
+import { FALLBACK_HEADER, VERSION_HEADER } from '../protocol/headers.js';
+import type { ModelMetadataBody } from '../protocol/oip.js';
+import type { GuardSet } from '../resilience/registry.js';
+import type { RolloutSignals } from '../rollout/signals.js';
+import { decodeFor, needsDecoding } from './decode.js';
+import { inferOn } from './upstream-call.js';
 
-/**
- * A remote version: the client's body goes upstream as received (never re-encoded); the remote's answer comes back
- * with the gateway's model name and version, or with the remote's own status and error message.
- * Headers: the client's end-to-end ones (`clientHeaders`), then the gateway's own (`gatewayHeaders`: request id,
- * identity). A client's `x-shadow` is in neither: it only kept the shadow stage from mirroring this request, and the
- * primary call is never marked as a mirror (mirrored copies are marked by the backend's `infer`, not here).
- */
-async function forwardToRemote(ctx: Context, target: ServedVersion, remote: ForwardingBackend): Promise<Reply> {
-  const label = `model ${target.model} version ${target.version}`;
-  // Small or already-received bodies go as one buffer; a large one still arriving is streamed as it arrives.
-  const body = await ctx.body.forwardable();
-  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers, ctx.clientAddress), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
-  const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
-  // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
-  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };
-  return { status: reply.status, body: reply.body, headers: reply.headers };
+export interface UpstreamStageOptions {
+  readonly catalog: ModelCatalog;
+  /** Each served version's breaker and concurrency cap; a version without one is called unguarded. */
+  readonly guards: GuardSet;
+  /** Model → the version that serves requests while the chosen version's breaker is open (`models.<m>.fallback`). */
+  readonly fallbacks: ReadonlyMap<string, ServedVersion>;
+  /** Samples of running progressive rollouts: each guarded call of a watched model is one. */
+  readonly signals?: RolloutSignals;
 }
 
-/** An in-process result as a binary tensor response: the JSON part, then the asked-for outputs' bytes uncopied. */
-function binaryReply(target: ServedVersion, id: string | undefined, outputs: Tensor[], binary: 'all' | ReadonlySet<string>): Reply {
-  const head = { model_name: target.model, model_version: target.version, ...(id !== undefined ? { id } : {}) };
-  const encoded = encodeBinaryResponse(head, outputs, binary, encodeJsonData);
-  return {
-    status: 200,
-    body: new RawBody(encoded.chunks),
-    headers: { 'content-type': 'application/octet-stream', [BINARY_HEADER]: String(encoded.jsonLength) },
+/** A 5xx reply (a remote's own 5xx, passed through) is a failure for the breaker even though it is returned. */
+const isFailedReply = (reply: Reply): boolean => reply.status >= 500;
+
+/** The caller's doing (bad input, gone away) or our shutdown: says nothing about the version's health. */
+function notTheVersionsFault(err: unknown, ctx: Context): boolean {
+  if (ctx.signal.aborted && !(err instanceof GatewayError && err.code === 'GW_ERR_DEADLINE_EXCEEDED')) return true;
+  return err instanceof GatewayError && (err.status < 500 || err.code === 'GW_ERR_SHUTTING_DOWN');
+}
+
+/** A failure worth answering from another version: the backend failed, and the request is still wanted. */
+function failedUpstream(err: unknown, ctx: Context): boolean {
+  if (ctx.signal.aborted) return false;
+  if (!(err instanceof GatewayError)) return true;
+  return err.status >= 500 && err.code !== 'GW_ERR_DEADLINE_EXCEEDED' && err.code !== 'GW_ERR_SHUTTING_DOWN';
+}
+
+function notReady(target: ServedVersion): GatewayError {
+  return new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
+}
+
+export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamStageOptions): Stage {
+  const guarded = (target: ServedVersion, ctx: Context, call: () => Promise<Reply>): Promise<Reply> => {
+    const guard = guards.get(target);
+    return guard ? guard.run(ctx.signal, call, isFailedReply) : call();
   };
-}
 
-export function upstreamStage(catalog: ModelCatalog): Stage {
+  async function infer(ctx: Context, primary: ServedVersion): Promise<Reply> {
+    let called = false;
+    const callPrimary = (): Promise<Reply> => {
+      called = true;
+      return inferOn(ctx, primary);
+    };
+    /** Serves the request from `to` instead of the primary, once, under `to`'s own guard. */
+    const divert = async (to: ServedVersion): Promise<Reply> => {
+      ctx.target = to;
+      ctx.failover = undefined;
+      ctx.result = undefined;
+      ctx.responseHeaders[VERSION_HEADER] = to.version;
+      ctx.responseHeaders[FALLBACK_HEADER] = primary.version;
+      // The other version may take different inputs, or need tensors where the primary forwarded the raw body.
+      if (needsDecoding(to)) ctx.inference = await decodeFor(ctx, to);
+      return guarded(to, ctx, () => inferOn(ctx, to));
+    };
+    // A rollout judges each of its versions by what their callers saw: outcome and latency of the guarded call.
+    const watched = signals?.watching(primary.model) === true;
+    const started = watched ? performance.now() : 0;
+    let reply: Reply;
+    try {
+      reply = await guarded(primary, ctx, callPrimary);
+    } catch (err) {
+      if (watched && !notTheVersionsFault(err, ctx)) signals!.recordCall(primary.model, primary.version, false, called ? performance.now() - started : undefined);
+      if (ctx.failover && failedUpstream(err, ctx)) return divert(ctx.failover);
+      const fallback = fallbacks.get(primary.model);
+      // Only an open breaker diverts, and only before the primary's backend was called.
+      if (called || !fallback || fallback === primary || !(err instanceof GatewayError && err.code === 'GW_ERR_CIRCUIT_OPEN')) throw err;
+      return divert(fallback);
+    }
+    if (watched && (reply.status < 400 || reply.status >= 500)) signals!.recordCall(primary.model, primary.version, reply.status < 500, performance.now() - started);
+    if (ctx.failover && isFailedReply(reply) && !ctx.signal.aborted) return divert(ctx.failover);
+    return reply;
+  }
+
   return {
     name: 'upstream',
     async handle(ctx: Context): Promise<Reply> {
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before route') });
       const backend = target.backend;
-      const remote = forwardingBackend(backend);
       switch (ctx.operation) {
         case 'model-ready': {
           // A remote is asked now (its own ready endpoint); an in-process backend knows.
-          const ready = remote?.checkReady ? await remote.checkReady(ctx.signal) : backend.ready();
+          const ready = backend.checkReady ? await backend.checkReady(ctx.signal) : backend.ready();
           return { status: ready ? 200 : 503, body: { name: target.model, version: target.version, ready } };
         }
         case 'model-metadata': {
-          if (!backend.ready()) {
-            throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
-          }
+          if (!backend.ready()) throw notReady(target);
           const meta = backend.metadata();
           const versions = [...(catalog.get(target.model)?.versions.keys() ?? [])];
           const body: ModelMetadataBody = { name: target.model, versions, platform: meta.platform, inputs: meta.inputs, outputs: meta.outputs };
           return { status: 200, body };
         }
-        case 'infer': {
-          if (remote) return forwardToRemote(ctx, target, remote);
-          const request = ctx.inference;
-          if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
-          const result = await backend.infer(request, ctx.signal);
-          ctx.result = result;
-          if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
-          return {
-            status: 200,
-            body: encodeInferResponse({ modelName: target.model, modelVersion: target.version, id: request.id, outputs: result.outputs }),
-          };
-        }
+        case 'infer':
+          return infer(ctx, target);
       }
     },
   };

@@ -2,11 +2,13 @@
 
 import test from 'ava';
 import { Writable } from 'node:stream';
-import { createAdminAuthorizer } from '../../src/auth/authorize.js';
+import { jwtAdminAuthorizer } from '../../src/admin/auth.js';
 import { configSchema } from '../../src/config/schema.js';
-import type { RequestBody } from '../../src/http/request-body.js';
+import { AuthStats } from '../../src/auth/stats.js';
+import { createContext } from '../../src/pipeline/context.js';
 import type { Context, Operation, Reply } from '../../src/pipeline/stage.js';
 import { authStage } from '../../src/stages/auth.js';
+import { authStageOptions } from '../../src/stages/chain.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { ecKey, tokenFor } from '../helpers/jwt.js';
 
@@ -23,19 +25,7 @@ function config(auth: Record<string, unknown> | undefined, modelAuth?: Record<st
 }
 
 function ctxFor(headers: Record<string, string>, operation: Operation = 'infer'): Context {
-  return {
-    requestId: 'req-1',
-    operation,
-    modelName: 'iris',
-    pathVersion: undefined,
-    headers: { ...headers },
-    rawHeaders: Object.entries(headers).flat(),
-    clientAddress: '127.0.0.1',
-    signal: new AbortController().signal,
-    body: {} as RequestBody,
-    responseHeaders: {},
-    upstreamHeaders: {},
-  };
+  return createContext({ requestId: 'req-1', operation, modelName: 'iris', pathVersion: undefined, headers: { ...headers }, rawHeaders: Object.entries(headers).flat(), clientAddress: '127.0.0.1' });
 }
 
 const OK: Reply = { status: 200, body: {} };
@@ -56,7 +46,7 @@ const forged = { 'x-auth-subject': 'root', 'x-auth-issuer': ISS, 'x-tenant': 'ev
 const forwarding = test.macro({
   async exec(t, auth: Record<string, unknown> | undefined, headers: Record<string, string>, expected: Record<string, string>, owned: string[]) {
     const cfg = config(auth);
-    const stage = authStage({ auth: cfg.auth, models: cfg.models, log: createLogger('silent'), now: () => NOW });
+    const stage = authStage(authStageOptions(cfg, { log: createLogger('silent'), now: () => NOW }));
     const ctx = ctxFor({ ...forged, ...headers });
     await stage.handle(ctx, async () => OK);
     t.deepEqual(ctx.upstreamHeaders, expected);
@@ -84,7 +74,7 @@ test('the client Authorization header is always removed; forwardToken passes the
     const cfg = config({ forwardToken });
     const bearer = `Bearer ${token()}`;
     const ctx = ctxFor({ authorization: bearer });
-    await authStage({ auth: cfg.auth, models: cfg.models, log: createLogger('silent'), now: () => NOW }).handle(ctx, async () => OK);
+    await authStage(authStageOptions(cfg, { log: createLogger('silent'), now: () => NOW })).handle(ctx, async () => OK);
     t.is(ctx.headers.authorization, undefined);
     t.is(ctx.upstreamHeaders.authorization, forwardToken ? bearer : undefined);
   }
@@ -93,7 +83,8 @@ test('the client Authorization header is always removed; forwardToken passes the
 test('dry run: denials are logged (throttled) and counted, the request goes on without an identity', async (t) => {
   const { log, lines } = logSink();
   const cfg = config({ enforce: false }, { infer: { scopes: ['iris:admin'] } });
-  const stage = authStage({ auth: cfg.auth, models: cfg.models, log, now: () => NOW });
+  const authStats = new AuthStats();
+  const stage = authStage(authStageOptions(cfg, { log, now: () => NOW, authStats }));
   let reached = 0;
   for (let i = 0; i < 5; i++) {
     const ctx = ctxFor({ 'x-auth-subject': 'root' });
@@ -105,7 +96,7 @@ test('dry run: denials are logged (throttled) and counted, the request goes on w
   await stage.handle(scoped, async () => (reached++, OK));
   t.is(scoped.identity?.subject, 'alice'); // verified, only unauthorised: the identity still goes upstream
   t.is(reached, 6);
-  t.deepEqual(stage.verifier!.stats.dryRunDenied, { GW_ERR_UNAUTHENTICATED: 5, GW_ERR_INSUFFICIENT_SCOPE: 1 });
+  t.deepEqual(authStats.dryRunDenied, { GW_ERR_UNAUTHENTICATED: 5, GW_ERR_INSUFFICIENT_SCOPE: 1 });
   const warnings = lines.filter((l) => l.msg === 'auth dry run: this request would have been denied');
   t.is(warnings.length, 2); // one per (model, code) per second
   t.like(warnings[0], { dryRun: true, code: 'GW_ERR_UNAUTHENTICATED', status: 401 });
@@ -116,7 +107,7 @@ test('per model: anonymous access, metadata vs infer requirements, claim values'
     const cfg = config({}, modelAuth);
     const ctx = ctxFor(headers, operation);
     try {
-      await authStage({ auth: cfg.auth, models: cfg.models, log: createLogger('silent'), now: () => NOW }).handle(ctx, async () => OK);
+      await authStage(authStageOptions(cfg, { log: createLogger('silent'), now: () => NOW })).handle(ctx, async () => OK);
       return 200;
     } catch (err) {
       return (err as { status: number }).status;
@@ -134,14 +125,14 @@ test('per model: anonymous access, metadata vs infer requirements, claim values'
 
 test('admin authoriser: read and write scopes from auth.admin, 401 without a token, 403 without the scope', async (t) => {
   const cfg = config({ admin: { read: { scopes: ['gw:read'] }, write: { scopes: ['gw:write'] } } });
-  const authorize = createAdminAuthorizer(() => cfg, { log: createLogger('silent'), now: () => NOW });
+  const authorize = jwtAdminAuthorizer(() => cfg, { log: createLogger('silent'), now: () => NOW });
   const headers = (scope: string) => ({ authorization: `Bearer ${token({ scope })}` });
   await t.notThrowsAsync(authorize({ method: 'GET', action: 'read', headers: headers('gw:read') }));
   await t.notThrowsAsync(authorize({ method: 'PUT', action: 'write', headers: headers('gw:write') }));
   await t.throwsAsync(authorize({ method: 'PUT', action: 'write', headers: headers('gw:read') }), { message: /admin write access needs the scope 'gw:write'/ });
   const missing = await t.throwsAsync(authorize({ method: 'GET', action: 'read', headers: {} }));
   t.like(missing, { status: 401 });
-  await t.throwsAsync(createAdminAuthorizer(() => config(undefined), { log: createLogger('silent') })({ method: 'GET', action: 'read', headers: headers('gw:read') }), {
+  await t.throwsAsync(jwtAdminAuthorizer(() => config(undefined), { log: createLogger('silent') })({ method: 'GET', action: 'read', headers: headers('gw:read') }), {
     message: /no JWT auth/,
   });
 });

@@ -12,7 +12,7 @@ import { configSchema, type HttpBackendConfig } from '../../src/config/schema.js
 import type { ErrorCode } from '../../src/errors/codes.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { InferenceRequest } from '../../src/protocol/oip.js';
-import { markShadow } from '../../src/shadow/mark.js';
+import { markShadow } from '../../src/protocol/shadow-mark.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { MODELS } from '../helpers/gateway.js';
 import { spawnServeModel } from '../helpers/serve-model.js';

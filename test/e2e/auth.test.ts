@@ -4,7 +4,7 @@ import test from 'ava';
 import http from 'node:http';
 import { CompactEncrypt, decodeProtectedHeader, exportSPKI } from 'jose';
 import jsonwebtoken from 'jsonwebtoken';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { gatewayConfig, irisModels, irisRequest, startTestGateway } from '../helpers/gateway.js';
 import { b64url, closedPort, countingServer, ecKey, rsaKey, signRaw, tokenFor, type CountingServer } from '../helpers/jwt.js';
 import { startOipRecorder, type OipRecorder } from '../helpers/oip-recorder.js';
@@ -50,7 +50,7 @@ test.before(async () => {
       models: { ...irisModels(), iris: { ...(irisModels().iris as object), auth: { infer: { scopes: ['iris:infer'] } } } },
     },
     // A fixed clock: no cooldown ever elapses, so the JWKS server must see exactly the one start-up fetch.
-    { clock: () => NOW },
+    { now: () => NOW },
   );
 });
 test.after.always(async () => {
@@ -242,7 +242,7 @@ async function recordedGateway(t: import('ava').ExecutionContext, now: () => num
         issuers: [{ issuer: ISS_B, audiences: [AUD], algorithms: ['ES256'], jwks: { keys: [ecB.jwk] }, ...issuer }],
       },
     },
-    { clock: now },
+    { now },
   );
   t.teardown(() => gateway.stop());
   return { url: gateway.url, backend };

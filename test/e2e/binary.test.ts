@@ -9,7 +9,7 @@ import type { Datatype, Tensor, TensorData } from '../../src/protocol/oip.js';
 import { gatewayConfig, getJson, startTestGateway } from '../helpers/gateway.js';
 import { identityModelFile } from '../helpers/models.js';
 import { spawnServeModel } from '../helpers/serve-model.js';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 
 interface Setup {
   gateway: RunningGateway;

@@ -3,7 +3,7 @@
 
 import test from 'ava';
 import path from 'node:path';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { irisRequest, postJson } from '../helpers/gateway.js';
 import { closedPort, ecKey, switchableJwks, tokenFor } from '../helpers/jwt.js';
 import { loadFigures, reportLoad, rssMiB, runLoad, timed, type Outcome } from '../helpers/load.js';

@@ -3,7 +3,7 @@
 
 import test from 'ava';
 import net from 'node:net';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { gatewayConfig, irisModels, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
 import { remoteModels, startRecordingBackend, type RecordingBackend } from './hardening-recorder.js';
 

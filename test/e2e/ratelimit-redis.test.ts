@@ -3,7 +3,7 @@
 import test from 'ava';
 import type { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import type { RedisStore } from '../../src/ratelimit/redis-store.js';
 import { MODELS, gatewayConfig, irisModels, irisRequest, postJson, spawnGateway, startTestGateway, writeConfigFile, type GatewayProcess } from '../helpers/gateway.js';
 import { loadFigures, reportLoad, rssMiB, timed, type Outcome } from '../helpers/load.js';

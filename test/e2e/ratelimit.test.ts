@@ -1,14 +1,14 @@
 // Rate limits over real HTTP with an injected clock: the 429 share at twice the limit, consistent headers, rows, versions, dry run.
 
 import test from 'ava';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { IRIS_ROW, gatewayConfig, irisModels, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
 
 let now = 1_700_000_000_000;
 const clock = () => now;
 
 async function gateway(rules: Record<string, unknown>[], enforce = true): Promise<RunningGateway> {
-  return startTestGateway({ ...gatewayConfig({ models: irisModels() }), rateLimits: { enforce, rules } }, { clock });
+  return startTestGateway({ ...gatewayConfig({ models: irisModels() }), rateLimits: { enforce, rules } }, { now: clock });
 }
 
 // Every test moves the shared clock, so they run one at a time.

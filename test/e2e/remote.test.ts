@@ -47,6 +47,28 @@ test('serve-model serves a model directory in both layouts over OIP, on 127.0.0.
   t.is(await proc.stop('SIGTERM'), 0);
 });
 
+test('serve-model SIGTERM follows the gateway\'s drain timeline: not ready at once, new connections served for drainDelayMs, then exit 0', async (t) => {
+  const drainDelayMs = 1_500;
+  const file = await writeConfigFile({
+    server: { drainDelayMs, shutdownTimeoutMs: 10_000 },
+    models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } } } } },
+  });
+  const proc = await runtime(t, ['--config', file]);
+  const signalled = Date.now();
+  proc.child.kill('SIGTERM');
+  // Readiness fails at once while the listener still accepts: the kubelet takes the pod out, in-flight traffic lands.
+  let ready = await getJson(`${proc.url}/v2/health/ready`);
+  for (let i = 0; ready.status !== 503 && i < 50; i++) ready = await getJson(`${proc.url}/v2/health/ready`);
+  t.is(ready.status, 503);
+  t.true(Date.now() - signalled < 1_000, 'readiness failed within a second of SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, drainDelayMs / 2));
+  const during = await postJson(`${proc.url}/v2/models/iris/infer`, irisRequest());
+  t.is(during.status, 200, 'a new connection during the drain delay is still served');
+  t.is(during.headers.get('connection'), 'close');
+  t.is(await proc.exited, 0);
+  t.true(Date.now() - signalled >= drainDelayMs, `exited after the drain delay (${Date.now() - signalled} ms)`);
+});
+
 const cliFails = test.macro(async (t, args: () => Promise<string[]>, code: number, message: RegExp) => {
   const result = await runCli(['serve-model', ...(await args())]);
   t.is(result.code, code, result.stderr);

@@ -6,7 +6,7 @@ import { copyFile, mkdir, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
-import { startGateway, type RunningGateway } from '../../src/main.js';
+import { startGateway, type RunningGateway } from '../../src/app/gateway.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import type { RolloutView } from '../../src/rollout/view.js';
 import { MODELS, ROOT, gatewayConfig, irisRequest, startTestGateway } from '../helpers/gateway.js';

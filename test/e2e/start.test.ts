@@ -56,6 +56,15 @@ test('the example config serves both Iris versions and the large MLP; the banner
   t.is(await status(await devToken('gateway:admin')), 200);
   t.is(await status(await devToken('iris:infer')), 403);
   t.is(await status(), 401);
+
+  // The banner's suggested status command works as printed: its token command, then status with that token.
+  const hint = /try: node \S+ status --admin-url (\S+) --token "\$\(node \S+ token --scope '([^']+)'\)"/.exec(gw.stderr());
+  t.truthy(hint, gw.stderr());
+  const [, adminUrl, adminScope] = hint as unknown as [string, string, string];
+  t.is(adminUrl, admin![1]!);
+  const run = await runCli(['status', '--admin-url', adminUrl, '--token', await devToken(adminScope)]);
+  t.is(run.code, 0, run.stderr);
+  t.regex(run.stdout, /iris/);
 });
 
 test('SIGTERM: stops accepting, finishes the in-flight request, exits 0', async (t) => {

@@ -8,7 +8,7 @@ import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
 import { EXTERNAL_AUTH_PROTO, PROTO_LOADER_OPTIONS, type CheckResponseMessage } from '../../src/ext-authz/grpc.js';
 import { stripPathPrefix } from '../../src/ext-authz/http.js';
 import { startExtAuthz, type RunningExtAuthz } from '../../src/ext-authz/start.js';
-import { envoyProtoDirs } from '../../src/mesh/envoy-validate.js';
+import { envoyProtoDirs } from '../helpers/envoy-validate.js';
 import { MemoryStore } from '../../src/ratelimit/memory-store.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { ecKey, tokenFor } from '../helpers/jwt.js';

@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { gatewayConfig, irisModels, irisRequest, ROOT, startTestGateway } from '../helpers/gateway.js';
 import { ecKey, tokenFor } from '../helpers/jwt.js';
 

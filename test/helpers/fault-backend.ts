@@ -6,7 +6,7 @@ import { createBackend } from '../../src/backends/create.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { BackendFactory } from '../../src/models/catalog.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult } from '../../src/protocol/oip.js';
-import { isShadowRequest } from '../../src/shadow/mark.js';
+import { isShadowRequest } from '../../src/protocol/shadow-mark.js';
 
 export interface Faults {
   /** Every call waits this long (honouring its abort signal) before running for real. */

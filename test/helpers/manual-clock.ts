@@ -1,6 +1,6 @@
 // A Clock tests move by hand: timers fire in due order when advance() passes their time.
 
-import type { Cancel, Clock } from '../../src/resilience/clock.js';
+import type { Cancel, Clock } from '../../src/core/clock.js';
 
 interface Timer {
   at: number;

@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { gatewayConfig, startTestGateway } from './gateway.js';
 
 export interface RecordedRequest {

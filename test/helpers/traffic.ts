@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
-import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/main.js';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/app/gateway.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { MODELS } from './gateway.js';
 

@@ -11,11 +11,11 @@ import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 import { DEFAULT_MESH_TARGET, renderIstio } from '../../src/mesh/istio.js';
 import { meshDrift, parseDurationMs } from '../../src/mesh/render-drift.js';
-import { scanModelDirectory } from '../../src/serve-model.js';
+import { scanModelDirectory } from '../../src/app/runtime.js';
 import { MODELS, ROOT } from '../helpers/gateway.js';
-import { dockerfileProblems, tritonConfigProblems } from './deploy-checks.js';
-import { buildKustomization, isRecord, pick, readManifests, strategicMerge } from './deploy-kustomize.js';
-import { validateObject, type K8sObject } from './k8s-schema.js';
+import { dockerfileProblems, tritonConfigProblems } from '../helpers/deploy-checks.js';
+import { buildKustomization, isRecord, pick, readManifests, strategicMerge } from '../helpers/deploy-kustomize.js';
+import { validateObject, type K8sObject } from '../helpers/k8s-schema.js';
 
 const BASE = path.join(ROOT, 'deploy/base');
 const TRITON = path.join(ROOT, 'deploy/overlays/triton');

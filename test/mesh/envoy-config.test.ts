@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
-import { loadEnvoyProtos, validateEnvoyObject, validateEnvoyYaml } from '../../src/mesh/envoy-validate.js';
+import { loadEnvoyProtos, validateEnvoyObject, validateEnvoyYaml } from '../helpers/envoy-validate.js';
 import { ROOT } from '../helpers/gateway.js';
 
 const root = loadEnvoyProtos();

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { parseConfig } from '../../src/config/load.js';
 import type { GatewayConfig } from '../../src/config/schema.js';
 import { DEFAULT_MESH_TARGET, idleTimeoutMs, renderIstio, subsetName, toPercentages, type HttpRoute } from '../../src/mesh/istio.js';
-import { validateObject, type K8sObject } from './k8s-schema.js';
+import { validateObject, type K8sObject } from '../helpers/k8s-schema.js';
 
 const HOST = 'model-gateway.model-serving.svc.cluster.local';
 

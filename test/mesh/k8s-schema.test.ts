@@ -4,7 +4,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { parseDurationMs } from '../../src/mesh/render-drift.js';
-import { ISTIO_DURATION_FIELDS, validateObject, type K8sObject } from './k8s-schema.js';
+import { ISTIO_DURATION_FIELDS, validateObject, type K8sObject } from '../helpers/k8s-schema.js';
 
 const problemsOf = (object: K8sObject): string[] => {
   try {

@@ -16,7 +16,7 @@ import {
   tensorBytes,
 } from '../../src/protocol/binary.js';
 import type { Datatype, Tensor, TensorData } from '../../src/protocol/oip.js';
-import { RawBody } from '../../src/pipeline/stage.js';
+import { RawBody } from '../../src/protocol/binary.js';
 import { encodeJsonData } from '../../src/protocol/tensor.js';
 import { validateInferRequest } from '../../src/protocol/validate.js';
 

@@ -34,7 +34,7 @@ const storeConfig = (over: Record<string, unknown> = {}) => ({
 
 redisTest('the Lua script decides exactly like the JS token bucket (passed clock, 300 random steps)', async (t) => {
   let now = 1_700_000_000_000;
-  const store = await connectRedisStore(storeConfig(), { log, clock: () => now });
+  const store = await connectRedisStore(storeConfig(), { log, now: () => now });
   t.teardown(() => store.close());
   let seed = 42;
   const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { Writable } from 'node:stream';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
-import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/main.js';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/app/gateway.js';
 import type { RolloutView } from '../../src/rollout/view.js';
 import { createLogger, type Logger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory } from '../helpers/fault-backend.js';

@@ -1,7 +1,7 @@
 // Version choice over real HTTP: path beats header beats sticky/weights; the header needs config (and a scope) to count.
 
 import test from 'ava';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import { ecKey, tokenFor } from '../helpers/jwt.js';
 import { gatewayConfig, getJson, irisModels, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
 

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { RunningGateway } from '../../src/main.js';
+import type { RunningGateway } from '../../src/app/gateway.js';
 import type { PairSummary } from '../../src/shadow/stats.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory } from '../helpers/fault-backend.js';

@@ -15,7 +15,8 @@ import { ManualClock } from '../helpers/manual-clock.js';
 async function stage(clock: ManualClock) {
   const models = irisModels() as { iris: Record<string, unknown> };
   models.iris.timeoutMs = 500;
-  return deadlineStage(await parseConfig(gatewayConfig({ models }), { baseDir: ROOT, source: 'test' }), clock);
+  const config = await parseConfig(gatewayConfig({ models }), { baseDir: ROOT, source: 'test' });
+  return deadlineStage({ timeouts: new Map(Object.entries(config.models).map(([name, m]) => [name, m.timeoutMs])), clock });
 }
 
 /** A real IncomingMessage whose body arrives when `end()` is called. */

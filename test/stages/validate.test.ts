@@ -1,13 +1,14 @@
 // Validate stage, pass-through rule: a remote version with `validate: remote` gets the body undecoded, unless another
-// stage needs tensors (shadows, `cost: rows` rate limits); wrappers such as reload's TrackedBackend keep the rule.
+// stage needs tensors (shadows, `cost: rows` rate limits); interceptors (reload's in-flight count, instrumentation) keep the rule.
 
 import test from 'ava';
 import { createBackend } from '../../src/backends/create.js';
-import type { Backend } from '../../src/backends/backend.js';
+import { intercept, type Backend } from '../../src/backends/backend.js';
+import { InFlightCalls } from '../../src/backends/in-flight.js';
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
 import type { ServedVersion } from '../../src/models/catalog.js';
-import { TrackedBackend } from '../../src/reload/backend-pool.js';
-import { modelsNeedingTensors, needsDecoding } from '../../src/stages/validate.js';
+import { modelsNeedingTensors } from '../../src/stages/chain.js';
+import { needsDecoding } from '../../src/stages/decode.js';
 import { createLogger } from '../../src/telemetry/log.js';
 
 const log = createLogger('silent');
@@ -40,7 +41,7 @@ const http = (validate: 'remote' | 'gateway') => () => {
 };
 test('an http version with validate: remote forwards undecoded', decodes, http('remote'), false);
 test('an http version with validate: gateway is decoded and checked here first', decodes, http('gateway'), true);
-test('reload’s TrackedBackend around a remote keeps it pass-through', decodes, () => new TrackedBackend(http('remote')(), 'a/1'), false);
+test('interceptors around a remote keep it pass-through', decodes, () => intercept(http('remote')(), new InFlightCalls().interceptor), false);
 test('an in-process ONNX version always needs tensors', decodes, () => createBackend('a', '1', { kind: 'onnx', path: '/x.onnx', workers: 1, intraOpThreads: 1, maxQueue: 1 }, log), true);
 
 const needs = test.macro((t, c: GatewayConfig, expected: Record<string, boolean>) => {

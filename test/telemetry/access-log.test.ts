@@ -5,7 +5,7 @@ import test from 'ava';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/load.js';
-import { startGateway } from '../../src/main.js';
+import { startGateway } from '../../src/app/gateway.js';
 import { createAccessLog, type AccessEntry } from '../../src/telemetry/access-log.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory } from '../helpers/fault-backend.js';

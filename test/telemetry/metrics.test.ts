@@ -7,7 +7,7 @@ import { createBackend } from '../../src/backends/create.js';
 import type { BackendFactory } from '../../src/models/catalog.js';
 import type { RolloutView } from '../../src/rollout/view.js';
 import { GatewayMetrics } from '../../src/telemetry/metrics.js';
-import { registerRolloutMetrics } from '../../src/telemetry/state-metrics.js';
+import { registerRolloutMetrics } from '../../src/app/state-metrics.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { MODELS, IRIS_ROW, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
 

@@ -6,7 +6,7 @@ import test from 'ava';
 import { ROOT_CONTEXT, propagation, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { startTracing, tracer, tracingEnabled, type Tracing, type TracingOptions } from '../../src/telemetry/tracing.js';
-import { GATEWAY_NAME, GATEWAY_VERSION } from '../../src/version.js';
+import { GATEWAY_NAME, GATEWAY_VERSION } from '../../src/core/version.js';
 
 /** Starts tracing and always shuts it down (the OpenTelemetry globals can only be registered once at a time). */
 function start(t: import('ava').ExecutionContext, options: TracingOptions): Tracing {

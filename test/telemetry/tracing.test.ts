@@ -49,7 +49,7 @@ test.serial('one request: server → stage spans → client span; each backend s
   t.is(server.attributes['model_gateway.version'], '1');
 
   // Stage spans nest in chain order (an onion: each is the parent of the next).
-  const chain = ['request-id', 'auth', 'rate-limit:admission', 'route', 'validate', 'rate-limit:routed', 'shadow', 'deadline', 'breaker', 'upstream'];
+  const chain = ['request-id', 'auth', 'rate-limit:admission', 'route', 'validate', 'rate-limit:routed', 'shadow', 'deadline', 'upstream'];
   const stageSpans = spans.filter((s) => s.name.startsWith('stage ') && s.spanContext().traceId === CALLER_TRACE);
   t.deepEqual(
     stageSpans.map((s) => s.name.slice(6)).sort(),

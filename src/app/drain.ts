@@ -1,0 +1,103 @@
+// The shutdown timeline for a pod behind a mesh: not-ready at once, keep serving while endpoints propagate, then close.
+
+import type http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { GatewayState } from '../pipeline/generation.js';
+
+export interface DrainPlan {
+  /**
+   * How long to keep accepting new connections after the signal, ms. Kubernetes removes the pod from Service
+   * endpoints asynchronously; Envoys in the mesh keep sending to it until their EDS update arrives.
+   */
+  drainDelayMs: number;
+  /** Everything must be finished this long after the signal (keep it below terminationGracePeriodSeconds), ms. */
+  shutdownTimeoutMs: number;
+}
+
+export interface DrainSteps {
+  state: GatewayState;
+  server: http.Server;
+  log: Logger;
+  /** Runs at once, before the delay: stop anything that could start new work on its own (config watching). */
+  onDraining?: () => void;
+  /** Runs when the data plane stops accepting (e.g. the admin API closes, so status stays readable during the delay). */
+  onStopAccepting?: () => Promise<void>;
+  /** Resolves when work started by finished requests (mirrored shadow calls) is done. */
+  backgroundIdle?: () => Promise<void>;
+  /** Releases everything else (aborts what is left in the background, closes backends and stores). */
+  release: () => Promise<void>;
+}
+
+export interface DrainReport {
+  /** ms after the signal at which the data plane stopped accepting connections. */
+  stoppedAcceptingAtMs: number;
+  /** ms after the signal at which the last connection ended. */
+  connectionsClosedAtMs: number;
+  /** ms after the signal at which background work settled (or was cut off). */
+  backgroundSettledAtMs: number;
+  /** Connections still open at the cut-off and closed by force. */
+  forcedConnections: boolean;
+  /** Background work still running at the cut-off (aborted by `release`). */
+  forcedBackground: boolean;
+}
+
+/**
+ * Time kept back from the deadline for releasing backends after the connections are cut: 10% of the budget, at most
+ * one second, so a stuck request can never push the exit past the deadline.
+ */
+export function releaseReserveMs(shutdownTimeoutMs: number): number {
+  return Math.min(1_000, Math.floor(shutdownTimeoutMs / 10));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Resolves true when `work` settled before `ms`, false when the time ran out first. */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([work.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs the timeline:
+ *   t=0            readiness answers 503, every reply carries `Connection: close` (clients reconnect, possibly elsewhere);
+ *   t=drainDelay   stop accepting; idle keep-alive sockets close; in-flight requests finish;
+ *   then           shadow calls started by those requests finish;
+ *   deadline−reserve  whatever is still open is cut; `release` closes backends before the deadline.
+ */
+export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<DrainReport> {
+  const started = performance.now();
+  const elapsed = () => performance.now() - started;
+  const cutOffAt = plan.shutdownTimeoutMs - releaseReserveMs(plan.shutdownTimeoutMs);
+  steps.state.draining = true;
+  steps.onDraining?.();
+  steps.log.info({ drainDelayMs: plan.drainDelayMs, shutdownTimeoutMs: plan.shutdownTimeoutMs }, 'draining: readiness fails; still accepting during the drain delay');
+
+  await sleep(Math.min(plan.drainDelayMs, cutOffAt));
+  const closed = new Promise<void>((resolve) => steps.server.close(() => resolve()));
+  // Sockets idle since before the signal never saw a `Connection: close`; close them now. Busy ones close after their reply.
+  steps.server.closeIdleConnections();
+  const stoppedAcceptingAtMs = elapsed();
+  await steps.onStopAccepting?.();
+  steps.log.info({ atMs: Math.round(stoppedAcceptingAtMs) }, 'draining: stopped accepting; finishing in-flight requests');
+
+  const forcedConnections = !(await within(closed, cutOffAt - elapsed()));
+  if (forcedConnections) {
+    steps.log.warn({ shutdownTimeoutMs: plan.shutdownTimeoutMs }, 'shutdown deadline near; closing remaining connections');
+    steps.server.closeAllConnections();
+  }
+  const connectionsClosedAtMs = elapsed();
+
+  const forcedBackground = steps.backgroundIdle ? !(await within(steps.backgroundIdle(), cutOffAt - elapsed())) : false;
+  if (forcedBackground) steps.log.warn('shutdown deadline near; aborting shadow calls still running');
+  const backgroundSettledAtMs = elapsed();
+  await steps.release();
+  return { stoppedAcceptingAtMs, connectionsClosedAtMs, backgroundSettledAtMs, forcedConnections, forcedBackground };
+}

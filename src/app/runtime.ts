@@ -1,0 +1,148 @@
+// The runtime container (`model-gateway serve-model`): serves ONNX models from a model directory (or a gateway-style
+// config) over the OIP REST surface with the gateway's own server, catalog and in-process ONNX backend, no auth.
+
+import { once } from 'node:events';
+import { readdir, stat } from 'node:fs/promises';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { createBackend } from '../backends/create.js';
+import { ConfigError, parseConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { ModelCatalog } from '../models/catalog.js';
+import { runtimeChain } from '../stages/chain.js';
+import { GuardRegistry } from '../resilience/registry.js';
+import type { GatewayState } from '../pipeline/generation.js';
+import { createDataPlane } from '../server/data-plane.js';
+import type { Logger } from '../telemetry/log.js';
+import { drainGateway } from './drain.js';
+
+export const RUNTIME_DEFAULTS = { host: '127.0.0.1', port: 8000 } as const;
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** `iris-v2.onnx` → iris, 2; the version part is digits, or a name after `-v`. */
+const VERSIONED_FILE = /^(.+)-v([A-Za-z0-9][A-Za-z0-9_.-]*)\.onnx$/;
+
+export interface RepositoryModel {
+  model: string;
+  version: string;
+  file: string;
+}
+
+/**
+ * The models in a directory, in either layout:
+ *   - repository layout (Triton/KServe): `<model>/<version>/model.onnx`
+ *   - flat files: `<model>-v<version>.onnx`, or `<model>.onnx` for version 1
+ * Other files are ignored; the same model version found twice, or a name the gateway cannot serve, is an error.
+ */
+export async function scanModelDirectory(dir: string): Promise<RepositoryModel[]> {
+  const root = path.resolve(dir);
+  let entries;
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (err) {
+    throw new ConfigError(root, [`(directory): cannot read: ${(err as Error).message}`]);
+  }
+  const found: RepositoryModel[] = [];
+  const problems: string[] = [];
+  const add = (model: string, version: string, file: string) => {
+    const at = path.relative(root, file);
+    if (!NAME.test(model)) problems.push(`${at}: model name '${model}' must match ${NAME.source}`);
+    else if (!NAME.test(version)) problems.push(`${at}: version '${version}' must match ${NAME.source}`);
+    else if (found.some((f) => f.model === model && f.version === version)) problems.push(`${at}: model ${model} version ${version} is found twice`);
+    else found.push({ model, version, file });
+  };
+  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (entry.name.startsWith('.')) continue;
+    const full = path.join(root, entry.name);
+    if (entry.isFile() && entry.name.endsWith('.onnx')) {
+      const versioned = VERSIONED_FILE.exec(entry.name);
+      if (versioned) add(versioned[1]!, versioned[2]!, full);
+      else add(entry.name.slice(0, -'.onnx'.length), '1', full);
+    } else if (entry.isDirectory()) {
+      for (const version of (await readdir(full, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'))) {
+        const file = path.join(full, version.name, 'model.onnx');
+        if (await stat(file).then((s) => s.isFile(), () => false)) add(entry.name, version.name, file);
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(root, problems);
+  if (found.length === 0) throw new ConfigError(root, ['(directory): no models found (expected <model>/<version>/model.onnx, <model>-v<version>.onnx or <model>.onnx)']);
+  return found;
+}
+
+/** A runtime config serving every model of a directory, each version with `workers` ONNX worker threads. */
+export async function repositoryConfig(
+  dir: string,
+  options: { workers: number; logLevel?: string; batching?: { maxBatchSize: number; maxQueueDelayUs: number } },
+): Promise<GatewayConfig> {
+  const models: Record<string, { versions: Record<string, unknown> }> = {};
+  const batching = options.batching ? { batching: options.batching } : {};
+  for (const m of await scanModelDirectory(dir)) {
+    (models[m.model] ??= { versions: {} }).versions[m.version] = { backend: { kind: 'onnx', path: m.file, workers: options.workers, ...batching } };
+  }
+  return parseConfig({ logging: { level: options.logLevel ?? 'info' }, models }, { baseDir: path.resolve(dir), source: path.resolve(dir) });
+}
+
+/** Makes a loaded config a runtime one: listen address from the flags, no admin API, no reload, ONNX only. */
+export function asRuntimeConfig(config: GatewayConfig, listen: { host: string; port: number }, source: string): GatewayConfig {
+  const remote = Object.entries(config.models).flatMap(([name, model]) =>
+    Object.entries(model.versions)
+      .filter(([, v]) => v.backend.kind !== 'onnx')
+      .map(([version]) => `models.${name}.versions.${version}.backend.kind: serve-model serves ONNX models in-process; it cannot proxy to another server`),
+  );
+  if (remote.length > 0) throw new ConfigError(source, remote);
+  return { ...config, server: { ...config.server, ...listen }, admin: { ...config.admin, enabled: false }, reload: { ...config.reload, watch: false } };
+}
+
+export interface RunningRuntime {
+  readonly url: string;
+  readonly port: number;
+  readonly state: GatewayState;
+  readonly server: http.Server;
+  /** Drains like the gateway: `drainDelayMs` (default 0; the CLI passes server.drainDelayMs on SIGTERM), then closes. */
+  stop(drainDelayMs?: number): Promise<void>;
+}
+
+/** Loads every model, then serves them with the runtime chain (see runtimeChain). */
+export async function startRuntime(config: GatewayConfig, log: Logger): Promise<RunningRuntime> {
+  const catalog = ModelCatalog.fromConfig(config, (model, version, backend) => createBackend(model, version, backend, log));
+  try {
+    await catalog.start();
+  } catch (err) {
+    await catalog.close();
+    throw err;
+  }
+  const guards = new GuardRegistry({ log });
+  const state: GatewayState = { current: { catalog, pipeline: runtimeChain({ config, catalog, log, guards }) }, draining: false };
+  const server = createDataPlane(state, config.server, log);
+  server.listen(config.server.port, config.server.host);
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    guards.close();
+    await catalog.close();
+    throw err;
+  }
+  const { port } = server.address() as AddressInfo;
+  const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
+  let stopping: Promise<void> | undefined;
+  // The gateway's drain timeline: not-ready at once, still accepting for the drain delay, in-flight requests finish
+  // (Connection: close), then the workers close — all within shutdownTimeoutMs.
+  const stop = (drainDelayMs = 0): Promise<void> => {
+    stopping ??= drainGateway(
+      {
+        state,
+        server,
+        log,
+        release: async () => {
+          guards.close();
+          await catalog.close();
+        },
+      },
+      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs },
+    ).then(() => undefined);
+    return stopping;
+  };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, stop };
+}

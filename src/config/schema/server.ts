@@ -1,0 +1,161 @@
+// The process: the data-plane listener and its timeouts, logging, telemetry, the admin API, reload, the disagreement
+// log, ext_authz and cross-replica coordination.
+
+import { z } from 'zod';
+
+/** The data-plane HTTP listener, its limits and the shutdown timeline. */
+export const serverSchema = z.strictObject({
+  /** Data-plane listen address. */
+  host: z.string().min(1).default('0.0.0.0'),
+  /** Data-plane port; 0 picks a free port. */
+  port: z.int().min(0).max(65535).default(8080),
+  /** Largest accepted request body, in bytes; larger bodies get 413 before they are read. */
+  maxBodyBytes: z.int().min(1024).default(16 * 1024 * 1024),
+  /** Idle keep-alive socket lifetime, ms. Must exceed the idle timeout of the Envoy in front (see README). */
+  keepAliveTimeoutMs: z.int().min(1000).default(75_000),
+  /** Time allowed to receive the request headers, ms. */
+  headersTimeoutMs: z.int().min(1000).default(10_000),
+  /** Time allowed to receive the whole request, ms (0 disables). */
+  requestTimeoutMs: z.int().min(0).default(60_000),
+  /**
+   * On SIGTERM: the hard deadline, counted from the signal, by which the process has exited, ms. Keep it below the
+   * pod's terminationGracePeriodSeconds (default 30 s), or the kubelet's SIGKILL cuts requests mid-reply.
+   */
+  shutdownTimeoutMs: z.int().min(0).default(25_000),
+  /**
+   * On SIGTERM: how long the gateway keeps accepting new connections after readiness starts failing, ms, while
+   * Kubernetes and the mesh's Envoys remove the pod from their endpoints. Must be below shutdownTimeoutMs.
+   */
+  drainDelayMs: z.int().min(0).default(5_000),
+  /** Largest accepted request head (request line and headers), bytes; larger ones get 431 (Node's maxHeaderSize). */
+  maxHeaderBytes: z.int().min(1024).max(1024 * 1024).default(16 * 1024),
+}).refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
+  path: ['drainDelayMs'],
+  message: 'must be below server.shutdownTimeoutMs (the drain delay counts against the same deadline)',
+});
+
+export const loggingSchema = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** One JSON line per model request (request id, trace id, model, version, status, latency, subject, shadow/fallback). */
+  accessLog: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Fraction of non-5xx requests logged, 0–1; 5xx are always logged. */
+      sampleRate: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
+});
+
+/** Traces (OpenTelemetry, OTLP/HTTP) and Prometheus metrics. */
+export const telemetrySchema = z.strictObject({
+  tracing: z
+    .strictObject({
+      /**
+       * OTLP/HTTP traces endpoint (full URL, e.g. http://otel-collector:4318/v1/traces). Unset: the standard
+       * OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables decide; with neither, no span is recorded or exported.
+       */
+      otlpEndpoint: z.url({ protocol: /^https?$/ }).optional(),
+      /**
+       * Share of new traces recorded, 0–1 (head sampling); a caller's sampled flag in `traceparent` is honoured
+       * (parent-based), so one trace is recorded everywhere or nowhere.
+       */
+      sampleRatio: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Serve Prometheus metrics at /metrics on the admin port (without the admin token: they hold no secrets). */
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
+});
+
+/** The admin API (traffic shifting, reload, shadow statistics): its own port, loopback by default. */
+export const adminSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Listen address; keep it on loopback unless a network policy protects the port. */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Listen port; 0 picks a free port. */
+  port: z.int().min(0).max(65535).default(8081),
+  /**
+   * Bearer token every admin call must present; write `${ADMIN_TOKEN}` to keep it out of the file. Unset: the
+   * MODEL_GATEWAY_ADMIN_TOKEN environment variable; neither set: admin calls are refused (401) unless a JWT with
+   * `auth.admin`'s scopes is presented, while /metrics is still served; with metrics disabled too, the admin server
+   * does not start.
+   */
+  token: z.string().min(16, 'admin.token must be at least 16 characters').optional(),
+});
+
+/** Watching the config file and swapping in a new pipeline when it changes. */
+export const reloadSchema = z.strictObject({
+  /** Watch the config file's directory (Kubernetes ConfigMap symlink swaps included) and reload on change. */
+  watch: z.boolean().default(true),
+  /** Quiet period after the last file event before reading the file, ms (editors and kubelet write in steps). */
+  debounceMs: z.int().min(0).default(300),
+  /** Also re-read the file this often, ms, for filesystems without change events; 0 disables. */
+  pollIntervalMs: z.int().min(0).default(5_000),
+  /** After a swap, retired backends wait this long for their in-flight calls before being closed anyway, ms. */
+  drainTimeoutMs: z.int().min(0).default(30_000),
+});
+
+/** A JSON Lines file of sampled shadow disagreements (request id and both outputs; never the inputs). */
+export const disagreementLogSchema = z.strictObject({
+  /** File path; relative paths resolve against the config file's directory. */
+  path: z.string().min(1),
+  /** Fraction of disagreements written, 0–1. */
+  sampleRate: z.number().min(0).max(1).default(1),
+  /** When the file would grow past this many bytes it is rotated to `<path>.1` (one old file kept). */
+  maxFileBytes: z.int().min(1024).default(64 * 1024 * 1024),
+  /** Elements of each output written per line; longer outputs are cut and marked `truncated`. */
+  maxElementsPerOutput: z.int().min(1).default(1024),
+});
+
+/** State shared by the gateway replicas of one deployment (today: progressive rollouts). Absent: each replica on its own. */
+export const coordinationSchema = z.strictObject({
+  redis: z.strictObject({
+    /** e.g. `redis://:${REDIS_PASSWORD}@redis:6379/0` (rediss:// for TLS). */
+    url: z.string().regex(/^rediss?:\/\//, 'url must start with redis:// or rediss://'),
+    /** Prefix of every key; replicas sharing rollouts must use the same one. */
+    keyPrefix: z.string().default('model-gateway:rollout:'),
+    /** The leader's lease lives this long unless renewed, ms; a crashed leader is replaced after at most this. */
+    leaseTtlMs: z.int().min(100).default(10_000),
+    /** How often each replica renews or tries the lease, publishes its samples and reads the shared state, ms. */
+    syncIntervalMs: z.int().min(10).default(1_000),
+    /** One Redis command may take this long, ms. */
+    commandTimeoutMs: z.int().min(1).default(1_000),
+    /** Connect timeout, ms; the client reconnects on its own with backoff. */
+    connectTimeoutMs: z.int().min(100).default(2_000),
+  }),
+});
+
+/**
+ * Envoy external authorization (ext_authz): the gateway answers Envoy's checks with the same JWT and rate-limit
+ * policy it enforces itself. Each service listens on its own port, off the data plane's OIP path space.
+ */
+export const extAuthzSchema = z.strictObject({
+  /** The HTTP service (Envoy `http_service`). */
+  http: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Listen address; loopback because Envoy runs in the same pod. */
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.int().min(0).max(65535).default(9191),
+      /** Envoy's `path_prefix`: checked paths start with it and it is removed before matching the OIP path. */
+      pathPrefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'pathPrefix is empty or /segment[/segment...]').default('/ext-authz'),
+    })
+    .prefault({}),
+  /** The gRPC service `envoy.service.auth.v3.Authorization/Check` (Envoy `grpc_service`). */
+  grpc: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.int().min(0).max(65535).default(9192),
+    })
+    .prefault({}),
+  /**
+   * Charge the admission rate-limit rules in the check. Turn off when Envoy forwards to this gateway's own data plane,
+   * which charges them again (each request would cost two tokens).
+   */
+  rateLimits: z.boolean().default(true),
+});
+

@@ -1,0 +1,226 @@
+// Data-plane HTTP server: matches OIP paths, builds a Context, runs the pipeline and writes the reply. The only writer of
+// data-plane HTTP responses.
+
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import { performance } from 'node:perf_hooks';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { AccessLog } from '../telemetry/access-log.js';
+import { statusClass, type GatewayMetrics } from '../telemetry/metrics.js';
+import { tracer, tracingEnabled } from '../telemetry/tracing.js';
+import type { ServerConfig } from '../config/schema.js';
+import { ERROR_CODES } from '../errors/codes.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { toResponse } from '../errors/to-response.js';
+import { peerAddress } from '../http/peer.js';
+import { RequestBody } from '../http/request-body.js';
+import { createContext } from '../pipeline/context.js';
+import type { GatewayState, Generation } from '../pipeline/generation.js';
+import type { Operation } from '../pipeline/stage.js';
+import { RawBody } from '../protocol/binary.js';
+import { FALLBACK_HEADER } from '../protocol/headers.js';
+import { matchRoute, pathOf } from '../protocol/routes.js';
+import { GATEWAY_NAME, GATEWAY_VERSION } from '../core/version.js';
+
+/** OIP extensions the data plane implements, listed in server metadata. */
+const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>, close: boolean): void {
+  if (body instanceof RawBody) {
+    const out: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', ...headers, 'content-length': body.byteLength };
+    if (close) out.connection = 'close';
+    res.writeHead(status, out);
+    // Corked so the JSON part and the tensors leave in as few packets as one concatenated buffer would, without the copy.
+    res.cork();
+    for (const chunk of body.chunks) res.write(chunk);
+    res.end();
+    return;
+  }
+  const payload = JSON.stringify(body);
+  const out: http.OutgoingHttpHeaders = { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  if (close) out.connection = 'close';
+  res.writeHead(status, out);
+  res.end(payload);
+}
+
+/** Raw responses for requests Node's parser rejected before any handler ran. */
+function rejectOnSocket(socket: Socket, status: number, reason: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** What the data plane records per request; each part is optional (metrics off, access log off). */
+export interface DataPlaneTelemetry {
+  metrics?: GatewayMetrics | undefined;
+  accessLog?: AccessLog | undefined;
+}
+
+/** The trace id of a W3C `traceparent` header, so access logs join the caller's trace even when nothing is exported. */
+function traceIdFrom(header: string | string[] | undefined): string | undefined {
+  const m = typeof header === 'string' ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(header) : null;
+  return m && m[1] !== '0'.repeat(32) ? m[1] : undefined;
+}
+
+/** The server span of a model request, continuing the caller's W3C trace context. Named by route, never by raw path. */
+function startServerSpan(req: IncomingMessage, operation: Operation, versioned: boolean, model: string) {
+  const suffix = operation === 'infer' ? '/infer' : operation === 'model-ready' ? '/ready' : '';
+  const route = `/v2/models/{model}${versioned ? '/versions/{version}' : ''}${suffix}`;
+  const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+  return tracer().startSpan(
+    `${req.method ?? 'GET'} ${route}`,
+    {
+      kind: SpanKind.SERVER,
+      attributes: { 'http.request.method': req.method ?? 'GET', 'http.route': route, 'url.path': (req.url ?? '').split('?')[0]!.slice(0, 256), 'model_gateway.model': model.slice(0, 128) },
+    },
+    parent,
+  );
+}
+
+export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger, telemetry: DataPlaneTelemetry = {}): http.Server {
+  const { metrics, accessLog } = telemetry;
+  const server = http.createServer(
+    {
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      maxHeaderSize: config.maxHeaderBytes,
+      // Node checks header/request timeouts on this period (default 30 s): without it a slow client outlives headersTimeoutMs.
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 4))),
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+    },
+    (req, res) => {
+      handle(req, res).catch((err: unknown) => {
+        log.error({ err }, 'unhandled error while answering a request');
+        if (!res.headersSent) send(res, 500, { error: ERROR_CODES.GW_ERR_INTERNAL.message }, {}, true);
+        else res.destroy();
+      });
+    },
+  );
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'HPE_HEADER_OVERFLOW') return rejectOnSocket(socket, 431, 'Request Header Fields Too Large', 'request headers are too large');
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rejectOnSocket(socket, 408, 'Request Timeout', 'request was not received in time');
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  });
+
+  function sendError(res: ServerResponse, err: GatewayError): void {
+    const mapped = toResponse(err);
+    send(res, mapped.status, mapped.body, mapped.headers, state.draining);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const route = matchRoute(pathOf(url));
+    const method = req.method ?? 'GET';
+    if (!route) {
+      return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`));
+    }
+    if (!route.methods.includes(method)) {
+      const allow = route.methods.join(', ');
+      return sendError(res, new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } }));
+    }
+    const generation = state.current;
+    switch (route.kind) {
+      case 'live':
+        return send(res, 200, { live: true }, {}, state.draining);
+      case 'ready': {
+        const ready = !state.draining && generation.catalog.ready();
+        return send(res, ready ? 200 : 503, { ready }, {}, state.draining);
+      }
+      case 'server-metadata':
+        return send(res, 200, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: SERVER_EXTENSIONS }, {}, state.draining);
+      case 'model':
+        return runPipeline(generation, route.operation, route.model, route.version, req, res);
+    }
+  }
+
+  async function runPipeline(
+    generation: Generation,
+    operation: Operation,
+    modelName: string,
+    pathVersion: string | undefined,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    const started = performance.now();
+    // Unknown model names come from clients: one label for all of them keeps the series count bounded.
+    const modelLabel = generation.catalog.get(modelName) ? modelName : 'unknown';
+    metrics?.inFlight.inc({ model: modelLabel });
+    const aborter = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) aborter.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
+    });
+    const ctx = createContext({
+      operation,
+      modelName,
+      pathVersion,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      clientAddress: peerAddress(req.socket.remoteAddress),
+      signal: aborter.signal,
+      body: new RequestBody(req, config.maxBodyBytes),
+    });
+    const span = tracingEnabled() ? startServerSpan(req, operation, pathVersion !== undefined, modelName) : undefined;
+    let status = 500;
+    let errorCode: string | undefined;
+    let fallbackFrom: string | undefined;
+    try {
+      const run = () => generation.pipeline(ctx);
+      const reply = await (span ? context.with(trace.setSpan(context.active(), span), run) : run());
+      status = reply.status;
+      fallbackFrom = reply.headers?.[FALLBACK_HEADER] ?? ctx.responseHeaders[FALLBACK_HEADER];
+      if (res.destroyed) return;
+      send(res, reply.status, reply.body, { ...ctx.responseHeaders, ...reply.headers }, state.draining || ctx.body.abandoned);
+    } catch (err) {
+      const mapped = toResponse(err);
+      status = mapped.status;
+      errorCode = mapped.code;
+      const fields = { requestId: ctx.requestId, model: modelName, version: ctx.target?.version, code: mapped.code, status: mapped.status };
+      if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
+      else if (mapped.status >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.body.error }, 'request failed');
+      if (res.destroyed) return;
+      send(res, mapped.status, mapped.body, { ...ctx.responseHeaders, ...mapped.headers }, state.draining || ctx.body.abandoned);
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      const labels = { model: modelLabel, version: ctx.target?.version ?? '', operation, status_class: statusClass(status) };
+      metrics?.inFlight.dec({ model: modelLabel });
+      metrics?.requests.inc(labels);
+      metrics?.requestDuration.observe(labels, seconds);
+      if (span) {
+        span.setAttribute('http.response.status_code', status);
+        if (ctx.target) span.setAttribute('model_gateway.version', ctx.target.version);
+        if (errorCode) span.setAttribute('model_gateway.error.code', errorCode);
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
+      accessLog?.({
+        requestId: ctx.requestId,
+        traceId: span?.spanContext().traceId ?? traceIdFrom(req.headers.traceparent),
+        method: req.method ?? '',
+        path: (req.url ?? '').slice(0, 256),
+        model: modelName.slice(0, 128),
+        version: ctx.target?.version,
+        status,
+        latencyMs: seconds * 1000,
+        subject: ctx.identity?.subject,
+        shadows: ctx.shadowCopies ?? 0,
+        fallbackFrom,
+        errorCode,
+      });
+    }
+  }
+
+  return server;
+}

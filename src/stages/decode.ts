@@ -1,0 +1,43 @@
+// Decoding an inference body for one version: JSON or Triton's binary extension, checked against its metadata.
+
+import { GatewayError } from '../errors/gateway-error.js';
+import type { ServedVersion } from '../models/catalog.js';
+import type { Context } from '../pipeline/stage.js';
+import type { InferenceRequest } from '../protocol/oip.js';
+import { BINARY_HEADER, binaryHeaderLength, binaryInputSlices, binaryOutputsOf, decodeBinaryData, splitBinaryBody } from '../protocol/binary.js';
+import { validateInferRequest } from '../protocol/validate.js';
+
+/** False for a remote version with `validate: remote`: its body goes upstream as received, never parsed here. */
+export function needsDecoding(target: ServedVersion): boolean {
+  return !(target.backend.forward !== undefined && target.backend.passThrough === true);
+}
+
+/** The request body decoded and validated against `target`'s metadata (400 for any mismatch, 503 if not loaded). */
+export async function decodeFor(ctx: Context, target: ServedVersion): Promise<InferenceRequest> {
+  // Header checked before the body is read: a malformed value is refused without reading a large body.
+  const jsonLength = binaryHeaderLength(ctx.headers[BINARY_HEADER]);
+  const split = jsonLength === undefined ? undefined : splitBinaryBody(await ctx.body.bytes(), jsonLength);
+  const body = split === undefined ? await ctx.body.json() : split.json;
+  if (!target.backend.ready()) {
+    throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
+  }
+  const meta = target.backend.metadata();
+  const signature = { name: target.model, inputs: meta.inputs, outputs: meta.outputs };
+  const slices = split === undefined ? undefined : binaryInputSlices(body, split.binary);
+  const request = validateInferRequest(
+    body,
+    signature,
+    slices === undefined
+      ? {}
+      : {
+          externalData: (index, input) => {
+            const bytes = slices.get(index);
+            return bytes === undefined ? undefined : decodeBinaryData(input.datatype, input.shape, bytes, input.where);
+          },
+        },
+  );
+  // A plain JSON request may ask for binary outputs too.
+  const binaryOutputs = binaryOutputsOf(body);
+  if (binaryOutputs !== undefined) request.binaryOutputs = binaryOutputs;
+  return request;
+}

@@ -1,0 +1,53 @@
+// One call to one version's backend, shaped as the OIP reply: forwarded as received to a remote, or run in-process.
+
+import { clientHeaders, decodeOutputs, gatewayHeaders, replyFromRemote } from '../backends/http-oip.js';
+import type { ForwardingBackend } from '../backends/backend.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import type { ServedVersion } from '../models/catalog.js';
+import type { Context, Reply } from '../pipeline/stage.js';
+import { BINARY_HEADER, encodeBinaryResponse, RawBody } from '../protocol/binary.js';
+import type { Tensor } from '../protocol/oip.js';
+import { encodeJsonData } from '../protocol/tensor.js';
+import { encodeInferResponse } from '../protocol/validate.js';
+
+/**
+ * A remote version: the client's body goes upstream as received (never re-encoded); the remote's answer comes back
+ * with the gateway's model name and version, or with the remote's own status and error message.
+ * Headers: the client's end-to-end ones (`clientHeaders`), then the gateway's own (`gatewayHeaders`: request id,
+ * identity). A client's `x-shadow` is in neither: it only kept the shadow stage from mirroring this request, and the
+ * primary call is never marked as a mirror (mirrored copies are marked by the backend's `infer`, not here).
+ */
+async function forwardToRemote(ctx: Context, target: ServedVersion, remote: ForwardingBackend): Promise<Reply> {
+  const label = `model ${target.model} version ${target.version}`;
+  // Small or already-received bodies go as one buffer; a large one still arriving is streamed as it arrives.
+  const body = await ctx.body.forwardable();
+  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers, ctx.clientAddress), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
+  const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
+  // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
+  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };
+  return { status: reply.status, body: reply.body, headers: reply.headers };
+}
+
+/** An in-process result as a binary tensor response: the JSON part, then the asked-for outputs' bytes uncopied. */
+function binaryReply(target: ServedVersion, id: string | undefined, outputs: Tensor[], binary: 'all' | ReadonlySet<string>): Reply {
+  const head = { model_name: target.model, model_version: target.version, ...(id !== undefined ? { id } : {}) };
+  const encoded = encodeBinaryResponse(head, outputs, binary, encodeJsonData);
+  return {
+    status: 200,
+    body: new RawBody(encoded.chunks),
+    headers: { 'content-type': 'application/octet-stream', [BINARY_HEADER]: String(encoded.jsonLength) },
+  };
+}
+
+/** Runs the request's inference on `target`: the decoded request in-process, or the client's body on a remote. */
+export async function inferOn(ctx: Context, target: ServedVersion): Promise<Reply> {
+  const backend = target.backend;
+  // A remote always gets the client's body as received (validated here first only with `validate: gateway`).
+  if (backend.forward !== undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
+  const request = ctx.inference;
+  if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
+  const result = await backend.infer(request, ctx.signal);
+  ctx.result = result;
+  if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
+  return { status: 200, body: encodeInferResponse({ modelName: target.model, modelVersion: target.version, id: request.id, outputs: result.outputs }) };
+}
