@@ -42,9 +42,9 @@ test('anything else is a 500 with a generic message, flagged for logging', (t) =
   t.is(mapped.unexpected, boom);
 });
 
-test('every error code is documented in the README with its status', async (t) => {
-  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+test('every error code is documented in docs/errors.md with its status', async (t) => {
+  const errorsPage = await readFile(path.join(ROOT, 'docs/errors.md'), 'utf8');
   for (const [code, { status }] of Object.entries(ERROR_CODES)) {
-    t.regex(readme, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from the README error table`);
+    t.regex(errorsPage, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from the error table in docs/errors.md`);
   }
 });
