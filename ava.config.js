@@ -1,18 +1,15 @@
 // The main test pass: every test file except the latency comparisons, which run alone afterwards (ava.timing.config.js).
 export default {
-  "files": [
-    "test/**/*.test.ts",
-    "!test/**/*.timing.test.ts"
-  ],
-  "typescript": {
-    "rewritePaths": {
-      "src/": "dist/src/",
-      "test/": "dist/test/",
-      "scripts/": "dist/scripts/"
+  files: ['test/**/*.test.ts', '!test/**/*.timing.test.ts'],
+  typescript: {
+    rewritePaths: {
+      'src/': 'dist/src/',
+      'test/': 'dist/test/',
+      'scripts/': 'dist/scripts/',
     },
-    "compile": false
+    compile: false,
   },
-  "workerThreads": false,
-  "timeout": "2m",
-  "concurrency": 2
+  workerThreads: false,
+  timeout: '2m',
+  concurrency: 2,
 };

@@ -55,7 +55,13 @@ process.once('exit', () => {
 });
 
 /** Spawns a process and resolves once `ready` matches its output (stdout or stderr). */
-function spawnReady(name: string, cmd: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
+function spawnReady(
+  name: string,
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
   children.add(child);
   let out = '';
@@ -225,7 +231,15 @@ async function measureProxy(t: Target, path_: string, bodyFile: string, headers:
   const at1k = await drive({ ...base, mode: 'rate', rate: 1000, durationMs: 3000 });
   log(`${t.name}: open loop at 5k rps (2 s)`);
   const at5k = await drive({ ...base, mode: 'rate', rate: 5000, durationMs: 2000 });
-  return { name: t.name, maxRps: max.rps, maxErrors: max.errors, cpuPer1k: max.ok > 0 ? (cpu / max.ok) * 1000 : NaN, at1k, at5k, peakRssMb: peakRssMb(t.pids()) };
+  return {
+    name: t.name,
+    maxRps: max.rps,
+    maxErrors: max.errors,
+    cpuPer1k: max.ok > 0 ? (cpu / max.ok) * 1000 : NaN,
+    at1k,
+    at5k,
+    peakRssMb: peakRssMb(t.pids()),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -281,7 +295,16 @@ async function measureBatching(dir: string, bodyFile: string, on: boolean): Prom
   const args = [path.join(ROOT, 'dist/bench/loop-probe.js'), dir, String(port), ...(on ? ['32', '500'] : [])];
   const { child, match } = await spawnReady(`serve-model (batching ${on ? 'on' : 'off'})`, process.execPath, args, /ready (\S+)/);
   const url = match[1]!;
-  const base: LoadSpec = { url, path: '/v2/models/mlp-large/versions/1/infer', bodyFile, headers: { 'content-type': 'application/json' }, connections: 32, mode: 'max', concurrency: 32, durationMs: 1000 };
+  const base: LoadSpec = {
+    url,
+    path: '/v2/models/mlp-large/versions/1/infer',
+    bodyFile,
+    headers: { 'content-type': 'application/json' },
+    connections: 32,
+    mode: 'max',
+    concurrency: 32,
+    durationMs: 1000,
+  };
   await drive(base);
   const report = (): Promise<{ p99Ms: number; maxMs: number }> =>
     new Promise((resolve) => {
@@ -321,7 +344,12 @@ async function measureEncoding(gateway: Target, binary: boolean): Promise<Binary
   const headers: Record<string, string> = {};
   if (binary) {
     const raw = Buffer.from(values.buffer);
-    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixels', shape: [1, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: raw.length } }], parameters: { binary_data_output: true } }));
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'pixels', shape: [1, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: raw.length } }],
+        parameters: { binary_data_output: true },
+      }),
+    );
     body = Buffer.concat([head, raw]);
     headers['inference-header-content-length'] = String(head.length);
     headers['content-type'] = 'application/octet-stream';
@@ -371,7 +399,10 @@ function markdown(meta: Record<string, string>, proxies: ProxyFigures[], batchin
       `| ${p.name} | ${f(p.maxRps)} | ${f(p.maxRps / direct.maxRps, 2)} | ${self ? ms(p.at1k.p50Us) : ms(p.at1k.p50Us - direct.at1k.p50Us)} | ${self ? ms(p.at1k.p99Us) : ms(p.at1k.p99Us - direct.at1k.p99Us)} | ${self ? ms(p.at5k.p50Us) : ms(p.at5k.p50Us - direct.at5k.p50Us)} | ${self ? ms(p.at5k.p99Us) : ms(p.at5k.p99Us - direct.at5k.p99Us)} | ${p.maxErrors}/${p.at1k.errors}/${p.at5k.errors} | ${f(p.cpuPer1k, 3)} | ${f(p.peakRssMb)} |`,
     );
   }
-  lines.push('', 'Latency columns are ms; for `direct` they are its own p50/p99, for the others the added latency over direct (open loop, measured from the intended send time).');
+  lines.push(
+    '',
+    'Latency columns are ms; for `direct` they are its own p50/p99, for the others the added latency over direct (open loop, measured from the intended send time).',
+  );
   const gw = proxies.find((p) => p.name === 'gateway');
   if (gw) {
     lines.push('', '| target (gateway) | figure | goal |', '|---|---:|---|');
@@ -388,7 +419,11 @@ function markdown(meta: Record<string, string>, proxies: ProxyFigures[], batchin
   }
   if (encodings.length === 2) {
     const [json, bin] = encodings as [BinaryFigures, BinaryFigures];
-    lines.push('', '| 1×3×224×224 FP32 through the gateway (in-process identity) | request bytes | response bytes | gateway CPU ms / request |', '|---|---:|---:|---:|');
+    lines.push(
+      '',
+      '| 1×3×224×224 FP32 through the gateway (in-process identity) | request bytes | response bytes | gateway CPU ms / request |',
+      '|---|---:|---:|---:|',
+    );
     for (const e of encodings) lines.push(`| ${e.encoding} | ${e.requestBytes} | ${e.responseBytes} | ${f(e.gatewayCpuMsPerRequest, 2)} |`);
     lines.push(
       `| JSON / binary | ${f((json.requestBytes + json.responseBytes) / (bin.requestBytes + bin.responseBytes), 1)}× bytes (goal ≥ 4×) | | ${f(json.gatewayCpuMsPerRequest / bin.gatewayCpuMsPerRequest, 1)}× CPU (goal ≥ 20×) |`,
@@ -399,18 +434,31 @@ function markdown(meta: Record<string, string>, proxies: ProxyFigures[], batchin
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const loadAtStart = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadAtStart = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
   const work = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-'));
   const { dir, image } = await prepareModels(work);
   const token = await mintToken(['--scope', 'iris:infer', '--ttl', '1h', '--sub', 'bench']);
   const irisBody = path.join(work, 'iris.json');
   await writeFile(irisBody, JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }));
   const mlpBody = path.join(work, 'mlp.json');
-  await writeFile(mlpBody, JSON.stringify({ inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.round(Math.sin(i) * 1e4) / 1e4) }] }));
+  await writeFile(
+    mlpBody,
+    JSON.stringify({
+      inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.round(Math.sin(i) * 1e4) / 1e4) }],
+    }),
+  );
 
   log('starting the direct backend (serve-model)');
   const directPort = await freePort();
-  const d = await spawnReady('serve-model', process.execPath, [CLI, 'serve-model', '--model-dir', dir, '--port', String(directPort), '--log-level', 'warn'], /serve-model ready on (\S+)/);
+  const d = await spawnReady(
+    'serve-model',
+    process.execPath,
+    [CLI, 'serve-model', '--model-dir', dir, '--port', String(directPort), '--log-level', 'warn'],
+    /serve-model ready on (\S+)/,
+  );
   const direct: Target = { name: 'direct', url: d.match[1]!, child: d.child, pids: () => [d.child.pid!] };
 
   log('starting the gateway');
@@ -422,10 +470,20 @@ async function main(): Promise<void> {
   const peers: Target[] = [];
   const nginxBin = ensureNginx();
   if (nginxBin) peers.push(await startNginx(nginxBin, work, direct.url));
-  const hp = await spawnReady('http-proxy', process.execPath, [path.join(ROOT, 'dist/bench/peers/http-proxy.js'), String(await freePort()), direct.url], /ready (\S+)/);
+  const hp = await spawnReady(
+    'http-proxy',
+    process.execPath,
+    [path.join(ROOT, 'dist/bench/peers/http-proxy.js'), String(await freePort()), direct.url],
+    /ready (\S+)/,
+  );
   peers.push({ name: 'http-proxy', url: hp.match[1]!, child: hp.child, pids: () => [hp.child.pid!] });
   const irisPath = '/v2/models/iris/versions/1/infer';
-  const fy = await spawnReady('fastify', process.execPath, [path.join(ROOT, 'dist/bench/peers/fastify.js'), String(await freePort()), direct.url, JWKS, irisPath, irisPath], /ready (\S+)/);
+  const fy = await spawnReady(
+    'fastify',
+    process.execPath,
+    [path.join(ROOT, 'dist/bench/peers/fastify.js'), String(await freePort()), direct.url, JWKS, irisPath, irisPath],
+    /ready (\S+)/,
+  );
   peers.push({ name: 'fastify', url: fy.match[1]!, child: fy.child, pids: () => [fy.child.pid!] });
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };

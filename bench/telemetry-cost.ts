@@ -13,7 +13,9 @@ import { stringify } from 'yaml';
 import { runLoad } from './load.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '16' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '16' }, rounds: { type: 'string', default: '3' } },
+});
 const DURATION_MS = Number(values.seconds) * 1000;
 const CONCURRENCY = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
@@ -62,20 +64,39 @@ async function startGateway(file: string, env: NodeJS.ProcessEnv): Promise<{ url
 
 /** Closed-loop load with the shared driver, in this process (the gateway runs in its own). */
 async function load(url: string, durationMs: number): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
-  const r = await runLoad({ url, path: '/v2/models/iris/infer', body: BODY, headers: { 'content-type': 'application/json' }, mode: 'max', concurrency: CONCURRENCY, connections: CONCURRENCY, durationMs });
+  const r = await runLoad({
+    url,
+    path: '/v2/models/iris/infer',
+    body: BODY,
+    headers: { 'content-type': 'application/json' },
+    mode: 'max',
+    concurrency: CONCURRENCY,
+    connections: CONCURRENCY,
+    durationMs,
+  });
   return { rps: r.rps, p50: r.p50Us / 1000, p99: r.p99Us / 1000, errors: r.errors };
 }
 
 const sink = await otlpSink();
 const variants = [
   { name: 'telemetry off', file: configFile(false), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
-  { name: 'metrics only', file: configFile(false, 1, { metrics: true }), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
-  { name: 'access log only', file: configFile(false, 1, { accessLog: true }), env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' } },
+  {
+    name: 'metrics only',
+    file: configFile(false, 1, { metrics: true }),
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' },
+  },
+  {
+    name: 'access log only',
+    file: configFile(false, 1, { accessLog: true }),
+    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: '', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '' },
+  },
   { name: 'telemetry on (OTLP traces, metrics, access logs)', file: configFile(true), env: { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.url } },
   { name: 'telemetry on, traces sampled at 10 %', file: configFile(true, 0.1), env: { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.url } },
 ];
 console.log(`telemetry cost — ${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} × ${os.cpus()[0]?.model}, Node ${process.version}`);
-console.log(`iris v1 in-process, 1 row, concurrency ${CONCURRENCY}, ${DURATION_MS / 1000} s × ${ROUNDS} alternating rounds per variant (best round reported)\n`);
+console.log(
+  `iris v1 in-process, 1 row, concurrency ${CONCURRENCY}, ${DURATION_MS / 1000} s × ${ROUNDS} alternating rounds per variant (best round reported)\n`,
+);
 const best = new Map<string, { rps: number; p50: number; p99: number; errors: number }>();
 for (let round = 0; round < ROUNDS; round++) {
   for (const v of variants) {

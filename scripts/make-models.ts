@@ -200,7 +200,10 @@ class Adam {
   private t = 0;
   private readonly mom: Float64Array[];
   private readonly vel: Float64Array[];
-  constructor(private readonly params: Float64Array[], private readonly lr: number) {
+  constructor(
+    private readonly params: Float64Array[],
+    private readonly lr: number,
+  ) {
     this.mom = params.map((p) => new Float64Array(p.length));
     this.vel = params.map((p) => new Float64Array(p.length));
   }
@@ -249,12 +252,14 @@ function trainMlp(x: Float64Array, y: readonly number[], k: number, h: number, m
 // --- Graphs ---
 
 function irisHead(g: GraphBuilder, logits: string): GraphBuilder {
-  return g
-    .output('probabilities', 'FLOAT', ['batch', 3])
-    .output('label', 'INT64', ['batch'])
-    .node('Softmax', [logits], ['probabilities'], { axis: attr.int(1) })
-    // ArgMax over logits rather than probabilities: softmax can saturate two classes to the same float32.
-    .node('ArgMax', [logits], ['label'], { axis: attr.int(1), keepdims: attr.int(0) });
+  return (
+    g
+      .output('probabilities', 'FLOAT', ['batch', 3])
+      .output('label', 'INT64', ['batch'])
+      .node('Softmax', [logits], ['probabilities'], { axis: attr.int(1) })
+      // ArgMax over logits rather than probabilities: softmax can saturate two classes to the same float32.
+      .node('ArgMax', [logits], ['label'], { axis: attr.int(1), keepdims: attr.int(0) })
+  );
 }
 
 function irisInput(g: GraphBuilder, s: Standardiser): string {
@@ -333,11 +338,7 @@ export async function makeModels(outDir: string): Promise<Report> {
   const v1 = trainSoftmaxRegression(z, y, k, m);
   const v1Eval = argmaxRows(affine(z, v1.layer.w, v1.layer.b, y.length, k, m), y.length, m);
   const v2 = trainMlp(z, y, k, IRIS_V2_HIDDEN, m, rand);
-  const v2Eval = argmaxRows(
-    affine(relu(affine(z, v2.l1.w, v2.l1.b, y.length, k, IRIS_V2_HIDDEN)), v2.l2.w, v2.l2.b, y.length, IRIS_V2_HIDDEN, m),
-    y.length,
-    m,
-  );
+  const v2Eval = argmaxRows(affine(relu(affine(z, v2.l1.w, v2.l1.b, y.length, k, IRIS_V2_HIDDEN)), v2.l2.w, v2.l2.b, y.length, IRIS_V2_HIDDEN, m), y.length, m);
   const disagreementRows = v1Eval.labels.flatMap((l, i) => (l === v2Eval.labels[i] ? [] : [i]));
 
   const g1 = new GraphBuilder('iris_v1');

@@ -178,13 +178,7 @@ export class GraphBuilder {
     return name;
   }
 
-  node(
-    opType: string,
-    inputs: readonly string[],
-    outputs: readonly string[],
-    attributes: Readonly<Record<string, Attr>> = {},
-    name?: string,
-  ): this {
+  node(opType: string, inputs: readonly string[], outputs: readonly string[], attributes: Readonly<Record<string, Attr>> = {}, name?: string): this {
     this.nodes.push({
       // Index-based default names keep the serialised bytes stable between runs.
       name: name ?? `${opType}_${this.nodes.length}`,
@@ -238,8 +232,19 @@ export function buildIdentityModel(inputs: readonly IdentityInput[], opts: Model
 
 /** Every tensor type the gateway supports, as Open Inference Protocol datatype names. */
 export const IDENTITY_DATATYPES = [
-  'FP32', 'FP64', 'FP16', 'INT8', 'INT16', 'INT32', 'INT64',
-  'UINT8', 'UINT16', 'UINT32', 'UINT64', 'BOOL', 'BYTES',
+  'FP32',
+  'FP64',
+  'FP16',
+  'INT8',
+  'INT16',
+  'INT32',
+  'INT64',
+  'UINT8',
+  'UINT16',
+  'UINT32',
+  'UINT64',
+  'BOOL',
+  'BYTES',
 ] as const satisfies readonly ElemTypeName[];
 
 /** One identity input per supported datatype: `input_<DATATYPE>` is echoed as `output_<DATATYPE>`. */

@@ -158,13 +158,15 @@ async function main(): Promise<number> {
     });
     phase('warm-up: load started (JWKS down: requests fail closed with 401)');
 
-    const loadStarted = performance.now();
     const rssSeries: number[] = [];
     const heapSeries: number[] = [];
     const adminUrl = /admin API on (http:\/\/\S+)/.exec(gw.stderr())?.[1];
     const heapMiB = async (): Promise<number> => {
       if (adminUrl === undefined) return NaN;
-      const text = await fetch(`${adminUrl}/metrics`).then((r) => r.text(), () => '');
+      const text = await fetch(`${adminUrl}/metrics`).then(
+        (r) => r.text(),
+        () => '',
+      );
       const m = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
       return m ? Number(m[1]) / 2 ** 20 : NaN;
     };
@@ -204,7 +206,7 @@ async function main(): Promise<number> {
         phase(`${name}: Redis restarted`);
       }
       await at(0.65);
-      // No reload during this outage: a reload builds a new auth stage whose key source starts empty (see README).
+      // The JWKS endpoint goes down while its keys are cached: verification keeps serving from the last good key set.
       await jwks.down();
       phase(`${name}: JWKS endpoint down (cached keys keep serving)`);
       await at(0.8);
@@ -237,7 +239,10 @@ async function main(): Promise<number> {
     gw.child.kill('SIGTERM');
     let notReadyMs = NaN;
     while (performance.now() - signalled < 3_000) {
-      const ready = await fetch(`${gw.url}/v2/health/ready`).then((r) => r.status, () => 0);
+      const ready = await fetch(`${gw.url}/v2/health/ready`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (ready === 503) {
         notReadyMs = performance.now() - signalled;
         break;
@@ -329,7 +334,12 @@ function summarise(samples: Sample[], boundaries: { index: number; what: string 
     const to = boundaries[i + 1]?.index ?? Infinity;
     const inPhase = byIndex.filter((s) => s.index >= from && s.index < to);
     if (inPhase.length === 0) continue;
-    lines.push(`| ${boundaries[i]!.what} | ${inPhase.length} | ${formatStatuses(inPhase)} | ${percentile(inPhase.map((s) => s.ms), 0.99).toFixed(1)} ms |`);
+    lines.push(
+      `| ${boundaries[i]!.what} | ${inPhase.length} | ${formatStatuses(inPhase)} | ${percentile(
+        inPhase.map((s) => s.ms),
+        0.99,
+      ).toFixed(1)} ms |`,
+    );
   }
   if (!facts.redis) lines.push('', 'Redis scenario skipped: redis-server not found.');
   const failures: string[] = [];
@@ -337,7 +347,8 @@ function summarise(samples: Sample[], boundaries: { index: number; what: string 
   if (resets.length > 0) failures.push(`${resets.length} connection resets`);
   if (!(growth < 0.1)) failures.push(`RSS grew ${(growth * 100).toFixed(1)}% over the measured window (limit 10%)`);
   if (!(facts.notReadyMs <= 1_000)) failures.push(`readiness failed after ${facts.notReadyMs} ms (limit 1000)`);
-  if (facts.exitCode !== 0 || !(facts.exitMs < SHUTDOWN_TIMEOUT_MS)) failures.push(`exit ${facts.exitCode} after ${Math.round(facts.exitMs)} ms (deadline ${SHUTDOWN_TIMEOUT_MS})`);
+  if (facts.exitCode !== 0 || !(facts.exitMs < SHUTDOWN_TIMEOUT_MS))
+    failures.push(`exit ${facts.exitCode} after ${Math.round(facts.exitMs)} ms (deadline ${SHUTDOWN_TIMEOUT_MS})`);
   lines.push('', failures.length === 0 ? 'PASS' : `FAIL:\n- ${failures.join('\n- ')}`, '');
   return { ok: failures.length === 0, text: lines.join('\n') };
 }

@@ -17,7 +17,10 @@ const app = Fastify({ logger: false, keepAliveTimeout: 75_000, bodyLimit: 16 * 1
 // Bodies are proxied as received: no JSON parsing, like the gateway's pass-through.
 app.removeAllContentTypeParsers();
 app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-await app.register(fastifyJwt, { secret: { public: publicKey }, verify: { algorithms: ['ES256'], allowedIss: 'model-gateway-dev', allowedAud: 'model-gateway' } });
+await app.register(fastifyJwt, {
+  secret: { public: publicKey },
+  verify: { algorithms: ['ES256'], allowedIss: 'model-gateway-dev', allowedAud: 'model-gateway' },
+});
 await app.register(replyFrom, { base: target!, undici: { connections: 64, pipelining: 1, keepAliveTimeout: 60_000 } });
 app.addHook('onRequest', async (request) => {
   await request.jwtVerify();

@@ -62,15 +62,22 @@ async function rolloutOptions(req: IncomingMessage, action: OperatorAction): Pro
   const body = new RequestBody(req, MAX_ADMIN_BODY_BYTES);
   if ((await body.bytes()).length === 0) return {};
   const parsed = await body.json();
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be a JSON object');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be a JSON object');
   const { full, ...rest } = parsed as Record<string, unknown>;
   const unknownKeys = Object.keys(rest);
   if (unknownKeys.length > 0) throw new GatewayError('GW_ERR_INVALID_REQUEST', `unknown field(s) ${unknownKeys.join(', ')}; only promote takes {"full": true}`);
-  if (full !== undefined && (typeof full !== 'boolean' || action !== 'promote')) throw new GatewayError('GW_ERR_INVALID_REQUEST', '"full" is a boolean and only promote takes it');
+  if (full !== undefined && (typeof full !== 'boolean' || action !== 'promote'))
+    throw new GatewayError('GW_ERR_INVALID_REQUEST', '"full" is a boolean and only promote takes it');
   return full === undefined ? {} : { full };
 }
 
-function match(path: string, c: GatewayController, guards?: GuardRegistry, rollouts?: RolloutManager): { routes: Routes; params: { model?: string } } | undefined {
+function match(
+  path: string,
+  c: GatewayController,
+  guards?: GuardRegistry,
+  rollouts?: RolloutManager,
+): { routes: Routes; params: { model?: string } } | undefined {
   const s = path.split('/');
   if (s[0] !== '' || s[1] !== 'admin') return undefined;
   const ok = async (body: unknown) => ({ status: 200, body });
@@ -80,7 +87,15 @@ function match(path: string, c: GatewayController, guards?: GuardRegistry, rollo
   }
   if (s[2] !== 'models') return undefined;
   if (s.length === 3) {
-    return { routes: { GET: { action: 'read', run: () => ok({ generation: c.generation, reload: c.status().reload.lastAttempt, models: c.models(), resilience: guards?.snapshot() ?? {} }) } }, params: {} };
+    return {
+      routes: {
+        GET: {
+          action: 'read',
+          run: () => ok({ generation: c.generation, reload: c.status().reload.lastAttempt, models: c.models(), resilience: guards?.snapshot() ?? {} }),
+        },
+      },
+      params: {},
+    };
   }
   const model = s[3];
   if (!model) return undefined;
@@ -164,7 +179,8 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
     } catch (err) {
       const mapped = toResponse(err);
       if (mapped.unexpected !== undefined) log.error({ err: mapped.unexpected, method, path }, 'unexpected admin error');
-      else if (mapped.status === 401 || mapped.status === 403) log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
+      else if (mapped.status === 401 || mapped.status === 403)
+        log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
       // A refused or half-read body must not be parsed as the next request on this connection.
       const close = !req.complete;
       send(res, mapped.status, mapped.body, close ? { ...mapped.headers, connection: 'close' } : mapped.headers);

@@ -59,7 +59,13 @@ async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
   try {
-    return await Promise.race([work.then(() => true, () => true), timeout]);
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -78,7 +84,10 @@ export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<
   const cutOffAt = plan.shutdownTimeoutMs - releaseReserveMs(plan.shutdownTimeoutMs);
   steps.state.draining = true;
   steps.onDraining?.();
-  steps.log.info({ drainDelayMs: plan.drainDelayMs, shutdownTimeoutMs: plan.shutdownTimeoutMs }, 'draining: readiness fails; still accepting during the drain delay');
+  steps.log.info(
+    { drainDelayMs: plan.drainDelayMs, shutdownTimeoutMs: plan.shutdownTimeoutMs },
+    'draining: readiness fails; still accepting during the drain delay',
+  );
 
   await sleep(Math.min(plan.drainDelayMs, cutOffAt));
   const closed = new Promise<void>((resolve) => steps.server.close(() => resolve()));

@@ -90,14 +90,22 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const guards = new GuardRegistry({ log });
   const rolloutClock = options.rolloutClock ?? systemClock;
   const rolloutSignals = new RolloutSignals(rolloutClock);
-  const security = { rateLimitStore, authStats, guards, rolloutSignals, remoteKeySources: new Map() as RemoteKeySources, ...(options.now ? { now: options.now } : {}) };
+  const security = {
+    rateLimitStore,
+    authStats,
+    guards,
+    rolloutSignals,
+    remoteKeySources: new Map() as RemoteKeySources,
+    ...(options.now ? { now: options.now } : {}),
+  };
   const metrics = config.telemetry.metrics.enabled ? new GatewayMetrics() : undefined;
   const createVersionBackend = options.backendFactory ?? ((model, version, backend) => createBackend(model, version, backend, log, metrics));
   let controller: GatewayController;
   try {
     controller = await GatewayController.start(config, log, {
       // Every backend is wrapped once, at creation: upstream spans and latency for every kind, in-process or remote.
-      backendFactory: (model, version, backend) => servedBackend(createVersionBackend(model, version, backend), { model, version, metrics, traced: tracingEnabled() }),
+      backendFactory: (model, version, backend) =>
+        servedBackend(createVersionBackend(model, version, backend), { model, version, metrics, traced: tracingEnabled() }),
       ...(options.configFile !== undefined ? { configFile: options.configFile } : {}),
       ...(options.adjustConfig ? { adjustConfig: options.adjustConfig } : {}),
       ...(options.env ? { env: options.env } : {}),
@@ -142,7 +150,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     const adminAuthorizer =
       options.adminAuthorizer ??
       (config.auth
-        ? anyOf(bearerTokenAuthorizer(() => adminToken(controller.config.admin, env)), jwtAdminAuthorizer(() => controller.config, { log, ...(options.now ? { now: options.now } : {}) }))
+        ? anyOf(
+            bearerTokenAuthorizer(() => adminToken(controller.config.admin, env)),
+            jwtAdminAuthorizer(() => controller.config, { log, ...(options.now ? { now: options.now } : {}) }),
+          )
         : undefined);
     admin = await startAdminServer({
       controller,
@@ -156,7 +167,13 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     });
     await controller.watch();
     // Last, so a failure here leaves nothing of it to close; checks read the controller's current config.
-    extAuthz = await startExtAuthz(config, { currentConfig: () => controller.config, log, rateLimitStore, authStats, ...(options.now ? { now: options.now } : {}) });
+    extAuthz = await startExtAuthz(config, {
+      currentConfig: () => controller.config,
+      log,
+      rateLimitStore,
+      authStats,
+      ...(options.now ? { now: options.now } : {}),
+    });
   } catch (err) {
     server.close();
     await admin?.close();
@@ -195,5 +212,18 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     return stopping;
   };
 
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, controller, admin, security: { rateLimitStore, authStats }, guards, metrics, extAuthz, rollouts, stop };
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    state,
+    server,
+    controller,
+    admin,
+    security: { rateLimitStore, authStats },
+    guards,
+    metrics,
+    extAuthz,
+    rollouts,
+    stop,
+  };
 }

@@ -62,12 +62,19 @@ export async function scanModelDirectory(dir: string): Promise<RepositoryModel[]
     } else if (entry.isDirectory()) {
       for (const version of (await readdir(full, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'))) {
         const file = path.join(full, version.name, 'model.onnx');
-        if (await stat(file).then((s) => s.isFile(), () => false)) add(entry.name, version.name, file);
+        if (
+          await stat(file).then(
+            (s) => s.isFile(),
+            () => false,
+          )
+        )
+          add(entry.name, version.name, file);
       }
     }
   }
   if (problems.length > 0) throw new ConfigError(root, problems);
-  if (found.length === 0) throw new ConfigError(root, ['(directory): no models found (expected <model>/<version>/model.onnx, <model>-v<version>.onnx or <model>.onnx)']);
+  if (found.length === 0)
+    throw new ConfigError(root, ['(directory): no models found (expected <model>/<version>/model.onnx, <model>-v<version>.onnx or <model>.onnx)']);
   return found;
 }
 

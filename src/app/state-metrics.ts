@@ -75,12 +75,18 @@ function* shadowPairs(shadows: ShadowStats) {
 export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayState): void {
   const { guards, rateLimits, auth, shadows } = state;
 
-  gaugeFrom(metrics, 'model_gateway_breaker_state', 'Circuit breaker state per version: 1 for the current state (closed, open, half-open; no breaker reads as closed), 0 for the others.', ['model', 'version', 'state'], function* () {
-    for (const { model, version, snap } of guardEntries(guards)) {
-      const current = BREAKER_STATE_LABEL[snap.breaker.state];
-      for (const state of BREAKER_STATES) yield [{ model, version, state }, state === current ? 1 : 0];
-    }
-  });
+  gaugeFrom(
+    metrics,
+    'model_gateway_breaker_state',
+    'Circuit breaker state per version: 1 for the current state (closed, open, half-open; no breaker reads as closed), 0 for the others.',
+    ['model', 'version', 'state'],
+    function* () {
+      for (const { model, version, snap } of guardEntries(guards)) {
+        const current = BREAKER_STATE_LABEL[snap.breaker.state];
+        for (const state of BREAKER_STATES) yield [{ model, version, state }, state === current ? 1 : 0];
+      }
+    },
+  );
   counterFrom(metrics, 'model_gateway_breaker_opened_total', 'Times a version’s circuit breaker opened.', ['model', 'version'], function* () {
     for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.breaker.opened];
   });
@@ -91,26 +97,48 @@ export function registerStateMetrics(metrics: GatewayMetrics, state: GatewayStat
     for (const { model, version, snap } of guardEntries(guards)) yield [{ model, version }, snap.limits.shed];
   });
 
-  counterFrom(metrics, 'model_gateway_ratelimit_decisions_total', 'Rate-limit decisions per rule: allowed, limited, dry_run_limited, unavailable.', ['rule', 'decision'], function* () {
-    for (const [rule, counts] of rateLimits.byRule) {
-      for (const [decision, value] of Object.entries(counts)) yield [{ rule, decision }, value];
-    }
-  });
-  counterFrom(metrics, 'model_gateway_ratelimit_store_errors_total', 'Rate-limit decisions the shared store could not make (Redis unreachable, timeout).', [], function* () {
-    yield [{}, rateLimits.storeErrors];
-  });
+  counterFrom(
+    metrics,
+    'model_gateway_ratelimit_decisions_total',
+    'Rate-limit decisions per rule: allowed, limited, dry_run_limited, unavailable.',
+    ['rule', 'decision'],
+    function* () {
+      for (const [rule, counts] of rateLimits.byRule) {
+        for (const [decision, value] of Object.entries(counts)) yield [{ rule, decision }, value];
+      }
+    },
+  );
+  counterFrom(
+    metrics,
+    'model_gateway_ratelimit_store_errors_total',
+    'Rate-limit decisions the shared store could not make (Redis unreachable, timeout).',
+    [],
+    function* () {
+      yield [{}, rateLimits.storeErrors];
+    },
+  );
 
-  counterFrom(metrics, 'model_gateway_auth_denied_total', 'Requests refused by authentication or authorisation, by error code.', ['code', 'mode'], function* () {
-    for (const [code, value] of Object.entries(auth.denied)) yield [{ code, mode: 'enforced' }, value];
-    for (const [code, value] of Object.entries(auth.dryRunDenied)) yield [{ code, mode: 'dry_run' }, value];
-  });
+  counterFrom(
+    metrics,
+    'model_gateway_auth_denied_total',
+    'Requests refused by authentication or authorisation, by error code.',
+    ['code', 'mode'],
+    function* () {
+      for (const [code, value] of Object.entries(auth.denied)) yield [{ code, mode: 'enforced' }, value];
+      for (const [code, value] of Object.entries(auth.dryRunDenied)) yield [{ code, mode: 'dry_run' }, value];
+    },
+  );
 
   const pairLabels = ['model', 'primary_version', 'shadow_version'] as const;
   const pairCounter = (name: string, help: string, read: (p: ReturnType<ShadowStats['forModel']>[number]) => number) =>
     counterFrom(metrics, name, help, pairLabels, function* () {
       for (const p of shadowPairs(shadows)) yield [{ model: p.model, primary_version: p.primaryVersion, shadow_version: p.shadowVersion }, read(p)];
     });
-  pairCounter('model_gateway_shadow_requests_total', 'Requests chosen for mirroring to the shadow version (copies dropped at the concurrency cap included).', (p) => p.mirrored);
+  pairCounter(
+    'model_gateway_shadow_requests_total',
+    'Requests chosen for mirroring to the shadow version (copies dropped at the concurrency cap included).',
+    (p) => p.mirrored,
+  );
   pairCounter('model_gateway_shadow_dropped_total', 'Shadow copies dropped because the shadow concurrency cap was reached.', (p) => p.dropped);
   pairCounter('model_gateway_shadow_compared_total', 'Shadow answers compared with the primary’s.', (p) => p.compared);
   pairCounter('model_gateway_shadow_agreed_total', 'Compared shadow answers that agreed with the primary’s.', (p) => p.agreed);
@@ -135,19 +163,45 @@ export function registerRolloutMetrics(metrics: GatewayMetrics, rollouts: { view
   gaugeFrom(metrics, 'model_gateway_rollout_step', 'Progressive rollout step (0: shadow phase, 1..n: weight steps).', ['model'], function* () {
     for (const v of rollouts.views()) yield [{ model: v.model }, v.step ?? 0];
   });
-  gaugeFrom(metrics, 'model_gateway_rollout_candidate_weight_ratio', 'Share of unversioned traffic the rollout gives its candidate, 0-1.', ['model', 'candidate'], function* () {
-    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.candidateWeight / 100];
-  });
-  gaugeFrom(metrics, 'model_gateway_rollout_shadow_ratio', 'Share of stable traffic the rollout mirrors to its candidate, 0-1.', ['model', 'candidate'], function* () {
-    for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.shadowPercent / 100];
-  });
+  gaugeFrom(
+    metrics,
+    'model_gateway_rollout_candidate_weight_ratio',
+    'Share of unversioned traffic the rollout gives its candidate, 0-1.',
+    ['model', 'candidate'],
+    function* () {
+      for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.candidateWeight / 100];
+    },
+  );
+  gaugeFrom(
+    metrics,
+    'model_gateway_rollout_shadow_ratio',
+    'Share of stable traffic the rollout mirrors to its candidate, 0-1.',
+    ['model', 'candidate'],
+    function* () {
+      for (const v of rollouts.views()) yield [{ model: v.model, candidate: v.candidate }, v.shadowPercent / 100];
+    },
+  );
   // One unit per series: the ratio gates in one gauge, the latency gate (measured in ms) in seconds in another.
-  gaugeFrom(metrics, 'model_gateway_rollout_gate_ratio', 'Value of each ratio gate (agreement, errorRate) at the latest evaluation, 0-1.', ['model', 'gate'], function* () {
-    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ratio') yield [{ model: v.model, gate: g.gate }, g.value];
-  });
-  gaugeFrom(metrics, 'model_gateway_rollout_gate_seconds', 'Value of each latency gate (p99: the candidate\'s p99 latency) at the latest evaluation, seconds.', ['model', 'gate'], function* () {
-    for (const v of rollouts.views()) for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ms') yield [{ model: v.model, gate: g.gate }, g.value / 1000];
-  });
+  gaugeFrom(
+    metrics,
+    'model_gateway_rollout_gate_ratio',
+    'Value of each ratio gate (agreement, errorRate) at the latest evaluation, 0-1.',
+    ['model', 'gate'],
+    function* () {
+      for (const v of rollouts.views())
+        for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ratio') yield [{ model: v.model, gate: g.gate }, g.value];
+    },
+  );
+  gaugeFrom(
+    metrics,
+    'model_gateway_rollout_gate_seconds',
+    "Value of each latency gate (p99: the candidate's p99 latency) at the latest evaluation, seconds.",
+    ['model', 'gate'],
+    function* () {
+      for (const v of rollouts.views())
+        for (const g of v.gates ?? []) if (g.value !== null && GATE_UNIT[g.gate] === 'ms') yield [{ model: v.model, gate: g.gate }, g.value / 1000];
+    },
+  );
   gaugeFrom(metrics, 'model_gateway_rollout_leader', '1 when this replica leads the rollouts (always, without a shared store).', [], function* () {
     yield [{}, rollouts.store.isLeader() ? 1 : 0];
   });

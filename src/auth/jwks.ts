@@ -44,7 +44,8 @@ export function bindKeys(keys: readonly unknown[], allowed: readonly JwsAlgorith
   keys.forEach((raw, i) => {
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`key ${i} is not a JSON object`);
     const jwk = raw as JWK;
-    if (PRIVATE_MEMBERS.some((m) => m in jwk)) throw new Error(`key ${i}${jwk.kid ? ` (kid ${jwk.kid})` : ''} holds private key material; publish public keys only`);
+    if (PRIVATE_MEMBERS.some((m) => m in jwk))
+      throw new Error(`key ${i}${jwk.kid ? ` (kid ${jwk.kid})` : ''} holds private key material; publish public keys only`);
     if (jwk.use !== undefined && jwk.use !== 'sig') return void dropped++;
     const alg = jwk.alg !== undefined ? (allowed.includes(jwk.alg as JwsAlgorithm) ? (jwk.alg as JwsAlgorithm) : undefined) : defaultAlgorithm(jwk, allowed);
     if (alg === undefined) return void dropped++;
@@ -52,7 +53,7 @@ export function bindKeys(keys: readonly unknown[], allowed: readonly JwsAlgorith
       // Checks the key material now, so a bad key fails at start or reload, not on a request.
       createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
     } catch (err) {
-      throw new Error(`key ${i}${jwk.kid ? ` (kid ${jwk.kid})` : ''} is not a valid public JWK: ${(err as Error).message}`);
+      throw new Error(`key ${i}${jwk.kid ? ` (kid ${jwk.kid})` : ''} is not a valid public JWK: ${(err as Error).message}`, { cause: err });
     }
     bound.push({ ...jwk, alg });
   });
@@ -99,7 +100,7 @@ function parseJwks(text: string, allowed: readonly JwsAlgorithm[]): { set: Local
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new Error(`not JSON: ${(err as Error).message}`);
+    throw new Error(`not JSON: ${(err as Error).message}`, { cause: err });
   }
   const keys = (doc as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys)) throw new Error('not a JWKS: expected {"keys": [...]}');
@@ -122,13 +123,13 @@ export class StaticKeySource implements KeySource {
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new Error(`jwks.file ${file}: cannot read: ${(err as Error).message}`);
+      throw new Error(`jwks.file ${file}: cannot read: ${(err as Error).message}`, { cause: err });
     }
     let keys: unknown;
     try {
       keys = (JSON.parse(text) as { keys?: unknown } | null)?.keys;
     } catch (err) {
-      throw new Error(`jwks.file ${file}: not JSON: ${(err as Error).message}`);
+      throw new Error(`jwks.file ${file}: not JSON: ${(err as Error).message}`, { cause: err });
     }
     if (!Array.isArray(keys)) throw new Error(`jwks.file ${file}: not a JWKS: expected {"keys": [...]}`);
     return new StaticKeySource(keys, allowed, `jwks.file ${file}`);
@@ -187,7 +188,11 @@ export class RemoteKeySource implements KeySource {
         (err: unknown) => err,
       );
       if (this.#set === undefined) throw new KeyLookupError('keys-unavailable', 'JWKS unavailable', { cause });
-    } else if (this.#o.now() - this.#fetchedAt >= this.#o.cacheMaxAgeMs && this.#inflight === undefined && this.#o.now() - this.#attemptedAt >= this.#o.cooldownMs) {
+    } else if (
+      this.#o.now() - this.#fetchedAt >= this.#o.cacheMaxAgeMs &&
+      this.#inflight === undefined &&
+      this.#o.now() - this.#attemptedAt >= this.#o.cooldownMs
+    ) {
       // Stale: refresh in the background and answer from the keys we have.
       this.#refresh().catch((err: unknown) => this.#o.log.warn({ err, url: this.#o.url }, 'JWKS refresh failed; keeping the last good key set'));
     }

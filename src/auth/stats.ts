@@ -1,4 +1,4 @@
-// Process-wide auth counters, kept for the observability issue (no metrics system yet) and read by tests.
+// Process-wide auth counters (verified, cached, denied, dry-run denied), exported as metrics by app/state-metrics.ts.
 
 export class AuthStats {
   /** Tokens verified cryptographically (cache misses). */

@@ -46,7 +46,8 @@ export function readBearerToken(headers: IncomingHttpHeaders, rawHeaders: readon
   if (scheme.toLowerCase() !== 'bearer') return undefined;
   const token = space < 0 ? '' : value.slice(space + 1).trim();
   if (token === '') throw authError('GW_ERR_INVALID_TOKEN', realm, 'the bearer token is empty');
-  if (/[\s,]/.test(token)) throw authError('GW_ERR_AUTH_INVALID_REQUEST', realm, 'the Authorization header holds more than one credential: send exactly one bearer token');
+  if (/[\s,]/.test(token))
+    throw authError('GW_ERR_AUTH_INVALID_REQUEST', realm, 'the Authorization header holds more than one credential: send exactly one bearer token');
   if (!B64TOKEN.test(token)) throw authError('GW_ERR_INVALID_TOKEN', realm, 'the bearer token contains characters a token cannot have');
   return token;
 }

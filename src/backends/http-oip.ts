@@ -27,7 +27,17 @@ export class RemoteModelPaths {
 }
 
 /** RFC 9110 §7.6.1: meaningful for one connection only, never forwarded. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /**
  * Not forwarded either: framing the client library recomputes (host, content-length, expect), credentials meant for
@@ -135,7 +145,8 @@ function binaryReplyFromRemote(res: ForwardedResponse, header: string, names: { 
   } catch {
     jsonLength = undefined;
   }
-  if (jsonLength === undefined || jsonLength > res.body.length) throw badGateway(label, `a binary response with an invalid ${BINARY_HEADER} (${header.slice(0, 32)})`);
+  if (jsonLength === undefined || jsonLength > res.body.length)
+    throw badGateway(label, `a binary response with an invalid ${BINARY_HEADER} (${header.slice(0, 32)})`);
   const json = parseResponseJson(res.body.subarray(0, jsonLength), label);
   json.model_name = names.model;
   json.model_version = names.version;

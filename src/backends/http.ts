@@ -72,7 +72,10 @@ export class HttpBackend implements Backend {
       maxResponseSize: config.maxResponseBytes,
     });
     this.#budget = config.retry.enabled
-      ? new RetryBudget({ percent: config.retry.budgetPercent, minPerSecond: config.retry.minRetriesPerSecond, windowMs: config.retry.budgetWindowMs }, opts.clock ?? systemClock)
+      ? new RetryBudget(
+          { percent: config.retry.budgetPercent, minPerSecond: config.retry.minRetriesPerSecond, windowMs: config.retry.budgetWindowMs },
+          opts.clock ?? systemClock,
+        )
       : undefined;
   }
 
@@ -86,7 +89,8 @@ export class HttpBackend implements Backend {
   }
 
   metadata(): BackendMetadata {
-    if (!this.#metadata) throw new GatewayError('GW_ERR_MODEL_NOT_READY', `${this.#label}: the backend's metadata has not been fetched yet`, { headers: RETRY_AFTER });
+    if (!this.#metadata)
+      throw new GatewayError('GW_ERR_MODEL_NOT_READY', `${this.#label}: the backend's metadata has not been fetched yet`, { headers: RETRY_AFTER });
     return this.#metadata;
   }
 
@@ -102,7 +106,15 @@ export class HttpBackend implements Backend {
   async checkReady(signal: AbortSignal): Promise<boolean> {
     if (this.#closed) return false;
     try {
-      const res = await this.#request({ method: 'GET', path: this.#paths.ready, headers: { ...this.#configuredHeaders }, signal: AbortSignal.any([signal, AbortSignal.timeout(this.#config.probeTimeoutMs)]) }, false);
+      const res = await this.#request(
+        {
+          method: 'GET',
+          path: this.#paths.ready,
+          headers: { ...this.#configuredHeaders },
+          signal: AbortSignal.any([signal, AbortSignal.timeout(this.#config.probeTimeoutMs)]),
+        },
+        false,
+      );
       return res.status === 200;
     } catch (err) {
       if (signal.aborted) throw err;
@@ -151,7 +163,10 @@ export class HttpBackend implements Backend {
     const budget = retryable ? this.#budget : undefined;
     budget?.recordRequest();
     // Each attempt sends the body from its first byte.
-    const attempt = (): ExchangeRequest => (request.body === undefined || Buffer.isBuffer(request.body) ? (request as ExchangeRequest) : { ...request, body: Readable.from(request.body.open(), { objectMode: false }) });
+    const attempt = (): ExchangeRequest =>
+      request.body === undefined || Buffer.isBuffer(request.body)
+        ? (request as ExchangeRequest)
+        : { ...request, body: Readable.from(request.body.open(), { objectMode: false }) };
     const req = attempt();
     try {
       return await exchange(this.#pool, req);
@@ -173,7 +188,11 @@ export class HttpBackend implements Backend {
       if (signal.reason instanceof GatewayError) return signal.reason;
       // Only probes use AbortSignal.timeout; requests are cut by the deadline stage's GatewayError.
       if (signal.reason instanceof DOMException && signal.reason.name === 'TimeoutError') {
-        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${this.#label}: the backend did not answer within probeTimeoutMs (${this.#config.probeTimeoutMs} ms)`, { cause: err });
+        return new GatewayError(
+          'GW_ERR_BACKEND_TIMEOUT',
+          `${this.#label}: the backend did not answer within probeTimeoutMs (${this.#config.probeTimeoutMs} ms)`,
+          { cause: err },
+        );
       }
       return new GatewayError('GW_ERR_CLIENT_CLOSED', undefined, { cause: err });
     }
@@ -186,7 +205,9 @@ export class HttpBackend implements Backend {
       case 'UND_ERR_HEADERS_TIMEOUT':
         return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${label}: the backend sent no response within ${this.#config.headersTimeoutMs} ms`, { cause: err });
       case 'UND_ERR_BODY_TIMEOUT':
-        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${label}: the backend stalled for ${this.#config.bodyTimeoutMs} ms while sending its response`, { cause: err });
+        return new GatewayError('GW_ERR_BACKEND_TIMEOUT', `${label}: the backend stalled for ${this.#config.bodyTimeoutMs} ms while sending its response`, {
+          cause: err,
+        });
       case 'UND_ERR_CONNECT_TIMEOUT':
         return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: connecting to the backend timed out`, { cause: err, headers: RETRY_AFTER });
       case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
@@ -218,7 +239,10 @@ export class HttpBackend implements Backend {
   /** Fetches the remote's metadata; logs the first failure of a run loudly and the rest quietly. */
   async #probe(): Promise<void> {
     try {
-      const res = await this.#request({ method: 'GET', path: this.#paths.metadata, headers: { ...this.#configuredHeaders }, signal: AbortSignal.timeout(this.#config.probeTimeoutMs) }, false);
+      const res = await this.#request(
+        { method: 'GET', path: this.#paths.metadata, headers: { ...this.#configuredHeaders }, signal: AbortSignal.timeout(this.#config.probeTimeoutMs) },
+        false,
+      );
       const metadata = res.status === 200 ? parseRemoteMetadata(res.body) : undefined;
       if (!metadata) throw new Error(res.status === 200 ? 'the metadata body is not OIP model metadata' : `metadata request answered ${res.status}`);
       this.#metadata = metadata;
@@ -227,7 +251,13 @@ export class HttpBackend implements Backend {
     } catch (err) {
       if (this.#closed) return; // the pool was destroyed under the probe: nothing to report
       const fields = { backend: `${this.#paths.origin}${this.#paths.metadata}`, reason: err instanceof Error ? err.message : String(err) };
-      if (!this.#probeFailing) this.#log.warn(fields, this.#metadata ? 'cannot refresh the backend metadata; keeping the last one' : 'backend not reachable yet; the version stays not-ready and will be retried');
+      if (!this.#probeFailing)
+        this.#log.warn(
+          fields,
+          this.#metadata
+            ? 'cannot refresh the backend metadata; keeping the last one'
+            : 'backend not reachable yet; the version stays not-ready and will be retried',
+        );
       else this.#log.debug(fields, 'backend metadata probe failed again');
       this.#probeFailing = true;
     }

@@ -27,7 +27,8 @@ export function instrumented(opts: InstrumentOptions): BackendInterceptor {
 
   async function measure<T>(operation: string, call: (span: Span | undefined) => Promise<T>): Promise<T> {
     const started = performance.now();
-    const observe = (outcome: 'ok' | 'error') => metrics?.upstreamDuration.observe({ model, version, backend: kind, outcome }, (performance.now() - started) / 1000);
+    const observe = (outcome: 'ok' | 'error') =>
+      metrics?.upstreamDuration.observe({ model, version, backend: kind, outcome }, (performance.now() - started) / 1000);
     const run = async (span: Span | undefined): Promise<T> => {
       try {
         const result = await call(span);

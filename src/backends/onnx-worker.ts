@@ -63,17 +63,30 @@ function zeros(meta: TensorMetadata): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = ((): TensorData => {
     switch (meta.datatype) {
-      case 'BYTES': return new Array<string>(n).fill('');
-      case 'BOOL': case 'UINT8': return new Uint8Array(n);
-      case 'INT8': return new Int8Array(n);
-      case 'UINT16': case 'FP16': return new Uint16Array(n);
-      case 'INT16': return new Int16Array(n);
-      case 'UINT32': return new Uint32Array(n);
-      case 'INT32': return new Int32Array(n);
-      case 'UINT64': return new BigUint64Array(n);
-      case 'INT64': return new BigInt64Array(n);
-      case 'FP32': return new Float32Array(n);
-      case 'FP64': return new Float64Array(n);
+      case 'BYTES':
+        return new Array<string>(n).fill('');
+      case 'BOOL':
+      case 'UINT8':
+        return new Uint8Array(n);
+      case 'INT8':
+        return new Int8Array(n);
+      case 'UINT16':
+      case 'FP16':
+        return new Uint16Array(n);
+      case 'INT16':
+        return new Int16Array(n);
+      case 'UINT32':
+        return new Uint32Array(n);
+      case 'INT32':
+        return new Int32Array(n);
+      case 'UINT64':
+        return new BigUint64Array(n);
+      case 'INT64':
+        return new BigInt64Array(n);
+      case 'FP32':
+        return new Float32Array(n);
+      case 'FP64':
+        return new Float64Array(n);
     }
   })();
   return { name: meta.name, datatype: meta.datatype, shape, data };

@@ -236,7 +236,13 @@ export class OnnxBackend implements Backend {
       else job.reject(new GatewayError('GW_ERR_BACKEND_FAILED', `${this.#opts.label}: inference failed: ${msg.message}`));
       return;
     }
-    const split = msg.type === 'result' ? splitOutputs(msg.outputs, run.map((job) => job.rows)) : undefined;
+    const split =
+      msg.type === 'result'
+        ? splitOutputs(
+            msg.outputs,
+            run.map((job) => job.rows),
+          )
+        : undefined;
     if (split !== undefined) {
       // One call per event-loop turn: each answer's continuation (its reply's encoding and write) runs in its own
       // turn, so a batch of 32 never holds the loop for all 32 replies at once; timers and new requests interleave.

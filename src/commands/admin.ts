@@ -73,7 +73,9 @@ class AdminClient {
 }
 
 function errorOf(body: unknown): string {
-  return typeof body === 'object' && body !== null && typeof (body as { error?: unknown }).error === 'string' ? (body as { error: string }).error : JSON.stringify(body);
+  return typeof body === 'object' && body !== null && typeof (body as { error?: unknown }).error === 'string'
+    ? (body as { error: string }).error
+    : JSON.stringify(body);
 }
 
 const pct = (x: number | null, digits = 1) => (x === null ? 'n/a' : `${(x * 100).toFixed(digits)}%`);
@@ -82,7 +84,14 @@ const ms = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(x < 10 ? 2 :
 /** Left-aligned columns separated by two spaces. */
 function table(rows: string[][], indent = '  '): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => indent + r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+  return rows.map(
+    (r) =>
+      indent +
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+  );
 }
 
 function describeReload(r: ReloadReport): string {
@@ -123,7 +132,14 @@ function describeModel(m: ModelView, shadow: ShadowView): string[] {
   const sticky = m.sticky ? `, sticky by ${'header' in m.sticky ? `header ${m.sticky.header}` : `claim ${m.sticky.claim}`}` : '';
   const lines = [`${m.name}  ${m.ready ? 'ready' : 'NOT READY'}  ${source}${sticky}`];
   const rows = [['VERSION', 'WEIGHT', 'SHARE', 'READY', 'SHADOW']];
-  for (const v of m.versions) rows.push([v.version, String(v.weight), pct(v.share), v.ready ? 'yes' : 'NO', v.shadowPercent === null ? '-' : `${v.shadowPercent}% of other versions' traffic`]);
+  for (const v of m.versions)
+    rows.push([
+      v.version,
+      String(v.weight),
+      pct(v.share),
+      v.ready ? 'yes' : 'NO',
+      v.shadowPercent === null ? '-' : `${v.shadowPercent}% of other versions' traffic`,
+    ]);
   lines.push(...table(rows));
   for (const p of shadow.pairs) lines.push(`  ${describePair(p)}`);
   return lines;
@@ -156,7 +172,13 @@ function parseCommon(argv: string[], env: NodeJS.ProcessEnv): Common {
   } catch {
     throw new UsageError(`--admin-url: '${url}' is not a URL`);
   }
-  return { client: new AdminClient(url, values.token ?? (env[ADMIN_TOKEN_ENV] || undefined)), json: values.json!, positionals, reset: values.reset!, full: values.full! };
+  return {
+    client: new AdminClient(url, values.token ?? (env[ADMIN_TOKEN_ENV] || undefined)),
+    json: values.json!,
+    positionals,
+    reset: values.reset!,
+    full: values.full!,
+  };
 }
 
 class UsageError extends Error {}
@@ -175,7 +197,10 @@ export function parseWeightArgs(args: readonly string[]): Record<string, number>
 }
 
 async function status(c: Common, io: CliIo): Promise<number> {
-  const gateway = await c.client.call<{ generation: number; configFile: string | null; watching: boolean; reload: { lastAttempt: ReloadReport } }>('GET', '/admin/status');
+  const gateway = await c.client.call<{ generation: number; configFile: string | null; watching: boolean; reload: { lastAttempt: ReloadReport } }>(
+    'GET',
+    '/admin/status',
+  );
   const { models } = await c.client.call<{ models: ModelView[] }>('GET', '/admin/models');
   const shadows = await Promise.all(models.map((m) => c.client.call<ShadowView>('GET', `/admin/models/${encodeURIComponent(m.name)}/shadow`)));
   if (c.json) {
@@ -205,7 +230,7 @@ async function shift(c: Common, io: CliIo): Promise<number> {
   }
   const shares = after.versions.map((v) => `${v.version} ${pct(v.share)}`).join(', ');
   io.stdout(`${model}: weights ${weightsText(before.weights)} → ${weightsText(after.weights)} (${shares})\n`);
-  io.stdout(after.override ? `  ${after.override.note}\n` : '  the config\'s weights apply (no runtime override)\n');
+  io.stdout(after.override ? `  ${after.override.note}\n` : "  the config's weights apply (no runtime override)\n");
   return 0;
 }
 
@@ -214,7 +239,9 @@ async function reload(c: Common, io: CliIo): Promise<number> {
   io.stdout(`reload: ${describeReload(report)}; generation ${report.generation}\n`);
   if (report.backends) {
     const b = report.backends;
-    io.stdout(`  backends: ${b.added.length} started (${b.added.join(', ') || '-'}), ${b.reused.length} reused, ${b.retired.length} retired (${b.retired.join(', ') || '-'})\n`);
+    io.stdout(
+      `  backends: ${b.added.length} started (${b.added.join(', ') || '-'}), ${b.reused.length} reused, ${b.retired.length} retired (${b.retired.join(', ') || '-'})\n`,
+    );
   }
   for (const d of report.droppedOverrides ?? []) io.stdout(`  runtime override of ${d.model} dropped: ${d.reason}\n`);
   return 0;
@@ -243,14 +270,17 @@ function describeRollout(v: RolloutView): string[] {
   if (v.gates && v.gates.length > 0) {
     lines.push(`  gates (evaluated at ${v.evaluatedAt ?? 'n/a'}):`);
     const rows = [['GATE', 'STATUS', 'VALUE', 'LIMIT', 'SAMPLES']];
-    for (const g of v.gates) rows.push([g.gate, g.status === 'fail' ? 'FAIL' : g.status, gateAmount(g.gate, g.value), gateAmount(g.gate, g.limit), String(g.samples)]);
+    for (const g of v.gates)
+      rows.push([g.gate, g.status === 'fail' ? 'FAIL' : g.status, gateAmount(g.gate, g.value), gateAmount(g.gate, g.limit), String(g.samples)]);
     lines.push(...table(rows, '    '));
   } else {
     lines.push('  gates: not evaluated yet');
   }
   lines.push(`  next evaluation: ${v.nextEvaluationAt ?? `not evaluating (${v.status})`}`);
   const c = v.coordination;
-  lines.push(`  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (shared state unreachable: following the last state read)'}`);
+  lines.push(
+    `  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (shared state unreachable: following the last state read)'}`,
+  );
   return lines;
 }
 

@@ -26,7 +26,10 @@ function targetFrom(values: { namespace?: string; service?: string; port?: strin
   const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
   const namespace = values.namespace ?? DEFAULT_MESH_TARGET.namespace;
   const service = values.service ?? DEFAULT_MESH_TARGET.service;
-  for (const [flag, value] of [['namespace', namespace], ['service', service]] as const) {
+  for (const [flag, value] of [
+    ['namespace', namespace],
+    ['service', service],
+  ] as const) {
     if (!dnsLabel.test(value)) throw new UsageError(`--${flag}: '${value}' is not a DNS label (lower-case letters, digits, '-')`);
   }
   const port = values.port === undefined ? DEFAULT_MESH_TARGET.port : Number(values.port);
@@ -98,7 +101,11 @@ export async function meshCommand(argv: string[], io: MeshIo): Promise<number> {
     io.stderr(`${values.check}: not valid YAML: ${broken.join('; ')}\n`);
     return 1;
   }
-  const drift = meshDrift(rendered, docs.map((d) => d.toJS() as unknown), config.server.keepAliveTimeoutMs);
+  const drift = meshDrift(
+    rendered,
+    docs.map((d) => d.toJS() as unknown),
+    config.server.keepAliveTimeoutMs,
+  );
   if (drift.length === 0) {
     io.stdout(`${values.check}: in sync with ${values.config}\n`);
     return 0;

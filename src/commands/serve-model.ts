@@ -49,17 +49,28 @@ export async function serveModelCommand(argv: string[], io: CommandIo): Promise<
   }
   const listen = { host: values.host ?? RUNTIME_DEFAULTS.host, port: intFlag('port', values.port, RUNTIME_DEFAULTS.port, 0, 65535) };
   const logLevel = values['log-level'];
-  if (logLevel !== undefined && !isLogLevel(logLevel)) throw new ConfigError('--log-level', [`--log-level: '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`]);
+  if (logLevel !== undefined && !isLogLevel(logLevel))
+    throw new ConfigError('--log-level', [`--log-level: '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`]);
   let config: GatewayConfig;
   if (values['model-dir'] !== undefined) {
     const maxBatchSize = values['max-batch-size'] === undefined ? undefined : intFlag('max-batch-size', values['max-batch-size'], 2, 2, 65536);
-    if (maxBatchSize === undefined && values['max-queue-delay-us'] !== undefined) throw new ConfigError('--max-queue-delay-us', ['--max-queue-delay-us: only with --max-batch-size']);
-    const batching = maxBatchSize === undefined ? undefined : { maxBatchSize, maxQueueDelayUs: intFlag('max-queue-delay-us', values['max-queue-delay-us'], 500, 0, 1_000_000) };
-    config = await repositoryConfig(values['model-dir'], { workers: intFlag('workers', values.workers, 1, 1, 64), logLevel: logLevel ?? 'info', ...(batching ? { batching } : {}) });
+    if (maxBatchSize === undefined && values['max-queue-delay-us'] !== undefined)
+      throw new ConfigError('--max-queue-delay-us', ['--max-queue-delay-us: only with --max-batch-size']);
+    const batching =
+      maxBatchSize === undefined
+        ? undefined
+        : { maxBatchSize, maxQueueDelayUs: intFlag('max-queue-delay-us', values['max-queue-delay-us'], 500, 0, 1_000_000) };
+    config = await repositoryConfig(values['model-dir'], {
+      workers: intFlag('workers', values.workers, 1, 1, 64),
+      logLevel: logLevel ?? 'info',
+      ...(batching ? { batching } : {}),
+    });
   } else {
     if (values.workers !== undefined) throw new ConfigError('--workers', ['--workers: only with --model-dir; with --config each version sets backend.workers']);
     if (values['max-batch-size'] !== undefined || values['max-queue-delay-us'] !== undefined) {
-      throw new ConfigError('--max-batch-size', ['--max-batch-size/--max-queue-delay-us: only with --model-dir; with --config each version sets backend.batching']);
+      throw new ConfigError('--max-batch-size', [
+        '--max-batch-size/--max-queue-delay-us: only with --model-dir; with --config each version sets backend.batching',
+      ]);
     }
     const loaded = await loadConfig(values.config!, io.env);
     config = asRuntimeConfig(loaded.config, listen, loaded.file);

@@ -62,8 +62,10 @@ function adminHint(gw: RunningGateway, config: GatewayConfig, env: NodeJS.Proces
     const scopes = config.auth.admin.read.scopes;
     return `try: ${cli} status --admin-url ${url} --token "$(${cli} token${scopes.length > 0 ? ` --scope '${scopes.join(' ')}'` : ''})"`;
   }
-  if (adminToken(config.admin, env) !== undefined) return `try: ${cli} status --admin-url ${url} --token "$${ADMIN_TOKEN_ENV}" (the token the gateway was started with)`;
-  if (config.auth) return `admin calls need a JWT with the scopes of auth.admin.read (${config.auth.admin.read.scopes.join(' ') || 'none'}), or a static admin.token / $${ADMIN_TOKEN_ENV}`;
+  if (adminToken(config.admin, env) !== undefined)
+    return `try: ${cli} status --admin-url ${url} --token "$${ADMIN_TOKEN_ENV}" (the token the gateway was started with)`;
+  if (config.auth)
+    return `admin calls need a JWT with the scopes of auth.admin.read (${config.auth.admin.read.scopes.join(' ') || 'none'}), or a static admin.token / $${ADMIN_TOKEN_ENV}`;
   return `admin calls are refused until admin.token or $${ADMIN_TOKEN_ENV} is set when the gateway starts; /metrics is served`;
 }
 
@@ -79,8 +81,10 @@ function printBanner(gw: RunningGateway, config: GatewayConfig, io: CommandIo): 
     const shadow = traffic.shadow ? `; shadow ${traffic.shadow.targets.map((t) => `${t.version} at ${t.percent}%`).join(', ')}` : '';
     lines.push(`  model ${model.name}: versions ${traffic.versions.map((v) => v.version).join(', ')} (${unversioned})${shadow}`);
   }
-  if (gw.extAuthz.http) lines.push(`ext_authz HTTP service on ${gw.extAuthz.http.url}${config.extAuthz.http.pathPrefix} (Envoy http_service; envoy/envoy-ext-authz.yaml)`);
-  if (gw.extAuthz.grpc) lines.push(`ext_authz gRPC service on ${gw.extAuthz.grpc.address} (envoy.service.auth.v3.Authorization; envoy/envoy-ext-authz-grpc.yaml)`);
+  if (gw.extAuthz.http)
+    lines.push(`ext_authz HTTP service on ${gw.extAuthz.http.url}${config.extAuthz.http.pathPrefix} (Envoy http_service; envoy/envoy-ext-authz.yaml)`);
+  if (gw.extAuthz.grpc)
+    lines.push(`ext_authz gRPC service on ${gw.extAuthz.grpc.address} (envoy.service.auth.v3.Authorization; envoy/envoy-ext-authz-grpc.yaml)`);
   if (gw.admin) lines.push(`admin API on ${gw.admin.url}`, `  ${adminHint(gw, config, io.env)}`);
   else lines.push(`admin API off (admin.enabled is false, or neither admin.token nor ${ADMIN_TOKEN_ENV} is set and metrics are off)`);
   // The version that answers the model's unversioned metadata (the routing default) describes the example's inputs.
@@ -103,7 +107,12 @@ function portFlag(flag: string, value: string): number {
 export async function startCommand(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { config: { type: 'string', short: 'c', default: 'gateway.yaml' }, port: { type: 'string' }, host: { type: 'string' }, 'admin-port': { type: 'string' } },
+    options: {
+      config: { type: 'string', short: 'c', default: 'gateway.yaml' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'admin-port': { type: 'string' },
+    },
     strict: true,
   });
   const { config, file } = await loadConfig(values.config!, io.env);

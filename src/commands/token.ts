@@ -55,7 +55,7 @@ export async function mintToken(argv: string[], now: () => number = Date.now): P
   try {
     jwk = JSON.parse(await readFile(values.key!, 'utf8')) as JWK;
   } catch (err) {
-    throw new Error(`cannot read the signing key ${values.key}: ${(err as Error).message}`);
+    throw new Error(`cannot read the signing key ${values.key}: ${(err as Error).message}`, { cause: err });
   }
   if (typeof jwk.alg !== 'string' || jwk.d === undefined) throw new Error(`${values.key} must be a private JWK with an "alg"`);
   // jose is loaded here, not at start-up: `help` imports this module for its usage text.

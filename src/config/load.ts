@@ -61,10 +61,7 @@ function formatPath(at: readonly PropertyKey[]): string {
 }
 
 /** Validates an already-parsed config object; relative paths resolve against `baseDir`. Throws ConfigError. */
-export async function parseConfig(
-  raw: unknown,
-  options: { baseDir: string; source: string; env?: NodeJS.ProcessEnv },
-): Promise<GatewayConfig> {
+export async function parseConfig(raw: unknown, options: { baseDir: string; source: string; env?: NodeJS.ProcessEnv }): Promise<GatewayConfig> {
   const envProblems: string[] = [];
   const substituted = substituteEnv(raw ?? {}, options.env ?? process.env, envProblems);
   const problems = [...envProblems];
@@ -161,7 +158,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** Problems sorted by path (stable), so a parent's unknown keys are listed before its children's issues. */
 function sortByPath(problems: string[]): string[] {
   const key = (p: string) => p.slice(0, p.indexOf(': '));
-  return problems.map((p, i) => ({ p, i })).sort((a, b) => (key(a.p) < key(b.p) ? -1 : key(a.p) > key(b.p) ? 1 : a.i - b.i)).map((x) => x.p);
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => (key(a.p) < key(b.p) ? -1 : key(a.p) > key(b.p) ? 1 : a.i - b.i))
+    .map((x) => x.p);
 }
 
 interface Issue {

@@ -2,11 +2,20 @@
 // keys are rejected everywhere. This file puts the sections together, checks what crosses them, and names the types.
 
 import { z } from 'zod';
-import { accessRequirementSchema, authSchema, JWS_ALGORITHMS, modelAuthSchema } from './schema/auth.js';
+import { authSchema, type accessRequirementSchema, type JWS_ALGORITHMS } from './schema/auth.js';
 import { name } from './schema/common.js';
-import { checkTraffic, compareRuleSchema, modelSchema } from './schema/model.js';
+import { checkTraffic, modelSchema, type compareRuleSchema } from './schema/model.js';
 import { rateLimitsSchema } from './schema/rate-limits.js';
-import { adminSchema, coordinationSchema, disagreementLogSchema, extAuthzSchema, loggingSchema, reloadSchema, serverSchema, telemetrySchema } from './schema/server.js';
+import {
+  adminSchema,
+  coordinationSchema,
+  disagreementLogSchema,
+  extAuthzSchema,
+  loggingSchema,
+  reloadSchema,
+  serverSchema,
+  telemetrySchema,
+} from './schema/server.js';
 
 export * from './schema/auth.js';
 export * from './schema/backend.js';
@@ -26,9 +35,7 @@ export const configSchema = z
     rateLimits: rateLimitsSchema.optional(),
     extAuthz: extAuthzSchema.prefault({}),
     coordination: coordinationSchema.optional(),
-    models: z
-      .record(name('model name'), modelSchema)
-      .refine((m) => Object.keys(m).length > 0, 'at least one model must be configured'),
+    models: z.record(name('model name'), modelSchema).refine((m) => Object.keys(m).length > 0, 'at least one model must be configured'),
   })
   .superRefine((config, ctx) => {
     for (const [modelName, model] of Object.entries(config.models)) {
@@ -59,17 +66,20 @@ function checkSecurity(config: {
 }): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];
   for (const [modelName, model] of Object.entries(config.models)) {
-    if (model.auth !== undefined && config.auth === undefined) problems.push({ path: ['models', modelName, 'auth'], message: 'needs the top-level auth section (issuers)' });
+    if (model.auth !== undefined && config.auth === undefined)
+      problems.push({ path: ['models', modelName, 'auth'], message: 'needs the top-level auth section (issuers)' });
   }
   config.rateLimits?.rules.forEach((rule, i) => {
     const at = ['rateLimits', 'rules', i];
-    if (rule.key.claim !== undefined && config.auth === undefined) problems.push({ path: [...at, 'key', 'claim'], message: 'a claim key needs the top-level auth section' });
+    if (rule.key.claim !== undefined && config.auth === undefined)
+      problems.push({ path: [...at, 'key', 'claim'], message: 'a claim key needs the top-level auth section' });
     rule.models?.forEach((m, j) => {
       if (!(m in config.models)) problems.push({ path: [...at, 'models', j], message: `model '${m}' is not configured` });
     });
     const scope = (rule.models ?? Object.keys(config.models)).filter((m) => m in config.models);
     rule.versions?.forEach((v, j) => {
-      if (!scope.some((m) => v in config.models[m]!.versions)) problems.push({ path: [...at, 'versions', j], message: `no model of this rule has version '${v}'` });
+      if (!scope.some((m) => v in config.models[m]!.versions))
+        problems.push({ path: [...at, 'versions', j], message: `no model of this rule has version '${v}'` });
     });
   });
   return problems;
@@ -80,22 +90,18 @@ export type ModelConfig = GatewayConfig['models'][string];
 export type VersionConfig = ModelConfig['versions'][string];
 export type BackendConfig = VersionConfig['backend'];
 export type HttpBackendConfig = Extract<BackendConfig, { kind: 'http' }>;
-export type OnnxBackendConfig = Extract<BackendConfig, { kind: 'onnx' }>;
 export type ServerConfig = GatewayConfig['server'];
 export type AdminConfig = GatewayConfig['admin'];
 export type ReloadConfig = GatewayConfig['reload'];
-export type ShadowConfig = NonNullable<ModelConfig['shadow']>;
 export type CompareRule = z.output<typeof compareRuleSchema>;
 export type DisagreementLogConfig = NonNullable<GatewayConfig['disagreementLog']>;
 export type AuthConfig = NonNullable<GatewayConfig['auth']>;
 export type IssuerConfig = AuthConfig['issuers'][number];
 export type JwksSourceConfig = IssuerConfig['jwks'];
 export type AccessRequirement = z.output<typeof accessRequirementSchema>;
-export type ModelAuthConfig = z.output<typeof modelAuthSchema>;
 export type RateLimitsConfig = NonNullable<GatewayConfig['rateLimits']>;
 export type RateLimitRule = RateLimitsConfig['rules'][number];
 export type RateLimitStoreConfig = RateLimitsConfig['store'];
 export type JwsAlgorithm = (typeof JWS_ALGORITHMS)[number];
-export type ExtAuthzConfig = GatewayConfig['extAuthz'];
 export type RolloutConfig = NonNullable<ModelConfig['rollout']>;
 export type CoordinationConfig = NonNullable<GatewayConfig['coordination']>;

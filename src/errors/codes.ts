@@ -1,5 +1,5 @@
 // The one registry of gateway error codes: each code's HTTP status and default client message.
-// Every code is documented in the README's error table (a test checks it).
+// Every code is documented in docs/errors.md, and every code there is one of these (a test checks both ways).
 
 export const ERROR_CODES = {
   GW_ERR_ROUTE_NOT_FOUND: { status: 404, message: 'no such endpoint' },

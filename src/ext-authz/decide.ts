@@ -110,7 +110,8 @@ export class ExtAuthzDecider {
       await built.chain(ctx);
     } catch (err) {
       const result = deny(err, ctx.responseHeaders);
-      if (result.status >= 500) this.deps.log.warn({ requestId: ctx.requestId, model: route.model, code: result.code, err: (err as Error).cause ?? err }, 'ext_authz check failed');
+      if (result.status >= 500)
+        this.deps.log.warn({ requestId: ctx.requestId, model: route.model, code: result.code, err: (err as Error).cause ?? err }, 'ext_authz check failed');
       return result;
     }
     const upstreamHeaders: Record<string, string> = {};

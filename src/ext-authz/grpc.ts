@@ -12,7 +12,16 @@ import { deny, type CheckRequest, type CheckResult, type ExtAuthzDecider } from 
 export const EXTERNAL_AUTH_PROTO = 'envoy/service/auth/v3/external_auth.proto';
 
 /** google.rpc.Code values Envoy reads from CheckResponse.status (only OK allows; the rest is for logs). */
-const RPC_CODE = { OK: 0, INVALID_ARGUMENT: 3, NOT_FOUND: 5, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+const RPC_CODE = {
+  OK: 0,
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
 
 /**
  * The vendored Envoy protos (protos/, copied from @grpc/grpc-js-xds by `npm run protos:vendor`): that package is a

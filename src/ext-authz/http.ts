@@ -64,7 +64,12 @@ export async function startExtAuthzHttp(decider: ExtAuthzDecider, options: ExtAu
     const path = stripPathPrefix(req.url ?? '', options.pathPrefix);
     const result =
       path === undefined
-        ? deny(new GatewayError('GW_ERR_EXT_AUTHZ_BAD_CHECK', `the check path is not under the ext_authz path prefix '${options.pathPrefix}' (Envoy http_service.path_prefix)`))
+        ? deny(
+            new GatewayError(
+              'GW_ERR_EXT_AUTHZ_BAD_CHECK',
+              `the check path is not under the ext_authz path prefix '${options.pathPrefix}' (Envoy http_service.path_prefix)`,
+            ),
+          )
         : await decider.check({
             method: req.method ?? '',
             path,

@@ -154,13 +154,18 @@ export function defaultVersionOf(model: ModelConfig): string {
 function whyNotPinnable(model: ModelConfig): string | undefined {
   if (model.sticky !== undefined) return 'it uses sticky routing, which Istio weights cannot reproduce';
   if (!model.override.enabled) return `override.enabled is false, so the gateway would ignore the ${VERSION_HEADER} the mesh sets`;
-  if (model.override.requiredScope !== undefined) return `override.requiredScope is set, so the gateway would refuse the ${VERSION_HEADER} the mesh sets for callers without it`;
+  if (model.override.requiredScope !== undefined)
+    return `override.requiredScope is set, so the gateway would refuse the ${VERSION_HEADER} the mesh sets for callers without it`;
   return undefined;
 }
 
 function modelRoutes(name: string, model: ModelConfig, target: MeshTarget, notes: string[]): HttpRoute[] {
   const host = serviceHost(target);
-  const to = (version?: string): Destination => ({ host, ...(version === undefined ? {} : { subset: subsetName(name, version) }), port: { number: target.port } });
+  const to = (version?: string): Destination => ({
+    host,
+    ...(version === undefined ? {} : { subset: subsetName(name, version) }),
+    port: { number: target.port },
+  });
   const versions = Object.keys(model.versions).sort(compareVersions);
   const base = `/v2/models/${name}`;
   const routes: HttpRoute[] = [];

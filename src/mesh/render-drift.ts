@@ -16,7 +16,8 @@ function identity(item: unknown): string | undefined {
   if (!isObject(item)) return undefined;
   if (typeof item.name === 'string') return item.name;
   const destination = item.destination;
-  if (isObject(destination)) return typeof destination.subset === 'string' ? destination.subset : typeof destination.host === 'string' ? destination.host : undefined;
+  if (isObject(destination))
+    return typeof destination.subset === 'string' ? destination.subset : typeof destination.host === 'string' ? destination.host : undefined;
   return undefined;
 }
 
@@ -71,7 +72,12 @@ export function parseDurationMs(text: string): number | undefined {
 function find(documents: readonly unknown[], kind: string, name: string): Record<string, unknown> | undefined {
   return documents.find(
     (d): d is Record<string, unknown> =>
-      isObject(d) && d.kind === kind && typeof d.apiVersion === 'string' && d.apiVersion.startsWith('networking.istio.io/') && isObject(d.metadata) && d.metadata.name === name,
+      isObject(d) &&
+      d.kind === kind &&
+      typeof d.apiVersion === 'string' &&
+      d.apiVersion.startsWith('networking.istio.io/') &&
+      isObject(d.metadata) &&
+      d.metadata.name === name,
   );
 }
 
@@ -105,9 +111,13 @@ export function meshDrift(rendered: RenderedMesh, documents: readonly unknown[],
     const idle = isObject(pool) && isObject(pool.http) ? pool.http.idleTimeout : undefined;
     const idleMs = typeof idle === 'string' ? parseDurationMs(idle) : undefined;
     if (idleMs === undefined) {
-      lines.push(`spec.trafficPolicy.connectionPool.http.idleTimeout: ${idle === undefined ? 'missing' : `${show(idle)} is not a duration`}; it must be set below the gateway's server.keepAliveTimeoutMs (${keepAliveTimeoutMs} ms), since Istio's default is 1 h`);
+      lines.push(
+        `spec.trafficPolicy.connectionPool.http.idleTimeout: ${idle === undefined ? 'missing' : `${show(idle)} is not a duration`}; it must be set below the gateway's server.keepAliveTimeoutMs (${keepAliveTimeoutMs} ms), since Istio's default is 1 h`,
+      );
     } else if (idleMs >= keepAliveTimeoutMs) {
-      lines.push(`spec.trafficPolicy.connectionPool.http.idleTimeout: ${idle as string} is not below the gateway's server.keepAliveTimeoutMs (${keepAliveTimeoutMs} ms): Envoy would reuse connections the gateway has closed (503 UC)`);
+      lines.push(
+        `spec.trafficPolicy.connectionPool.http.idleTimeout: ${idle as string} is not below the gateway's server.keepAliveTimeoutMs (${keepAliveTimeoutMs} ms): Envoy would reuse connections the gateway has closed (503 UC)`,
+      );
     }
     out.push(...lines.map((l) => `DestinationRule ${drName}: ${l}`));
   }

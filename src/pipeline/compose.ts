@@ -44,7 +44,8 @@ export function compose(input: readonly Stage[], options: ComposeOptions = {}): 
     let reached = -1;
     const dispatch = (i: number): Promise<Reply> => {
       // next() runs the rest of the chain once; retries and failover belong to the terminal stage (Envoy's router).
-      if (i <= reached) return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
+      if (i <= reached)
+        return Promise.reject(new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error(`stage ${stages[i - 1]?.name} called next() twice`) }));
       reached = i;
       const stage = stages[i];
       if (stage === undefined) {

@@ -170,7 +170,8 @@ function decodeBytesElements(bytes: Buffer, n: number, where: string): string[] 
     out[i] = bytes.toString('utf8', at, at + len);
     at += len;
   }
-  if (at !== bytes.length) throw invalid(`${where}: ${bytes.length - at} bytes of binary data remain after the ${n} BYTES elements of shape ${formatShape([n])}`);
+  if (at !== bytes.length)
+    throw invalid(`${where}: ${bytes.length - at} bytes of binary data remain after the ${n} BYTES elements of shape ${formatShape([n])}`);
   return out;
 }
 
@@ -184,7 +185,9 @@ export function decodeBinaryData(datatype: Datatype, shape: readonly number[], b
   if (datatype === 'BYTES') return decodeBytesElements(bytes, n, where);
   const expected = n * ELEMENT_BYTES[datatype];
   if (bytes.length !== expected) {
-    throw invalid(`${where}: parameters.binary_data_size is ${bytes.length}, expected ${expected} (${n} elements of shape ${formatShape(shape)} × ${ELEMENT_BYTES[datatype]} bytes for ${datatype})`);
+    throw invalid(
+      `${where}: parameters.binary_data_size is ${bytes.length}, expected ${expected} (${n} elements of shape ${formatShape(shape)} × ${ELEMENT_BYTES[datatype]} bytes for ${datatype})`,
+    );
   }
   const data = numericView(datatype, bytes, n);
   if (datatype === 'BOOL') {

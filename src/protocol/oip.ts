@@ -1,21 +1,7 @@
 // Open Inference Protocol (KServe v2) types: the JSON wire shapes and the decoded tensors backends work with.
 
 /** The OIP tensor datatypes. */
-export const DATATYPES = [
-  'BOOL',
-  'UINT8',
-  'UINT16',
-  'UINT32',
-  'UINT64',
-  'INT8',
-  'INT16',
-  'INT32',
-  'INT64',
-  'FP16',
-  'FP32',
-  'FP64',
-  'BYTES',
-] as const;
+export const DATATYPES = ['BOOL', 'UINT8', 'UINT16', 'UINT32', 'UINT64', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
 export type Datatype = (typeof DATATYPES)[number];
 
 export function isDatatype(value: unknown): value is Datatype {
@@ -88,17 +74,7 @@ export interface InferResponseBody {
  * BYTES → string[] (UTF-8 text; ONNX string tensors).
  */
 export type TensorData =
-  | Uint8Array
-  | Uint16Array
-  | Uint32Array
-  | BigUint64Array
-  | Int8Array
-  | Int16Array
-  | Int32Array
-  | BigInt64Array
-  | Float32Array
-  | Float64Array
-  | string[];
+  Uint8Array | Uint16Array | Uint32Array | BigUint64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Float32Array | Float64Array | string[];
 
 /** A decoded tensor: what backends consume and produce. */
 export interface Tensor {

@@ -111,7 +111,10 @@ function pathOf(j: number, level: number, shape: readonly number[]): string {
     idx.push(j % dim);
     j = Math.floor(j / dim);
   }
-  return `data${idx.reverse().map((i) => `[${i}]`).join('')}`;
+  return `data${idx
+    .reverse()
+    .map((i) => `[${i}]`)
+    .join('')}`;
 }
 
 const CONCAT_CHUNK = 4096; // arguments per concat call, far below V8's limit on spread arguments

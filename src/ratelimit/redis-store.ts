@@ -82,7 +82,12 @@ export class RedisStore implements RateLimitStore {
   async take(request: BucketRequest): Promise<BucketOutcome> {
     // Not connected: decide now rather than queue (the offline queue is off) or wait for a timeout per request.
     if (this.#client.status !== 'ready') return this.#unavailable(request, new Error(`redis connection is ${this.#client.status}`));
-    const args = [String(request.policy.ratePerSecond), String(request.policy.burst), String(request.cost), this.#o.scriptTime ? String(this.#o.scriptTime()) : ''];
+    const args = [
+      String(request.policy.ratePerSecond),
+      String(request.policy.burst),
+      String(request.cost),
+      this.#o.scriptTime ? String(this.#o.scriptTime()) : '',
+    ];
     let reply: unknown;
     try {
       reply = await this.#eval(this.#o.keyPrefix + request.key, args);
@@ -142,5 +147,11 @@ export async function connectRedisStore(config: RedisStoreConfig, deps: { log: L
     log: deps.log,
     onDisconnect: () => stats.disconnects++,
   });
-  return new RedisStore(client, { keyPrefix: config.keyPrefix, fallback: new MemoryStore(config.fallbackMaxKeys, deps.now ?? Date.now), log: deps.log, stats, ...(deps.now ? { scriptTime: deps.now } : {}) });
+  return new RedisStore(client, {
+    keyPrefix: config.keyPrefix,
+    fallback: new MemoryStore(config.fallbackMaxKeys, deps.now ?? Date.now),
+    log: deps.log,
+    stats,
+    ...(deps.now ? { scriptTime: deps.now } : {}),
+  });
 }

@@ -19,7 +19,7 @@ export interface BucketOutcome {
   degraded: boolean;
 }
 
-/** Counters kept for the observability issue (no metrics system yet); monotonic for the life of the process. */
+/** Rate-limit counters, exported as metrics by app/state-metrics.ts; monotonic for the life of the process. */
 export class RateLimitStats {
   /** Checks passed and refused (413/429); a request with rules in both phases is checked twice. */
   allowed = 0;

@@ -47,8 +47,3 @@ export function secondsUntilAvailable(tokens: number, cost: number, policy: Buck
 export function secondsUntilFull(tokens: number, policy: BucketPolicy): number {
   return Math.max(0, Math.ceil((policy.burst - tokens) / policy.ratePerSecond - EPSILON));
 }
-
-/** How long an idle bucket must be kept before it is indistinguishable from a new (full) one, ms. */
-export function idleLifetimeMs(tokens: number, policy: BucketPolicy): number {
-  return Math.ceil(((policy.burst - tokens) / policy.ratePerSecond) * 1000);
-}

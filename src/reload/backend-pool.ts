@@ -89,7 +89,9 @@ export class BackendPool {
     }
     const catalog = ModelCatalog.fromConfig(config, (model, version) => next.get(`${model}/${version}`)!.pooled.backend);
     const results = await Promise.allSettled(fresh.map((p) => p.backend.start()));
-    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`models.${fresh[i]!.label.replace('/', '.versions.')}: ${(r.reason as Error).message}`] : []));
+    const failures = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [`models.${fresh[i]!.label.replace('/', '.versions.')}: ${(r.reason as Error).message}`] : [],
+    );
     if (failures.length > 0) {
       await Promise.allSettled(fresh.map((p) => p.backend.close()));
       throw new Error(`some model versions failed to start:\n  - ${failures.join('\n  - ')}`);
@@ -125,7 +127,10 @@ export class BackendPool {
     const outcome = await Promise.race([idle, deadline]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      this.#log.warn({ backends: backends.map((b) => b.label), inFlight: backends.reduce((n, b) => n + b.inFlight.count, 0), timeoutMs }, 'closing retired backends with calls still in flight');
+      this.#log.warn(
+        { backends: backends.map((b) => b.label), inFlight: backends.reduce((n, b) => n + b.inFlight.count, 0), timeoutMs },
+        'closing retired backends with calls still in flight',
+      );
     }
     await Promise.allSettled(backends.map((b) => b.backend.close()));
     this.#log.info({ backends: backends.map((b) => b.label) }, 'retired backends closed');

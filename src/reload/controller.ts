@@ -1,7 +1,6 @@
 // The control plane's single writer: applies a config (at start and on reload) and runtime weight changes, swapping atomically.
 
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -9,13 +8,16 @@ import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendFactory } from '../models/catalog.js';
 import type { GatewayState } from '../pipeline/generation.js';
-import { reconcileOverrides, RoutingTable, type DroppedOverride, type RolloutRouting, type RouteOptions, type WeightOverride } from '../routing/table.js';
+import { reconcileOverrides, RoutingTable, type RolloutRouting, type RouteOptions, type WeightOverride } from '../routing/table.js';
 import { completeWeights, sameWeights, weightProblems, type Rng } from '../routing/weighted.js';
 import { ShadowRuntime } from '../shadow/runtime.js';
 import { gatewayChain, type ChainState } from '../stages/chain.js';
 import { BackendPool, type PreparedBackends } from './backend-pool.js';
+import { baseDirOf, keptRollouts, restartOnlyChanges, type ReloadReport, type ReloadTrigger } from './changes.js';
 import { LiveGeneration } from './generation.js';
 import { modelView, shadowView, type ModelView, type ShadowView } from './views.js';
+
+export type { ReloadReport, ReloadTrigger } from './changes.js';
 
 export interface ControllerOptions {
   backendFactory: BackendFactory;
@@ -28,46 +30,6 @@ export interface ControllerOptions {
   shadowRng?: Rng;
   /** Rate-limit store, auth counters, breakers and clock shared by every generation (created once per process). */
   security?: ChainState;
-}
-
-/** Rollout weights a reloaded config keeps: the model still has a rollout and every version it weighs. */
-function keptRollouts(rollouts: ReadonlyMap<string, RolloutRouting>, config: GatewayConfig): Map<string, RolloutRouting> {
-  const kept = new Map<string, RolloutRouting>();
-  for (const [model, r] of rollouts) {
-    const m = config.models[model];
-    if (m?.rollout && Object.keys(r.weights).every((v) => v in m.versions)) kept.set(model, r);
-  }
-  return kept;
-}
-
-export type ReloadTrigger = 'start' | 'file-change' | 'admin';
-
-export interface ReloadReport {
-  trigger: ReloadTrigger;
-  at: string;
-  /** applied: a new generation serves; unchanged: nothing to do; rejected: invalid config; failed: could not start it. */
-  outcome: 'applied' | 'unchanged' | 'rejected' | 'failed';
-  /** The generation serving after this attempt. */
-  generation: number;
-  backends?: { added: string[]; reused: string[]; retired: string[] };
-  droppedOverrides?: DroppedOverride[];
-  /** Changed keys that only take effect after a restart (listen addresses). */
-  restartRequired?: string[];
-  error?: string;
-  problems?: string[];
-}
-
-/** Keys read once at start-up; a reload that changes them logs and reports it instead of pretending. */
-function restartOnlyChanges(before: GatewayConfig, after: GatewayConfig): string[] {
-  const changed = (Object.keys(after.server) as (keyof GatewayConfig['server'])[]).filter((k) => before.server[k] !== after.server[k]).map((k) => `server.${k}`);
-  for (const k of ['enabled', 'host', 'port'] as const) if (before.admin[k] !== after.admin[k]) changed.push(`admin.${k}`);
-  if (JSON.stringify(before.coordination) !== JSON.stringify(after.coordination)) changed.push('coordination');
-  return changed;
-}
-
-/** Relative paths in the config resolve against the config file's directory (the working directory without a file). */
-function baseDirOf(configFile: string | undefined): string {
-  return configFile ? path.dirname(path.resolve(configFile)) : process.cwd();
 }
 
 export class GatewayController {
@@ -110,9 +72,21 @@ export class GatewayController {
     const prepared = await pool.prepare(config);
     prepared.commit();
     try {
-      const shadow = new ShadowRuntime({ log, ...(options.shadowRng ? { rng: options.shadowRng } : {}), ...(options.security?.rolloutSignals ? { signals: options.security.rolloutSignals } : {}) });
+      const shadow = new ShadowRuntime({
+        log,
+        ...(options.shadowRng ? { rng: options.shadowRng } : {}),
+        ...(options.security?.rolloutSignals ? { signals: options.security.rolloutSignals } : {}),
+      });
       const live = new LiveGeneration(1, config, prepared.catalog, new RoutingTable(config, prepared.catalog));
-      const state: GatewayState = { current: { catalog: live.catalog, pipeline: live.counted(gatewayChain({ config, catalog: live.catalog, log, routing: live.routing, shadow, route: options.route, ...options.security })) }, draining: false };
+      const state: GatewayState = {
+        current: {
+          catalog: live.catalog,
+          pipeline: live.counted(
+            gatewayChain({ config, catalog: live.catalog, log, routing: live.routing, shadow, route: options.route, ...options.security }),
+          ),
+        },
+        draining: false,
+      };
       const controller = new GatewayController(live, state, pool, shadow, log, options);
       controller.#reconcileShadow(config);
       return controller;
@@ -210,7 +184,17 @@ export class GatewayController {
     let pipeline;
     try {
       live = new LiveGeneration(before.number + 1, config, prepared.catalog, new RoutingTable(config, prepared.catalog, kept, rollouts));
-      pipeline = live.counted(gatewayChain({ config, catalog: live.catalog, log: this.#log, routing: live.routing, shadow: this.shadow, route: this.#options.route, ...this.#options.security }));
+      pipeline = live.counted(
+        gatewayChain({
+          config,
+          catalog: live.catalog,
+          log: this.#log,
+          routing: live.routing,
+          shadow: this.shadow,
+          route: this.#options.route,
+          ...this.#options.security,
+        }),
+      );
     } catch (err) {
       await prepared.abandon();
       this.#record({ trigger, outcome: 'failed', error: (err as Error).message });
@@ -288,7 +272,9 @@ export class GatewayController {
       const before = routing.choice?.weights;
       // Setting exactly the config's weights is "back to config", not an override that a later reload would keep.
       const override: WeightOverride | undefined =
-        routing.configWeights && sameWeights(complete, routing.configWeights) ? undefined : { weights: complete, configWeights: routing.configWeights, setAt: new Date() };
+        routing.configWeights && sameWeights(complete, routing.configWeights)
+          ? undefined
+          : { weights: complete, configWeights: routing.configWeights, setAt: new Date() };
       if (override) this.#overrides.set(model, override);
       else this.#overrides.delete(model);
       const updated = this.#live.routing.setOverride(model, override);
@@ -328,7 +314,13 @@ export class GatewayController {
     return shadowView(this.#live, model, this.shadow);
   }
 
-  status(): { generation: number; configFile: string | null; startedAt: string; watching: boolean; reload: { lastAttempt: ReloadReport; lastApplied: ReloadReport } } {
+  status(): {
+    generation: number;
+    configFile: string | null;
+    startedAt: string;
+    watching: boolean;
+    reload: { lastAttempt: ReloadReport; lastApplied: ReloadReport };
+  } {
     return {
       generation: this.#live.number,
       configFile: this.#options.configFile ?? null,

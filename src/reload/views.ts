@@ -9,7 +9,7 @@ import type { LiveGeneration } from './generation.js';
 
 /** What the admin API says about runtime overrides, so nobody mistakes one for config. */
 export const OVERRIDE_NOTE =
-  'runtime override set through the admin API: kept across reloads unless the reloaded config changes this model\'s weights; lost on restart (put the weights in the config to keep them)';
+  "runtime override set through the admin API: kept across reloads unless the reloaded config changes this model's weights; lost on restart (put the weights in the config to keep them)";
 
 export interface VersionView {
   version: string;

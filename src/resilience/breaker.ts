@@ -166,11 +166,9 @@ export class BackendBreaker {
   /** The 503 a refused call gets, with Retry-After = seconds until the next trial (at least 1). */
   openError(): GatewayError {
     const seconds = Math.max(1, Math.ceil(this.#retryInMs() / 1000));
-    return new GatewayError(
-      'GW_ERR_CIRCUIT_OPEN',
-      `${this.#label} is failing; its circuit breaker is open and the next trial request is due in ${seconds} s`,
-      { headers: { 'retry-after': String(seconds) } },
-    );
+    return new GatewayError('GW_ERR_CIRCUIT_OPEN', `${this.#label} is failing; its circuit breaker is open and the next trial request is due in ${seconds} s`, {
+      headers: { 'retry-after': String(seconds) },
+    });
   }
 
   /** Forces the breaker open (admin action or tests). */

@@ -60,7 +60,12 @@ export class GuardRegistry {
             : {
                 backend: served.backend,
                 settings,
-                guard: new VersionGuard(versionConfig, `model ${model.name} version ${served.version}`, this.#log.child({ model: model.name, version: served.version }), this.#clock),
+                guard: new VersionGuard(
+                  versionConfig,
+                  `model ${model.name} version ${served.version}`,
+                  this.#log.child({ model: model.name, version: served.version }),
+                  this.#clock,
+                ),
               };
         next.set(key, entry);
         byVersion.set(served, entry.guard);

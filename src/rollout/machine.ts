@@ -106,31 +106,82 @@ export function evaluateGates(config: RolloutConfig, state: RolloutState, w: Win
 
   if (effectsOf(config, state).shadowPercent > 0) {
     const value = w.compared === 0 ? null : w.agreed / w.compared;
-    if (w.compared < min) gates.push({ gate: 'agreement', status: 'waiting', value, limit: g.minAgreement, samples: w.compared, detail: `${w.compared}/${min} comparisons` });
-    else gates.push({ gate: 'agreement', status: value! >= g.minAgreement ? 'pass' : 'fail', value, limit: g.minAgreement, samples: w.compared, detail: `agreement ${pct(value!)} (minimum ${pct(g.minAgreement)}) over ${w.compared} comparisons` });
+    if (w.compared < min)
+      gates.push({ gate: 'agreement', status: 'waiting', value, limit: g.minAgreement, samples: w.compared, detail: `${w.compared}/${min} comparisons` });
+    else
+      gates.push({
+        gate: 'agreement',
+        status: value! >= g.minAgreement ? 'pass' : 'fail',
+        value,
+        limit: g.minAgreement,
+        samples: w.compared,
+        detail: `agreement ${pct(value!)} (minimum ${pct(g.minAgreement)}) over ${w.compared} comparisons`,
+      });
   } else {
-    gates.push({ gate: 'agreement', status: 'skipped', value: null, limit: g.minAgreement, samples: w.compared, detail: 'stable traffic is not mirrored in this phase' });
+    gates.push({
+      gate: 'agreement',
+      status: 'skipped',
+      value: null,
+      limit: g.minAgreement,
+      samples: w.compared,
+      detail: 'stable traffic is not mirrored in this phase',
+    });
   }
 
   const c = w.candidate;
   const errorRate = c.calls === 0 ? null : c.errors / c.calls;
-  if (c.calls < min) gates.push({ gate: 'errorRate', status: 'waiting', value: errorRate, limit: g.maxErrorRate, samples: c.calls, detail: `${c.calls}/${min} candidate calls` });
-  else gates.push({ gate: 'errorRate', status: errorRate! <= g.maxErrorRate ? 'pass' : 'fail', value: errorRate, limit: g.maxErrorRate, samples: c.calls, detail: `candidate error rate ${pct(errorRate!)} (maximum ${pct(g.maxErrorRate)}) over ${c.calls} calls` });
+  if (c.calls < min)
+    gates.push({
+      gate: 'errorRate',
+      status: 'waiting',
+      value: errorRate,
+      limit: g.maxErrorRate,
+      samples: c.calls,
+      detail: `${c.calls}/${min} candidate calls`,
+    });
+  else
+    gates.push({
+      gate: 'errorRate',
+      status: errorRate! <= g.maxErrorRate ? 'pass' : 'fail',
+      value: errorRate,
+      limit: g.maxErrorRate,
+      samples: c.calls,
+      detail: `candidate error rate ${pct(errorRate!)} (maximum ${pct(g.maxErrorRate)}) over ${c.calls} calls`,
+    });
 
   // Stable's p99 from this window when it had enough calls, else the last one measured in this rollout.
   const stableP99Ms = w.stable.calls >= min && w.stable.p99Ms !== null ? w.stable.p99Ms : state.stableP99Ms;
   if (c.calls < min || c.p99Ms === null) {
     gates.push({ gate: 'p99', status: 'waiting', value: c.p99Ms, limit: null, samples: c.calls, detail: `${c.calls}/${min} candidate calls` });
   } else if (stableP99Ms === null) {
-    gates.push({ gate: 'p99', status: 'waiting', value: c.p99Ms, limit: null, samples: w.stable.calls, detail: `${w.stable.calls}/${min} stable calls for a reference p99` });
+    gates.push({
+      gate: 'p99',
+      status: 'waiting',
+      value: c.p99Ms,
+      limit: null,
+      samples: w.stable.calls,
+      detail: `${w.stable.calls}/${min} stable calls for a reference p99`,
+    });
   } else {
     const limit = Math.max(stableP99Ms * g.maxP99Ratio, stableP99Ms + g.p99AllowanceMs);
-    gates.push({ gate: 'p99', status: c.p99Ms <= limit ? 'pass' : 'fail', value: c.p99Ms, limit, samples: c.calls, detail: `candidate p99 ${msText(c.p99Ms)} vs stable ${msText(stableP99Ms)} (limit ${msText(limit)})` });
+    gates.push({
+      gate: 'p99',
+      status: c.p99Ms <= limit ? 'pass' : 'fail',
+      value: c.p99Ms,
+      limit,
+      samples: c.calls,
+      detail: `candidate p99 ${msText(c.p99Ms)} vs stable ${msText(stableP99Ms)} (limit ${msText(limit)})`,
+    });
   }
   return { gates, stableP99Ms };
 }
 
-function moved(state: RolloutState, now: number, to: Partial<Pick<RolloutState, 'status' | 'phase' | 'step'>>, decision: Omit<Decision, 'from' | 'to' | 'at'>): RolloutState {
+function moved(
+  state: RolloutState,
+  now: number,
+  to: Partial<Pick<RolloutState, 'status' | 'phase' | 'step'>>,
+  decision: Omit<Decision, 'from' | 'to' | 'at'>,
+): RolloutState {
   const next = { ...state, ...to, revision: state.revision + 1 };
   const phaseChanged = next.phase !== state.phase || next.step !== state.step;
   if (phaseChanged) {
@@ -163,7 +214,12 @@ export function evaluate(config: RolloutConfig, state: RolloutState, window: Win
   const base = { ...state, stableP99Ms, lastEvaluation: { at: now, gates, window } };
   const failed = gates.filter((g) => g.status === 'fail');
   if (failed.length > 0) {
-    return moved(base, now, { status: 'rolled-back' }, { decision: 'rollback', actor: 'controller', reason: `rolled back in ${where(config, state)}: ${failed.map((g) => g.detail).join('; ')}`, gates, window });
+    return moved(
+      base,
+      now,
+      { status: 'rolled-back' },
+      { decision: 'rollback', actor: 'controller', reason: `rolled back in ${where(config, state)}: ${failed.map((g) => g.detail).join('; ')}`, gates, window },
+    );
   }
   const hold = (reason: string): RolloutState => moved(base, now, {}, { decision: 'hold', actor: 'controller', reason, gates, window });
   if (state.status === 'paused') return hold(`paused by an operator in ${where(config, state)}`);
@@ -179,7 +235,10 @@ export function evaluate(config: RolloutConfig, state: RolloutState, window: Win
   const waiting = gates.filter((g) => g.status === 'waiting');
   if (waiting.length > 0) return hold(`${where(config, state)} done, waiting for samples: ${waiting.map((g) => `${g.gate} ${g.detail}`).join('; ')}`);
   const to = advanced(config, state);
-  const passed = gates.filter((g) => g.status === 'pass').map((g) => g.gate).join(', ');
+  const passed = gates
+    .filter((g) => g.status === 'pass')
+    .map((g) => g.gate)
+    .join(', ');
   return moved(base, now, to, {
     decision: to.status === 'complete' ? 'complete' : 'advance',
     actor: 'controller',
@@ -201,22 +260,42 @@ export function applyAction(config: RolloutConfig, state: RolloutState, action: 
     case 'resume':
       if (state.status === 'paused') {
         // The hold starts again: samples taken while paused may be from a situation the operator was looking into.
-        const next = moved(state, now, { status: 'running' }, { decision: 'resume', actor, reason: `resumed by an operator in ${where(config, state)}; the phase's hold starts again` });
+        const next = moved(
+          state,
+          now,
+          { status: 'running' },
+          { decision: 'resume', actor, reason: `resumed by an operator in ${where(config, state)}; the phase's hold starts again` },
+        );
         return { ...next, phaseId: state.phaseId + 1, phaseStartedAt: now };
       }
       if (state.status === 'rolled-back' || state.status === 'aborted') {
-        const next = moved({ ...state, stableP99Ms: null, lastEvaluation: null }, now, { status: 'running', phase: 'shadow', step: -1 }, { decision: 'restart', actor, reason: `restarted by an operator after ${state.status === 'aborted' ? 'an abort' : 'a rollback'}: shadow phase begins` });
+        const next = moved(
+          { ...state, stableP99Ms: null, lastEvaluation: null },
+          now,
+          { status: 'running', phase: 'shadow', step: -1 },
+          {
+            decision: 'restart',
+            actor,
+            reason: `restarted by an operator after ${state.status === 'aborted' ? 'an abort' : 'a rollback'}: shadow phase begins`,
+          },
+        );
         return next.phaseId === state.phaseId ? { ...next, phaseId: state.phaseId + 1, phaseStartedAt: now } : next;
       }
       throw conflict(`cannot resume: the rollout is ${state.status}`);
     case 'promote': {
-      if (state.status !== 'running' && state.status !== 'paused') throw conflict(`cannot promote: the rollout is ${state.status}${state.status === 'complete' ? '' : ' (resume it first)'}`);
+      if (state.status !== 'running' && state.status !== 'paused')
+        throw conflict(`cannot promote: the rollout is ${state.status}${state.status === 'complete' ? '' : ' (resume it first)'}`);
       const to = options.full ? { status: 'complete' as const, phase: 'step' as const, step: config.steps.length - 1 } : advanced(config, state);
       return moved(state, now, to, { decision: 'promote', actor, reason: `promoted by an operator from ${where(config, state)} to ${where(config, to)}` });
     }
     case 'abort':
       if (state.status === 'aborted') throw conflict('the rollout is already aborted');
-      return moved(state, now, { status: 'aborted' }, { decision: 'abort', actor, reason: `aborted by an operator in ${where(config, state)}: all traffic back to ${config.stable}` });
+      return moved(
+        state,
+        now,
+        { status: 'aborted' },
+        { decision: 'abort', actor, reason: `aborted by an operator in ${where(config, state)}: all traffic back to ${config.stable}` },
+      );
   }
 }
 

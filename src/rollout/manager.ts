@@ -93,7 +93,11 @@ export class RolloutManager {
 
   view(model: string): RolloutView {
     const entry = this.#entry(model);
-    if (!entry.state) throw new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared state of model '${model}''s rollout has not been read yet: ${this.#o.store.mode} store unreachable`);
+    if (!entry.state)
+      throw new GatewayError(
+        'GW_ERR_ROLLOUT_STORE_UNAVAILABLE',
+        `the shared state of model '${model}''s rollout has not been read yet: ${this.#o.store.mode} store unreachable`,
+      );
     return this.#view(entry, entry.state);
   }
 
@@ -149,7 +153,13 @@ export class RolloutManager {
 
   #view(entry: Entry, state: RolloutState): RolloutView {
     const store = this.#o.store;
-    return rolloutView(entry.model, entry.config, state, { mode: store.mode, replica: store.replicaId, leader: store.isLeader(), inSync: entry.inSync }, this.#nextEvaluationAt(entry.config, state));
+    return rolloutView(
+      entry.model,
+      entry.config,
+      state,
+      { mode: store.mode, replica: store.replicaId, leader: store.isLeader(), inSync: entry.inSync },
+      this.#nextEvaluationAt(entry.config, state),
+    );
   }
 
   #nextEvaluationAt(config: RolloutConfig, state: RolloutState): number | null {
@@ -182,7 +192,9 @@ export class RolloutManager {
       const entry: Entry = { model, config: m.rollout, key: keyOf(model, m.rollout), state: undefined, inSync: false, cancelEvaluation: undefined };
       this.#entries.set(model, entry);
       this.#applyEffects(entry); // all on stable until the state is known
-      void this.#serialized(() => this.#adoptOrCreate(entry)).catch((err: unknown) => this.#o.log.error({ err, model }, `rollout ${model}: cannot read its state`));
+      void this.#serialized(() => this.#adoptOrCreate(entry)).catch((err: unknown) =>
+        this.#o.log.error({ err, model }, `rollout ${model}: cannot read its state`),
+      );
     }
   }
 
@@ -220,9 +232,13 @@ export class RolloutManager {
   #applyEffects(entry: Entry): void {
     const { model, config, state } = entry;
     const effects = state ? effectsOf(config, state) : { weights: { [config.stable]: 100 }, shadowPercent: 0, failover: false };
-    this.#o.gateway.setRolloutRouting(model, { weights: effects.weights, failover: effects.failover ? { candidate: config.candidate, stable: config.stable } : undefined });
+    this.#o.gateway.setRolloutRouting(model, {
+      weights: effects.weights,
+      failover: effects.failover ? { candidate: config.candidate, stable: config.stable } : undefined,
+    });
     this.#o.gateway.setRolloutShadow(model, effects.shadowPercent > 0 ? { version: config.candidate, percent: effects.shadowPercent } : undefined);
-    if (state && live(state)) this.#o.signals.watch(model, { stable: config.stable, candidate: config.candidate, windowMs: config.windowMs, phaseId: state.phaseId });
+    if (state && live(state))
+      this.#o.signals.watch(model, { stable: config.stable, candidate: config.candidate, windowMs: config.windowMs, phaseId: state.phaseId });
     else this.#o.signals.unwatch(model);
   }
 
@@ -243,7 +259,9 @@ export class RolloutManager {
         shadowPercent: effects.shadowPercent,
         revision: entry.state!.revision,
         replica: this.#o.store.replicaId,
-        ...(d.gates ? { gates: Object.fromEntries(d.gates.map((g) => [g.gate, { status: g.status, value: g.value, limit: g.limit, samples: g.samples }])) } : {}),
+        ...(d.gates
+          ? { gates: Object.fromEntries(d.gates.map((g) => [g.gate, { status: g.status, value: g.value, limit: g.limit, samples: g.samples }])) }
+          : {}),
       },
       `rollout ${entry.model}: ${d.decision}: ${d.reason}`,
     );
@@ -307,7 +325,11 @@ export class RolloutManager {
     const store = this.#o.store;
     const wasLeader = store.isLeader();
     const leader = await store.lead();
-    if (leader !== wasLeader) this.#o.log.info({ event: 'rollout.leadership', replica: store.replicaId, leader }, leader ? 'rollouts: this replica now leads' : 'rollouts: this replica no longer leads');
+    if (leader !== wasLeader)
+      this.#o.log.info(
+        { event: 'rollout.leadership', replica: store.replicaId, leader },
+        leader ? 'rollouts: this replica now leads' : 'rollouts: this replica no longer leads',
+      );
     for (const entry of [...this.#entries.values()]) {
       const own = this.#o.signals.snapshot(entry.model);
       if (own) await store.publishSignals(entry.key, own);

@@ -138,7 +138,9 @@ export class RedisRolloutStore implements RolloutStore {
     try {
       return JSON.parse(json) as RolloutState;
     } catch (err) {
-      throw new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared rollout state '${key}' in Redis is not valid JSON: ${errorText(err)}`, { cause: err });
+      throw new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared rollout state '${key}' in Redis is not valid JSON: ${errorText(err)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -261,11 +263,16 @@ function errorText(err: unknown): string {
 }
 
 function unavailable(what: string, err: unknown): GatewayError {
-  return new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared rollout state (Redis) is unavailable while ${what}: ${errorText(err)}`, { cause: err });
+  return new GatewayError('GW_ERR_ROLLOUT_STORE_UNAVAILABLE', `the shared rollout state (Redis) is unavailable while ${what}: ${errorText(err)}`, {
+    cause: err,
+  });
 }
 
 /** Connects the rollout store's client (see connectRedis). Redis being down at start is not fatal: no replica leads until it is back. */
-export async function connectRolloutStore(config: RolloutRedisConfig, deps: { log: Logger; replicaId?: string; now?: () => number }): Promise<RedisRolloutStore> {
+export async function connectRolloutStore(
+  config: RolloutRedisConfig,
+  deps: { log: Logger; replicaId?: string; now?: () => number },
+): Promise<RedisRolloutStore> {
   const client = await connectRedis({
     url: config.url,
     commandTimeoutMs: config.commandTimeoutMs,

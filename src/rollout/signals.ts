@@ -168,7 +168,9 @@ function addSample(into: VersionSample, s: VersionSample): void {
 }
 
 function p99(s: VersionSample): number | null {
-  const indices = Object.keys(s.latency).map(Number).sort((a, b) => a - b);
+  const indices = Object.keys(s.latency)
+    .map(Number)
+    .sort((a, b) => a - b);
   const timed = indices.reduce((n, i) => n + s.latency[i]!, 0);
   if (timed === 0) return null;
   const rank = Math.ceil(0.99 * timed);

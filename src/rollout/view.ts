@@ -81,6 +81,12 @@ export function rolloutView(
     window: state.lastEvaluation?.window ?? null,
     evaluatedAt: state.lastEvaluation ? iso(state.lastEvaluation.at) : null,
     coordination,
-    config: { shadow: config.shadow, stepHoldMs: config.stepHoldMs, evaluationIntervalMs: config.evaluationIntervalMs, windowMs: config.windowMs, gates: config.gates },
+    config: {
+      shadow: config.shadow,
+      stepHoldMs: config.stepHoldMs,
+      evaluationIntervalMs: config.evaluationIntervalMs,
+      windowMs: config.windowMs,
+      gates: config.gates,
+    },
   };
 }

@@ -43,7 +43,14 @@ export interface ModelRouting {
   readonly versionHeader: { readonly enabled: boolean; readonly requiredScope: string | undefined };
 }
 
-function routingFor(model: ModelConfig, name: string, versions: readonly string[], catalogDefault: string, override: WeightOverride | undefined, rollout: RolloutRouting | undefined): ModelRouting {
+function routingFor(
+  model: ModelConfig,
+  name: string,
+  versions: readonly string[],
+  catalogDefault: string,
+  override: WeightOverride | undefined,
+  rollout: RolloutRouting | undefined,
+): ModelRouting {
   const configWeights = model.weights === undefined ? undefined : completeWeights(model.weights, versions);
   const effective = (rollout && completeWeights(rollout.weights, versions)) ?? override?.weights ?? configWeights;
   const choice = effective === undefined ? undefined : new WeightedChoice(effective);
@@ -68,7 +75,12 @@ export class RoutingTable {
   // Entries are replaced whole, never mutated: a request holding one sees one consistent split.
   readonly #models = new Map<string, ModelRouting>();
 
-  constructor(config: GatewayConfig, catalog: ModelCatalog, overrides: ReadonlyMap<string, WeightOverride> = new Map(), rollouts: ReadonlyMap<string, RolloutRouting> = new Map()) {
+  constructor(
+    config: GatewayConfig,
+    catalog: ModelCatalog,
+    overrides: ReadonlyMap<string, WeightOverride> = new Map(),
+    rollouts: ReadonlyMap<string, RolloutRouting> = new Map(),
+  ) {
     this.#config = config;
     this.#catalog = catalog;
     for (const name of Object.keys(config.models)) this.#rebuild(name, overrides.get(name), rollouts.get(name));
@@ -147,7 +159,11 @@ export function reconcileOverrides(
       continue;
     }
     // Keep the split, restricted to the versions that still exist (new versions join at weight 0).
-    kept.set(model, { ...override, weights: completeWeights(Object.fromEntries(override.weights.map((w) => [w.version, w.weight])), versions), configWeights: newConfigWeights });
+    kept.set(model, {
+      ...override,
+      weights: completeWeights(Object.fromEntries(override.weights.map((w) => [w.version, w.weight])), versions),
+      configWeights: newConfigWeights,
+    });
   }
   return { kept, dropped };
 }

@@ -77,7 +77,12 @@ function startServerSpan(req: IncomingMessage, operation: Operation, versioned: 
     `${req.method ?? 'GET'} ${route}`,
     {
       kind: SpanKind.SERVER,
-      attributes: { 'http.request.method': req.method ?? 'GET', 'http.route': route, 'url.path': (req.url ?? '').split('?')[0]!.slice(0, 256), 'model_gateway.model': model.slice(0, 128) },
+      attributes: {
+        'http.request.method': req.method ?? 'GET',
+        'http.route': route,
+        'url.path': (req.url ?? '').split('?')[0]!.slice(0, 256),
+        'model_gateway.model': model.slice(0, 128),
+      },
     },
     parent,
   );

@@ -78,7 +78,8 @@ function compareClassification(p: Tensor, s: Tensor, rows: number, rowSize: numb
     const from = r * rowSize;
     const to = from + rowSize;
     let same: boolean;
-    if (scores && rowSize === 1) same = Number(a[from]) >= 0.5 === Number(b[from]) >= 0.5; // one probability: binary decision
+    if (scores && rowSize === 1)
+      same = Number(a[from]) >= 0.5 === Number(b[from]) >= 0.5; // one probability: binary decision
     else if (scores) same = argmax(a, from, to) === argmax(b, from, to);
     else {
       same = true;

@@ -18,7 +18,11 @@ export interface ShadowPlan {
 }
 
 /** A rollout model without a `shadow` section mirrors to its candidate with the section's defaults. */
-const SHADOW_DEFAULTS = { timeoutMs: shadowSchema.shape.timeoutMs.parse(undefined), maxConcurrent: shadowSchema.shape.maxConcurrent.parse(undefined), compare: {} };
+const SHADOW_DEFAULTS = {
+  timeoutMs: shadowSchema.shape.timeoutMs.parse(undefined),
+  maxConcurrent: shadowSchema.shape.maxConcurrent.parse(undefined),
+  compare: {},
+};
 
 /**
  * Models without `shadow` or `rollout` have no plan and pass straight through the shadow stage. A rollout's candidate

@@ -91,7 +91,13 @@ class OutputStats {
   }
 
   summary(): OutputSummary {
-    const out: OutputSummary = { mode: this.mode, rows: this.rows, rowsAgreed: this.rowsAgreed, agreementRate: rate(this.rowsAgreed, this.rows), mismatches: this.mismatches };
+    const out: OutputSummary = {
+      mode: this.mode,
+      rows: this.rows,
+      rowsAgreed: this.rowsAgreed,
+      agreementRate: rate(this.rowsAgreed, this.rows),
+      mismatches: this.mismatches,
+    };
     if (this.mode === 'regression') {
       // JSON has no Infinity: a relative error against an all-zero primary is reported as null ("unbounded").
       const finite = (x: number) => (Number.isFinite(x) ? round(x, 6) : null);

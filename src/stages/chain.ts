@@ -104,7 +104,9 @@ const ALLOW: Stage = { name: 'ext-authz:allow', handle: () => Promise.resolve({ 
  * the same factories as the gateway's chain, so a check never disagrees with the data plane. Routed rules need the
  * serving version or the body, which a check does not have.
  */
-export function extAuthzChain(deps: Pick<ChainDeps, 'config' | 'log' | 'rateLimitStore' | 'authStats' | 'remoteKeySources' | 'now'> & { rateLimitStore: RateLimitStore }): Pipeline {
+export function extAuthzChain(
+  deps: Pick<ChainDeps, 'config' | 'log' | 'rateLimitStore' | 'authStats' | 'remoteKeySources' | 'now'> & { rateLimitStore: RateLimitStore },
+): Pipeline {
   const { config, log } = deps;
   const now = deps.now ?? Date.now;
   const stages: Stage[] = [authStage(authStageOptions(config, deps))];
@@ -114,13 +116,22 @@ export function extAuthzChain(deps: Pick<ChainDeps, 'config' | 'log' | 'rateLimi
 }
 
 /** The auth stage's options: a verifier for the issuers, and each model's policy with `auth.enforce` applied. */
-export function authStageOptions(config: GatewayConfig, deps: Pick<ChainDeps, 'log' | 'now' | 'authStats' | 'remoteKeySources'> & { fetch?: typeof fetch }): AuthStageOptions {
+export function authStageOptions(
+  config: GatewayConfig,
+  deps: Pick<ChainDeps, 'log' | 'now' | 'authStats' | 'remoteKeySources'> & { fetch?: typeof fetch },
+): AuthStageOptions {
   const { log } = deps;
   const now = deps.now ?? Date.now;
   const auth = config.auth;
   if (auth === undefined) return { identityHeaders: DEFAULT_IDENTITY_HEADERS, log, now };
   const stats = deps.authStats ?? new AuthStats();
-  const verifier = new TokenVerifier(auth, { now, log, stats, ...(deps.fetch ? { fetch: deps.fetch } : {}), ...(deps.remoteKeySources ? { remoteSources: deps.remoteKeySources } : {}) });
+  const verifier = new TokenVerifier(auth, {
+    now,
+    log,
+    stats,
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    ...(deps.remoteKeySources ? { remoteSources: deps.remoteKeySources } : {}),
+  });
   void verifier.warm();
   const policies = new Map<string, AccessPolicy>();
   for (const [name, model] of Object.entries(config.models)) {
@@ -128,7 +139,12 @@ export function authStageOptions(config: GatewayConfig, deps: Pick<ChainDeps, 'l
   }
   const open = { scopes: [], claims: {} };
   const defaultPolicy: AccessPolicy = { allowAnonymous: false, enforce: auth.enforce, infer: open, metadata: open };
-  return { identityHeaders: auth.identityHeaders, authentication: { verifier, realm: auth.realm, forwardToken: auth.forwardToken, policies, defaultPolicy, stats }, log, now };
+  return {
+    identityHeaders: auth.identityHeaders,
+    authentication: { verifier, realm: auth.realm, forwardToken: auth.forwardToken, policies, defaultPolicy, stats },
+    log,
+    now,
+  };
 }
 
 /** Model → `timeoutMs`. */

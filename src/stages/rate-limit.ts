@@ -22,7 +22,7 @@ type Decision =
   | { rule: CompiledRule; cost: number; kind: 'too-costly' }
   | { rule: CompiledRule; cost: number; kind: 'unavailable'; error: StoreUnavailableError };
 
-/** One stage per phase (see rules.ts): build.ts places `admission` after auth and `routed` after validate. */
+/** One stage per phase (see rules.ts): chain.ts places `admission` after auth and `routed` after validate. */
 export function rateLimitStage(phase: Phase, options: RateLimitStageOptions): Stage {
   const rules = options.rules.filter((r) => r.phase === phase);
   const name = `rate-limit:${phase}`;
@@ -62,7 +62,11 @@ export function rateLimitStage(phase: Phase, options: RateLimitStageOptions): St
           // Dry run: invisible to the client (no headers), counted and logged.
           if (denied) {
             stats.dryRunDenied++;
-            dryRunLog.warn(d.rule.name, { dryRun: true, rule: d.rule.name, requestId: ctx.requestId, model: ctx.modelName, reason: d.kind, cost: d.cost }, 'rate-limit dry run: this request would have been refused');
+            dryRunLog.warn(
+              d.rule.name,
+              { dryRun: true, rule: d.rule.name, requestId: ctx.requestId, model: ctx.modelName, reason: d.kind, cost: d.cost },
+              'rate-limit dry run: this request would have been refused',
+            );
           }
           continue;
         }
@@ -87,13 +91,19 @@ export function rateLimitStage(phase: Phase, options: RateLimitStageOptions): St
         stats.denied++;
         const retryAfter = Math.max(...refused.map((d) => secondsUntilAvailable(d.outcome.tokens, d.cost, d.rule.policy)));
         const names = refused.map((d) => `'${d.rule.name}'`).join(', ');
-        throw new GatewayError('GW_ERR_RATE_LIMITED', `rate limit ${names} exceeded; retry in ${retryAfter} s`, { headers: { 'retry-after': String(retryAfter) } });
+        throw new GatewayError('GW_ERR_RATE_LIMITED', `rate limit ${names} exceeded; retry in ${retryAfter} s`, {
+          headers: { 'retry-after': String(retryAfter) },
+        });
       }
       if (unavailable !== undefined) {
-        throw new GatewayError('GW_ERR_RATE_LIMIT_UNAVAILABLE', `rate limit '${unavailable.rule.name}' cannot be checked right now (its store is unreachable); retry shortly`, {
-          cause: unavailable.error,
-          headers: { 'retry-after': '1' },
-        });
+        throw new GatewayError(
+          'GW_ERR_RATE_LIMIT_UNAVAILABLE',
+          `rate limit '${unavailable.rule.name}' cannot be checked right now (its store is unreachable); retry shortly`,
+          {
+            cause: unavailable.error,
+            headers: { 'retry-after': '1' },
+          },
+        );
       }
       stats.allowed++;
       return next();

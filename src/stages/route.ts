@@ -44,7 +44,10 @@ function chosenVersion(ctx: Context, routing: ModelRouting, rng: Rng, keyHash: K
 
 export function routeStage({ catalog, routing, rng = Math.random, keyHash = sha256KeyHash }: RouteStageOptions): Stage {
   const fail = (model: ServedModel, version: string) =>
-    new GatewayError('GW_ERR_VERSION_NOT_FOUND', `model '${model.name}' has no version '${version.slice(0, 64)}' (versions: ${[...model.versions.keys()].join(', ')})`);
+    new GatewayError(
+      'GW_ERR_VERSION_NOT_FOUND',
+      `model '${model.name}' has no version '${version.slice(0, 64)}' (versions: ${[...model.versions.keys()].join(', ')})`,
+    );
   return {
     name: 'route',
     handle(ctx, next) {

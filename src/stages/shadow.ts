@@ -48,7 +48,12 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
       {
         kind: SpanKind.INTERNAL,
         links: primarySpan && trace.isSpanContextValid(primarySpan) ? [{ context: primarySpan }] : [],
-        attributes: { 'model_gateway.model': ctx.modelName, 'model_gateway.version': target.version, 'model_gateway.shadow': true, 'model_gateway.request_id': ctx.requestId },
+        attributes: {
+          'model_gateway.model': ctx.modelName,
+          'model_gateway.version': target.version,
+          'model_gateway.shadow': true,
+          'model_gateway.request_id': ctx.requestId,
+        },
       },
       ROOT_CONTEXT,
     );

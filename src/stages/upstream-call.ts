@@ -21,7 +21,12 @@ async function forwardToRemote(ctx: Context, target: ServedVersion, remote: Forw
   const label = `model ${target.model} version ${target.version}`;
   // Small or already-received bodies go as one buffer; a large one still arriving is streamed as it arrives.
   const body = await ctx.body.forwardable();
-  const res = await remote.forward({ body, headers: clientHeaders(ctx.headers, ctx.clientAddress), gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), signal: ctx.signal });
+  const res = await remote.forward({
+    body,
+    headers: clientHeaders(ctx.headers, ctx.clientAddress),
+    gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders),
+    signal: ctx.signal,
+  });
   const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
   // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
   if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };

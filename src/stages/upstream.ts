@@ -74,14 +74,16 @@ export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamS
     try {
       reply = await guarded(primary, ctx, callPrimary);
     } catch (err) {
-      if (watched && !notTheVersionsFault(err, ctx)) signals!.recordCall(primary.model, primary.version, false, called ? performance.now() - started : undefined);
+      if (watched && !notTheVersionsFault(err, ctx))
+        signals!.recordCall(primary.model, primary.version, false, called ? performance.now() - started : undefined);
       if (ctx.failover && failedUpstream(err, ctx)) return divert(ctx.failover);
       const fallback = fallbacks.get(primary.model);
       // Only an open breaker diverts, and only before the primary's backend was called.
       if (called || !fallback || fallback === primary || !(err instanceof GatewayError && err.code === 'GW_ERR_CIRCUIT_OPEN')) throw err;
       return divert(fallback);
     }
-    if (watched && (reply.status < 400 || reply.status >= 500)) signals!.recordCall(primary.model, primary.version, reply.status < 500, performance.now() - started);
+    if (watched && (reply.status < 400 || reply.status >= 500))
+      signals!.recordCall(primary.model, primary.version, reply.status < 500, performance.now() - started);
     if (ctx.failover && isFailedReply(reply) && !ctx.signal.aborted) return divert(ctx.failover);
     return reply;
   }

@@ -5,7 +5,14 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
+import {
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  SimpleSpanProcessor,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+  type SpanExporter,
+} from '@opentelemetry/sdk-trace';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../core/version.js';
 
@@ -14,12 +21,6 @@ let recording = false;
 /** True while startTracing() has an exporter registered: pipelines built then add per-stage and per-call spans. */
 export function tracingEnabled(): boolean {
   return recording;
-}
-
-/** The trace id of the active span, for logs; undefined when nothing is traced. */
-export function activeTraceId(): string | undefined {
-  const ctx = trace.getActiveSpan()?.spanContext();
-  return ctx && trace.isSpanContextValid(ctx) ? ctx.traceId : undefined;
 }
 
 /** The tracer every module uses; a no-op until startTracing() registers a provider. */

@@ -36,17 +36,28 @@ interface Answer {
 function call(method: string, path: string, options: { token?: string | null; body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
   const token = options.token === undefined ? TOKEN : options.token;
   return new Promise((resolve, reject) => {
-    const req = http.request(`${admin}${path}`, { method, headers: { ...(token !== null ? { authorization: `Bearer ${token}` } : {}), ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}), ...options.headers } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text) as Record<string, unknown> });
-        } catch (err) {
-          reject(new Error(`non-JSON answer ${res.statusCode}: ${text}`, { cause: err }));
-        }
-      });
-    });
+    const req = http.request(
+      `${admin}${path}`,
+      {
+        method,
+        headers: {
+          ...(token !== null ? { authorization: `Bearer ${token}` } : {}),
+          ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...options.headers,
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text) as Record<string, unknown> });
+          } catch (err) {
+            reject(new Error(`non-JSON answer ${res.statusCode}: ${text}`, { cause: err }));
+          }
+        });
+      },
+    );
     req.on('error', reject);
     req.end(options.body);
   });
@@ -60,7 +71,12 @@ test('the admin API listens on loopback, on its own port', (t) => {
 
 const refused = test.macro({
   async exec(t, token: string | null, headers: Record<string, string>, challenge: string) {
-    for (const [method, path] of [['GET', '/admin/models'], ['PUT', '/admin/models/iris/weights'], ['POST', '/admin/reload'], ['GET', '/admin/nope']]) {
+    for (const [method, path] of [
+      ['GET', '/admin/models'],
+      ['PUT', '/admin/models/iris/weights'],
+      ['POST', '/admin/reload'],
+      ['GET', '/admin/nope'],
+    ]) {
       const res = await call(method!, path!, { token, headers, ...(method === 'PUT' ? { body: '{"1":1}' } : {}) });
       t.is(res.status, 401, `${method} ${path}`);
       t.is(res.headers['www-authenticate'], challenge);
@@ -73,7 +89,13 @@ const refused = test.macro({
 test('no token', refused, null, {}, 'Bearer realm="model-gateway-admin"');
 test('a wrong token', refused, 'admin-token-for-tests-0124', {}, 'Bearer realm="model-gateway-admin", error="invalid_token"');
 test('a prefix of the token', refused, TOKEN.slice(0, -1), {}, 'Bearer realm="model-gateway-admin", error="invalid_token"');
-test('a non-bearer scheme', refused, null, { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }, 'Bearer realm="model-gateway-admin", error="invalid_token"');
+test(
+  'a non-bearer scheme',
+  refused,
+  null,
+  { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` },
+  'Bearer realm="model-gateway-admin", error="invalid_token"',
+);
 
 test('GET /admin/models: versions, effective weights and shares, source, stickiness, shadows, readiness', async (t) => {
   const res = await call('GET', '/admin/models');
@@ -96,7 +118,10 @@ test('GET /admin/models: versions, effective weights and shares, source, stickin
     { version: '1', weight: 90, share: 0.9, ready: true, backend: 'onnx', shadowPercent: null },
     { version: '2', weight: 10, share: 0.1, ready: true, backend: 'onnx', shadowPercent: 50 },
   ]);
-  t.like(models.find((m) => m.name === 'solo'), { weightsSource: 'default', weights: { '1': 1 }, shadow: null });
+  t.like(
+    models.find((m) => m.name === 'solo'),
+    { weightsSource: 'default', weights: { '1': 1 }, shadow: null },
+  );
   t.is(res.body.generation, 1);
 });
 
@@ -125,7 +150,10 @@ test.serial('PUT weights applies atomically, says it is a runtime override, and 
   const put = await call('PUT', '/admin/models/iris/weights', { body: '{"1": 75, "2": 25}' });
   t.is(put.status, 200);
   t.like(put.body, { weightsSource: 'override', weights: { '1': 75, '2': 25 }, configWeights: { '1': 90, '2': 10 } });
-  t.regex(String((put.body.override as { note: string }).note), /runtime override.*kept across reloads unless the reloaded config changes this model's weights; lost on restart/);
+  t.regex(
+    String((put.body.override as { note: string }).note),
+    /runtime override.*kept across reloads unless the reloaded config changes this model's weights; lost on restart/,
+  );
   t.like((await call('GET', '/admin/models')).body, { models: [{ name: 'iris', weightsSource: 'override' }] });
   // Unlisted versions get 0: all traffic to v2 now, which the data plane shows at once.
   t.like((await call('PUT', '/admin/models/iris/weights', { body: '{"2": 3}' })).body, { weights: { '1': 0, '2': 3 } });
@@ -158,7 +186,10 @@ test.serial('GET and DELETE /admin/models/{m}/shadow: comparison statistics, and
 });
 
 test('GET /admin/status reports the generation and that this gateway has no file to reload', async (t) => {
-  t.like(await call('GET', '/admin/status'), { status: 200, body: { configFile: null, watching: false, reload: { lastAttempt: { outcome: 'applied', trigger: 'start' } } } });
+  t.like(await call('GET', '/admin/status'), {
+    status: 200,
+    body: { configFile: null, watching: false, reload: { lastAttempt: { outcome: 'applied', trigger: 'start' } } },
+  });
   t.like(await call('POST', '/admin/reload'), { status: 409, body: { error: 'the gateway was not started from a config file, so it cannot reload one' } });
 });
 
@@ -210,7 +241,12 @@ test('authorisation is pluggable: anyOf lets either check allow, and keeps the m
   };
   const either = anyOf(token, readOnlyJwt);
   const check = async (r: Parameters<typeof either>[0]) => either(r);
-  const req = (action: 'read' | 'write', authorization?: string) => ({ method: 'GET', path: '/admin/models', action, headers: authorization ? { authorization } : {} });
+  const req = (action: 'read' | 'write', authorization?: string) => ({
+    method: 'GET',
+    path: '/admin/models',
+    action,
+    headers: authorization ? { authorization } : {},
+  });
   await t.notThrowsAsync(check(req('read')));
   await t.notThrowsAsync(check(req('write', 'Bearer the-static-token-123')));
   const err = await t.throwsAsync(check(req('write')), { instanceOf: GatewayError });

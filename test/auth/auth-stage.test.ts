@@ -15,7 +15,8 @@ import { ecKey, tokenFor } from '../helpers/jwt.js';
 const key = ecKey('k1');
 const NOW = 1_700_000_000_000;
 const ISS = 'https://idp.example';
-const token = (over: Record<string, unknown> = {}) => tokenFor(key, { iss: ISS, aud: 'gw', sub: 'alice', tenant: 'acme', scope: 'iris:infer', exp: NOW / 1000 + 600, ...over });
+const token = (over: Record<string, unknown> = {}) =>
+  tokenFor(key, { iss: ISS, aud: 'gw', sub: 'alice', tenant: 'acme', scope: 'iris:infer', exp: NOW / 1000 + 600, ...over });
 
 function config(auth: Record<string, unknown> | undefined, modelAuth?: Record<string, unknown>) {
   return configSchema.parse({
@@ -25,7 +26,15 @@ function config(auth: Record<string, unknown> | undefined, modelAuth?: Record<st
 }
 
 function ctxFor(headers: Record<string, string>, operation: Operation = 'infer'): Context {
-  return createContext({ requestId: 'req-1', operation, modelName: 'iris', pathVersion: undefined, headers: { ...headers }, rawHeaders: Object.entries(headers).flat(), clientAddress: '127.0.0.1' });
+  return createContext({
+    requestId: 'req-1',
+    operation,
+    modelName: 'iris',
+    pathVersion: undefined,
+    headers: { ...headers },
+    rawHeaders: Object.entries(headers).flat(),
+    clientAddress: '127.0.0.1',
+  });
 }
 
 const OK: Reply = { status: 200, body: {} };
@@ -56,18 +65,37 @@ const forwarding = test.macro({
 });
 
 const identityHeaders = { identityHeaders: { claims: { tenant: 'x-tenant' }, payload: 'x-claims' } };
-test('auth off: client copies of the default identity headers are stripped, nothing is forwarded', forwarding, undefined, {}, {}, ['x-auth-subject', 'x-auth-issuer']);
-test('valid token: gateway-owned headers only, from verified claims', forwarding, identityHeaders, { authorization: `Bearer ${token()}` }, {
-  'x-auth-subject': 'alice',
-  'x-auth-issuer': ISS,
-  'x-tenant': 'acme',
-  'x-claims': Buffer.from(JSON.stringify({ iss: ISS, aud: 'gw', sub: 'alice', tenant: 'acme', scope: 'iris:infer', exp: NOW / 1000 + 600 })).toString('base64url'),
-}, ['x-auth-subject', 'x-auth-issuer', 'x-tenant', 'x-claims']);
-test('non-ASCII claim values are percent-encoded, never raw in a header', forwarding, { identityHeaders: { claims: { tenant: 'x-tenant' } } }, { authorization: `Bearer ${token({ sub: 'zoë\r\nx: y', tenant: 'ünï' })}` }, {
-  'x-auth-subject': encodeURIComponent('zoë\r\nx: y'),
-  'x-auth-issuer': ISS,
-  'x-tenant': encodeURIComponent('ünï'),
-}, ['x-auth-subject', 'x-auth-issuer', 'x-tenant']);
+test('auth off: client copies of the default identity headers are stripped, nothing is forwarded', forwarding, undefined, {}, {}, [
+  'x-auth-subject',
+  'x-auth-issuer',
+]);
+test(
+  'valid token: gateway-owned headers only, from verified claims',
+  forwarding,
+  identityHeaders,
+  { authorization: `Bearer ${token()}` },
+  {
+    'x-auth-subject': 'alice',
+    'x-auth-issuer': ISS,
+    'x-tenant': 'acme',
+    'x-claims': Buffer.from(JSON.stringify({ iss: ISS, aud: 'gw', sub: 'alice', tenant: 'acme', scope: 'iris:infer', exp: NOW / 1000 + 600 })).toString(
+      'base64url',
+    ),
+  },
+  ['x-auth-subject', 'x-auth-issuer', 'x-tenant', 'x-claims'],
+);
+test(
+  'non-ASCII claim values are percent-encoded, never raw in a header',
+  forwarding,
+  { identityHeaders: { claims: { tenant: 'x-tenant' } } },
+  { authorization: `Bearer ${token({ sub: 'zoë\r\nx: y', tenant: 'ünï' })}` },
+  {
+    'x-auth-subject': encodeURIComponent('zoë\r\nx: y'),
+    'x-auth-issuer': ISS,
+    'x-tenant': encodeURIComponent('ünï'),
+  },
+  ['x-auth-subject', 'x-auth-issuer', 'x-tenant'],
+);
 
 test('the client Authorization header is always removed; forwardToken passes the verified token as a gateway-owned header', async (t) => {
   for (const forwardToken of [false, true]) {
@@ -132,7 +160,10 @@ test('admin authoriser: read and write scopes from auth.admin, 401 without a tok
   await t.throwsAsync(authorize({ method: 'PUT', action: 'write', headers: headers('gw:read') }), { message: /admin write access needs the scope 'gw:write'/ });
   const missing = await t.throwsAsync(authorize({ method: 'GET', action: 'read', headers: {} }));
   t.like(missing, { status: 401 });
-  await t.throwsAsync(jwtAdminAuthorizer(() => config(undefined), { log: createLogger('silent') })({ method: 'GET', action: 'read', headers: headers('gw:read') }), {
-    message: /no JWT auth/,
-  });
+  await t.throwsAsync(
+    jwtAdminAuthorizer(() => config(undefined), { log: createLogger('silent') })({ method: 'GET', action: 'read', headers: headers('gw:read') }),
+    {
+      message: /no JWT auth/,
+    },
+  );
 });

@@ -17,7 +17,14 @@ function clock(start = T0) {
   return { now: () => now, advance: (ms: number) => void (now += ms) };
 }
 
-const claims = (nowMs: number, over: Record<string, unknown> = {}) => ({ iss: ISS, aud: 'gw', sub: 'alice', iat: nowMs / 1000, exp: nowMs / 1000 + 60, ...over });
+const claims = (nowMs: number, over: Record<string, unknown> = {}) => ({
+  iss: ISS,
+  aud: 'gw',
+  sub: 'alice',
+  iat: nowMs / 1000,
+  exp: nowMs / 1000 + 60,
+  ...over,
+});
 
 function verifier(keys: unknown[] | { url: string; cooldownMs?: number; cacheMaxAgeMs?: number }, now: () => number, extra: Record<string, unknown> = {}) {
   const jwks = Array.isArray(keys) ? { keys } : keys;
@@ -91,7 +98,13 @@ test('none', bearerCase, {}, [], undefined);
 test('Basic is not a bearer token', bearerCase, { authorization: 'Basic YTpi' }, ['Authorization', 'Basic YTpi'], undefined);
 test('scheme is case-insensitive', bearerCase, { authorization: 'bEaReR abc.def.ghi' }, ['authorization', 'bEaReR abc.def.ghi'], 'abc.def.ghi');
 test('empty', bearerCase, { authorization: 'Bearer' }, ['authorization', 'Bearer'], /empty 401$/);
-test('two headers', bearerCase, { authorization: 'Bearer a' }, ['authorization', 'Bearer a', 'AUTHORIZATION', 'Bearer b'], /more than one Authorization header.* 400$/);
+test(
+  'two headers',
+  bearerCase,
+  { authorization: 'Bearer a' },
+  ['authorization', 'Bearer a', 'AUTHORIZATION', 'Bearer b'],
+  /more than one Authorization header.* 400$/,
+);
 test('two credentials', bearerCase, { authorization: 'Bearer a b' }, ['authorization', 'Bearer a b'], /more than one credential.* 400$/);
 
 test('keys are bound to one algorithm; private keys and unusable keys are refused', (t) => {

@@ -33,17 +33,40 @@ const plans = test.macro((t, queue: Call[], nowUs: number, opts: BatchingOptions
   const plan = planRun(q, nowUs, opts);
   if (expected.run) t.deepEqual(plan && 'run' in plan ? plan.run.map((c) => c.id) : plan, expected.run);
   else t.deepEqual(plan, { waitUntilUs: expected.waitUntilUs! });
-  t.deepEqual(q.map((c) => c.id), expected.left);
+  t.deepEqual(
+    q.map((c) => c.id),
+    expected.left,
+  );
 });
 test('a lone call waits, at most until its own delay is over', plans, [call('a', 'k', 1, 100)], 100, OPTS, { waitUntilUs: 1100, left: ['a'] });
 test('half-way through the delay it still waits for the same deadline', plans, [call('a', 'k', 1, 100)], 600, OPTS, { waitUntilUs: 1100, left: ['a'] });
 test('at the deadline it runs with what has joined', plans, [call('a', 'k', 1, 100), call('b', 'k', 2, 900)], 1100, OPTS, { run: ['a', 'b'], left: [] });
-test('a full batch runs at once, before the deadline', plans, [call('a', 'k', 4, 0), call('b', 'k', 4, 10), call('c', 'k', 1, 20)], 30, OPTS, { run: ['a', 'b'], left: ['c'] });
-test('a compatible call that does not fit means the batch cannot grow: run now', plans, [call('a', 'k', 5, 0), call('b', 'k', 4, 10)], 20, OPTS, { run: ['a'], left: ['b'] });
-test('incompatible calls are skipped and keep their order', plans, [call('a', 'k', 1, 0), call('x', 'other', 1, 1), call('b', 'k', 1, 2), call('y', 'other', 1, 3)], 1000, OPTS, { run: ['a', 'b'], left: ['x', 'y'] });
+test('a full batch runs at once, before the deadline', plans, [call('a', 'k', 4, 0), call('b', 'k', 4, 10), call('c', 'k', 1, 20)], 30, OPTS, {
+  run: ['a', 'b'],
+  left: ['c'],
+});
+test('a compatible call that does not fit means the batch cannot grow: run now', plans, [call('a', 'k', 5, 0), call('b', 'k', 4, 10)], 20, OPTS, {
+  run: ['a'],
+  left: ['b'],
+});
+test(
+  'incompatible calls are skipped and keep their order',
+  plans,
+  [call('a', 'k', 1, 0), call('x', 'other', 1, 1), call('b', 'k', 1, 2), call('y', 'other', 1, 3)],
+  1000,
+  OPTS,
+  { run: ['a', 'b'], left: ['x', 'y'] },
+);
 test('an unbatchable head runs alone at once', plans, [call('a', undefined, 1, 0), call('b', 'k', 1, 0)], 0, OPTS, { run: ['a'], left: ['b'] });
 test('a head as large as the batch limit runs alone at once', plans, [call('a', 'k', 8, 0), call('b', 'k', 1, 0)], 0, OPTS, { run: ['a'], left: ['b'] });
-test('delay 0: only what is already queued is batched, nothing waits', plans, [call('a', 'k', 1, 50), call('b', 'k', 1, 50)], 50, { maxBatchSize: 8, maxQueueDelayUs: 0 }, { run: ['a', 'b'], left: [] });
+test(
+  'delay 0: only what is already queued is batched, nothing waits',
+  plans,
+  [call('a', 'k', 1, 50), call('b', 'k', 1, 50)],
+  50,
+  { maxBatchSize: 8, maxQueueDelayUs: 0 },
+  { run: ['a', 'b'], left: [] },
+);
 
 test('no call waits for a batch beyond its own delay (simulated arrivals, workers always free)', (t) => {
   // Arrivals every 130 µs with mixed keys; the clock only moves to arrival times and to the deadlines the planner names.
@@ -82,8 +105,20 @@ test('stack then split returns each member its own rows (views, no copy of outpu
   t.deepEqual(stacked[1]!.data, ['a', 'b', 'c']);
   const out = fp32('y', [3, 2], [10, 20, 30, 40, 50, 60]);
   const split = splitOutputs([out], [1, 2])!;
-  t.deepEqual(split.map((m) => Array.from(m[0]!.data as Float32Array)), [[10, 20], [30, 40, 50, 60]]);
-  t.deepEqual(split.map((m) => m[0]!.shape), [[1, 2], [2, 2]]);
+  t.deepEqual(
+    split.map((m) => Array.from(m[0]!.data as Float32Array)),
+    [
+      [10, 20],
+      [30, 40, 50, 60],
+    ],
+  );
+  t.deepEqual(
+    split.map((m) => m[0]!.shape),
+    [
+      [1, 2],
+      [2, 2],
+    ],
+  );
   t.is((split[1]![0]!.data as Float32Array).buffer, (out.data as Float32Array).buffer);
 });
 
@@ -128,7 +163,16 @@ const lookup = () =>
 type OnRun = (rows: number, calls: number) => void;
 
 function backend(file: string, batching?: BatchingOptions, onRun?: OnRun): OnnxBackend {
-  return new OnnxBackend({ path: file, workers: 1, intraOpThreads: 1, maxQueue: 1024, label: 'test model', log, ...(batching ? { batching } : {}), ...(onRun ? { onRun } : {}) });
+  return new OnnxBackend({
+    path: file,
+    workers: 1,
+    intraOpThreads: 1,
+    maxQueue: 1024,
+    label: 'test model',
+    log,
+    ...(batching ? { batching } : {}),
+    ...(onRun ? { onRun } : {}),
+  });
 }
 
 async function started(t: import('ava').ExecutionContext, file: string, batching?: BatchingOptions, onRun?: OnRun): Promise<OnnxBackend> {
@@ -171,13 +215,24 @@ test('mlp-large: 24 concurrent calls batched give the unbatched results (float t
 test('mixed shapes: only compatible calls share a run, and every call gets exactly its own rows', async (t) => {
   const b = await started(t, await doubler(), { maxBatchSize: 64, maxQueueDelayUs: 200_000 });
   const widths = [2, 3, 2, 3, 2, 5, 2];
-  const requests = widths.map((w, i) => ({ inputs: [fp32('x', [1 + (i % 2), w], Array.from({ length: (1 + (i % 2)) * w }, (_, k) => i * 100 + k))] }));
+  const requests = widths.map((w, i) => ({
+    inputs: [
+      fp32(
+        'x',
+        [1 + (i % 2), w],
+        Array.from({ length: (1 + (i % 2)) * w }, (_, k) => i * 100 + k),
+      ),
+    ],
+  }));
   const results = await Promise.all(requests.map((r) => b.infer(r, never)));
   results.forEach((res, i) => {
     const input = requests[i]!.inputs[0]!;
     t.deepEqual(res.outputs[0]!.shape, input.shape);
     // Bit for bit: ×2 is exact in FP32.
-    t.deepEqual(Array.from(res.outputs[0]!.data as Float32Array), Array.from(input.data as Float32Array, (v) => v * 2));
+    t.deepEqual(
+      Array.from(res.outputs[0]!.data as Float32Array),
+      Array.from(input.data as Float32Array, (v) => v * 2),
+    );
   });
   const stats = b.batchStats();
   // Three widths → at least three runs; the width-2 and width-3 calls were batched.
@@ -209,7 +264,14 @@ test('a poisoned member fails alone: the batch is re-run member by member and th
   t.is(stats.batchedRuns, 1, JSON.stringify(stats));
   t.is(stats.retriedAlone, indices.length);
   // onRun (the batch-size metric) sees every run: the failed 5-row batch, then each member's 1-row retry.
-  t.deepEqual(runs, [[5, 5], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]);
+  t.deepEqual(runs, [
+    [5, 5],
+    [1, 1],
+    [1, 1],
+    [1, 1],
+    [1, 1],
+    [1, 1],
+  ]);
 });
 
 test('an aborted call is dropped from the queue before its batch runs', async (t) => {
@@ -227,7 +289,10 @@ test('an aborted call is dropped from the queue before its batch runs', async (t
   await Promise.all([busy, first, last]);
   t.deepEqual(b.batchStats(), { runs: 2, batchedRuns: 1, batchedCalls: 2, retriedAlone: 0 });
   // Rows and calls per run: the 512-row call alone, then the two 1-row calls left after the abort.
-  t.deepEqual(runs, [[512, 1], [2, 2]]);
+  t.deepEqual(runs, [
+    [512, 1],
+    [2, 2],
+  ]);
 });
 
 test('with batching on, a lone call is answered without a partner and a model without a batch dim runs unbatched', async (t) => {
@@ -257,10 +322,18 @@ test("a batch's calls are answered one event-loop turn apart, so their replies n
   };
   setImmediate(tick);
   const turns = await Promise.all(
-    [1, 2, 3, 4].map((v) => b.infer({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Float32Array([v]) }] }, never).then((r) => ({ turn, y: Array.from(r.outputs[0]!.data as Float32Array) }))),
+    [1, 2, 3, 4].map((v) =>
+      b
+        .infer({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Float32Array([v]) }] }, never)
+        .then((r) => ({ turn, y: Array.from(r.outputs[0]!.data as Float32Array) })),
+    ),
   );
   counting = false;
   t.deepEqual(runs, [[4, 4]], 'one batched run');
-  t.deepEqual(turns.map((r) => r.y), [[2], [4], [6], [8]]);
-  for (let i = 1; i < turns.length; i++) t.true(turns[i]!.turn > turns[i - 1]!.turn, `call ${i} answered in turn ${turns[i]!.turn}, call ${i - 1} in ${turns[i - 1]!.turn}`);
+  t.deepEqual(
+    turns.map((r) => r.y),
+    [[2], [4], [6], [8]],
+  );
+  for (let i = 1; i < turns.length; i++)
+    t.true(turns[i]!.turn > turns[i - 1]!.turn, `call ${i} answered in turn ${turns[i]!.turn}, call ${i - 1} in ${turns[i - 1]!.turn}`);
 });

@@ -91,7 +91,12 @@ test('hop-by-hop and gateway-only headers are stripped; trace context, request i
   };
   // Odd spacing on purpose: the remote must get these exact bytes, not a re-encoding.
   const body = Buffer.from('{ "inputs" : [ {"name":"x","shape":[1],"datatype":"FP32","data":[1.0]} ] }');
-  const res = await b.forward({ body, headers: clientHeaders(incoming), gatewayHeaders: gatewayHeaders('gw-req-1', { 'x-auth-subject': 'alice' }), signal: never });
+  const res = await b.forward({
+    body,
+    headers: clientHeaders(incoming),
+    gatewayHeaders: gatewayHeaders('gw-req-1', { 'x-auth-subject': 'alice' }),
+    signal: never,
+  });
   t.is(res.status, 200);
   const got = remote.seen[0]!;
   t.is(got.url, '/prefix/v2/models/iris/versions/2/infer');
@@ -120,7 +125,7 @@ test('hop-by-hop and gateway-only headers are stripped; trace context, request i
   });
 });
 
-test('gateway-owned headers win over the backend\'s configured headers and the client\'s', async (t) => {
+test("gateway-owned headers win over the backend's configured headers and the client's", async (t) => {
   const remote = await recordingServer(t, () => ({ status: 200, body: OIP_OK }));
   const b = backend(t, remote.url, { model: 'iris', version: '2', headers: { 'X-Auth-Subject': 'from-config', 'X-Api-Key': 'k1' } });
   const res = await b.forward({
@@ -161,10 +166,19 @@ const remoteReply = test.macro((t, status: number, body: string, expected: { sta
   if (expected.retryAfter) t.is(reply.headers['retry-after'], expected.retryAfter);
 });
 test('2xx: model_name and model_version become the gateway’s', remoteReply, 200, OIP_OK, { status: 200, error: /"model_name":"flowers","model_version":"1"/ });
-test('400: the remote’s status and message pass through', remoteReply, 400, '{"error":"input \'x\': bad shape"}', { status: 400, error: /^input 'x': bad shape$/ });
+test('400: the remote’s status and message pass through', remoteReply, 400, '{"error":"input \'x\': bad shape"}', {
+  status: 400,
+  error: /^input 'x': bad shape$/,
+});
 test('503: status, message and Retry-After pass through', remoteReply, 503, '{"error":"busy"}', { status: 503, error: /^busy$/, retryAfter: '7' });
-test('500 without a JSON error body gets a clear message', remoteReply, 500, '<html>oops</html>', { status: 500, error: /model flowers version 1: the backend answered 500/ });
-test('404 means the backend is misconfigured: 502', remoteReply, 404, '{"error":"unknown model \'iris\'"}', { code: 'GW_ERR_BAD_GATEWAY', error: /404 for its configured model: unknown model 'iris'/ });
+test('500 without a JSON error body gets a clear message', remoteReply, 500, '<html>oops</html>', {
+  status: 500,
+  error: /model flowers version 1: the backend answered 500/,
+});
+test('404 means the backend is misconfigured: 502', remoteReply, 404, '{"error":"unknown model \'iris\'"}', {
+  code: 'GW_ERR_BAD_GATEWAY',
+  error: /404 for its configured model: unknown model 'iris'/,
+});
 test('a 3xx is not an OIP answer: 502', remoteReply, 302, '', { code: 'GW_ERR_BAD_GATEWAY', error: /unexpected status 302/ });
 test('a 2xx that is not an inference response: 502', remoteReply, 200, '{"hello":1}', { code: 'GW_ERR_BAD_GATEWAY', error: /not an OIP inference response/ });
 
@@ -184,8 +198,13 @@ test('tensors in, tensors out against a real serve-model: equal to the in-proces
   t.teardown(() => local.close());
   await local.start();
   const [a, b] = await Promise.all([remote.infer(iris(3), never), local.infer(iris(3), never)]);
-  t.deepEqual(a.outputs.map((o) => [o.name, o.datatype, o.shape, Array.from(o.data as ArrayLike<number | bigint>)]), b.outputs.map((o) => [o.name, o.datatype, o.shape, Array.from(o.data as ArrayLike<number | bigint>)]));
-  const bad = await t.throwsAsync(remote.infer({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: new Float32Array(3) }] }, never), { instanceOf: GatewayError });
+  t.deepEqual(
+    a.outputs.map((o) => [o.name, o.datatype, o.shape, Array.from(o.data as ArrayLike<number | bigint>)]),
+    b.outputs.map((o) => [o.name, o.datatype, o.shape, Array.from(o.data as ArrayLike<number | bigint>)]),
+  );
+  const bad = await t.throwsAsync(remote.infer({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: new Float32Array(3) }] }, never), {
+    instanceOf: GatewayError,
+  });
   t.is(bad!.code, 'GW_ERR_INVALID_REQUEST');
   t.regex(bad!.message, /the backend refused the request: input 'input': shape \[1,3\] does not match/);
 });
@@ -223,7 +242,9 @@ test('a connection reset after the request was sent is never retried (the remote
   await once(server, 'listening');
   t.teardown(() => server.close());
   const b = backend(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, { probeTimeoutMs: 200 });
-  const err = await t.throwsAsync(b.forward({ body: Buffer.from('{"inputs":[]}'), headers: { 'content-type': 'application/json' }, signal: never }), { instanceOf: GatewayError });
+  const err = await t.throwsAsync(b.forward({ body: Buffer.from('{"inputs":[]}'), headers: { 'content-type': 'application/json' }, signal: never }), {
+    instanceOf: GatewayError,
+  });
   t.is(err!.status, 503);
   t.is(requests, 1);
   t.is(b.retries, 0);

@@ -9,7 +9,14 @@ import { createLogger } from '../../src/telemetry/log.js';
 import { MODELS } from '../helpers/gateway.js';
 
 test('close() during a running inference: the call is refused at once, the worker finishes and exits, the process lives', async (t) => {
-  const b = new OnnxBackend({ path: path.join(MODELS, 'mlp-large.onnx'), workers: 1, intraOpThreads: 1, maxQueue: 4, label: 'model mlp version 1', log: createLogger('silent') });
+  const b = new OnnxBackend({
+    path: path.join(MODELS, 'mlp-large.onnx'),
+    workers: 1,
+    intraOpThreads: 1,
+    maxQueue: 4,
+    label: 'model mlp version 1',
+    log: createLogger('silent'),
+  });
   await b.start();
   const rows = 2048; // ~2 GMAC: still running when close() is called
   const aborter = new AbortController();

@@ -98,7 +98,9 @@ test('after close() calls are refused and the backend is not ready', async (t) =
   await b.start();
   await b.close();
   t.false(b.ready());
-  const err = await t.throwsAsync(b.infer({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) }] }, never), { instanceOf: GatewayError });
+  const err = await t.throwsAsync(b.infer({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: new Float32Array(4) }] }, never), {
+    instanceOf: GatewayError,
+  });
   t.is(err!.code, 'GW_ERR_SHUTTING_DOWN');
 });
 
@@ -140,7 +142,9 @@ test('inference does not block the event loop (measured event-loop delay vs. the
   const mainMaxMs = onMain.max / 1e6;
   const workerMaxMs = offMain.max / 1e6;
   const workerP99Ms = offMain.percentile(99) / 1e6;
-  t.log(`runs ≈ ${shortestMainRunMs.toFixed(1)} ms (main) / ${medianWorkerRunMs.toFixed(1)} ms (worker); event-loop delay max: ${mainMaxMs.toFixed(1)} ms on the main thread vs ${workerMaxMs.toFixed(1)} ms (p99 ${workerP99Ms.toFixed(1)} ms) through the worker backend`);
+  t.log(
+    `runs ≈ ${shortestMainRunMs.toFixed(1)} ms (main) / ${medianWorkerRunMs.toFixed(1)} ms (worker); event-loop delay max: ${mainMaxMs.toFixed(1)} ms on the main thread vs ${workerMaxMs.toFixed(1)} ms (p99 ${workerP99Ms.toFixed(1)} ms) through the worker backend`,
+  );
   // The measurement can see blocking: a run on the main thread stalls the loop for about a whole run.
   t.true(mainMaxMs > shortestMainRunMs * 0.5, `main-thread run should block the loop (max delay ${mainMaxMs} ms, shortest run ${shortestMainRunMs} ms)`);
   // Through the worker pool the loop stays free: stalls stay far below one run.

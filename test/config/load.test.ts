@@ -52,35 +52,55 @@ const rejects = test.macro(async (t, raw: unknown, expected: string[], env: Node
   t.deepEqual(await problemsOf(raw, env), expected);
 });
 
-test('a missing model file is reported by path', rejects, {
-  models: { iris: { versions: { '2': { backend: { kind: 'onnx', path: '/nonexistent/v2.onnx' } } } } },
-}, ['models.iris.versions.2.backend.path: file not found (/nonexistent/v2.onnx)']);
+test(
+  'a missing model file is reported by path',
+  rejects,
+  {
+    models: { iris: { versions: { '2': { backend: { kind: 'onnx', path: '/nonexistent/v2.onnx' } } } } },
+  },
+  ['models.iris.versions.2.backend.path: file not found (/nonexistent/v2.onnx)'],
+);
 
-test('unknown keys are rejected at every level', rejects, {
-  servr: {},
-  server: { prot: 1 },
-  models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: 'x', threads: 2 } } }, weight: 3 } },
-}, [
-  "(root): unknown key 'servr'",
-  "models.iris: unknown key 'weight'",
-  "models.iris.versions.1.backend: unknown key 'threads'",
-  'models.iris.versions.1.backend.path: file not found (/work/main/x)'.replace('/work/main', ROOT),
-  "server: unknown key 'prot'",
-]);
+test(
+  'unknown keys are rejected at every level',
+  rejects,
+  {
+    servr: {},
+    server: { prot: 1 },
+    models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: 'x', threads: 2 } } }, weight: 3 } },
+  },
+  [
+    "(root): unknown key 'servr'",
+    "models.iris: unknown key 'weight'",
+    "models.iris.versions.1.backend: unknown key 'threads'",
+    'models.iris.versions.1.backend.path: file not found (/work/main/x)'.replace('/work/main', ROOT),
+    "server: unknown key 'prot'",
+  ],
+);
 
-test('every problem is listed, each with its path', rejects, {
-  server: { port: 70000, maxBodyBytes: 'big' },
-  models: { iris: { defaultVersion: '3', versions: { '1': { backend: { kind: 'onnx', path: '/no/such.onnx', workers: 0 } } } } },
-}, [
-  'models.iris.versions.1.backend.path: file not found (/no/such.onnx)',
-  'models.iris.versions.1.backend.workers: Too small: expected number to be >=1',
-  'server.maxBodyBytes: Invalid input: expected number, received string',
-  'server.port: Too big: expected number to be <=65535',
-]);
+test(
+  'every problem is listed, each with its path',
+  rejects,
+  {
+    server: { port: 70000, maxBodyBytes: 'big' },
+    models: { iris: { defaultVersion: '3', versions: { '1': { backend: { kind: 'onnx', path: '/no/such.onnx', workers: 0 } } } } },
+  },
+  [
+    'models.iris.versions.1.backend.path: file not found (/no/such.onnx)',
+    'models.iris.versions.1.backend.workers: Too small: expected number to be >=1',
+    'server.maxBodyBytes: Invalid input: expected number, received string',
+    'server.port: Too big: expected number to be <=65535',
+  ],
+);
 
-test('a default version must be one of the versions', rejects, {
-  models: { iris: { defaultVersion: '3', versions: { '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } } } } },
-}, ["models.iris.defaultVersion: version '3' is not one of 1"]);
+test(
+  'a default version must be one of the versions',
+  rejects,
+  {
+    models: { iris: { defaultVersion: '3', versions: { '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } } } } },
+  },
+  ["models.iris.defaultVersion: version '3' is not one of 1"],
+);
 
 test('unknown backend kinds are rejected', async (t) => {
   const problems = await problemsOf({ models: { iris: { versions: { '1': { backend: { kind: 'tensorflow' } } } } } });
@@ -98,7 +118,10 @@ test('at least one model is required', rejects, { models: {} }, ['models: at lea
 
 test('environment variables are substituted into values, typed when a whole value', async (t) => {
   const config = await parse(
-    { server: { host: '${HOST}', port: '${PORT:-9000}' }, models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: '${MODEL_DIR}/iris-v1.onnx' } } } } } },
+    {
+      server: { host: '${HOST}', port: '${PORT:-9000}' },
+      models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: '${MODEL_DIR}/iris-v1.onnx' } } } } },
+    },
     { HOST: '127.0.0.1', MODEL_DIR: MODELS },
   );
   t.is(config.server.host, '127.0.0.1');
@@ -107,10 +130,15 @@ test('environment variables are substituted into values, typed when a whole valu
   t.is(backend.kind === 'onnx' ? backend.path : undefined, path.join(MODELS, 'iris-v1.onnx'));
 });
 
-test('a missing environment variable is a problem at its path', rejects, {
-  server: { host: '${GW_TEST_UNSET_VAR}' },
-  models: irisModels(),
-}, ['server.host: environment variable GW_TEST_UNSET_VAR is not set']);
+test(
+  'a missing environment variable is a problem at its path',
+  rejects,
+  {
+    server: { host: '${GW_TEST_UNSET_VAR}' },
+    models: irisModels(),
+  },
+  ['server.host: environment variable GW_TEST_UNSET_VAR is not set'],
+);
 
 test('$$ is a literal dollar and secrets cannot inject YAML structure', (t) => {
   const problems: string[] = [];

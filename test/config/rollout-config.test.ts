@@ -8,7 +8,8 @@ import { ROOT, irisModels } from '../helpers/gateway.js';
 
 const iris = irisModels().iris as Record<string, unknown>;
 const withIris = (extra: Record<string, unknown>, top: Record<string, unknown> = {}) => ({ ...top, models: { iris: { ...iris, ...extra } } });
-const withRollout = (rollout: Record<string, unknown>, extra: Record<string, unknown> = {}) => withIris({ ...extra, rollout: { stable: '1', candidate: '2', ...rollout } });
+const withRollout = (rollout: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+  withIris({ ...extra, rollout: { stable: '1', candidate: '2', ...rollout } });
 const parse = (raw: unknown) => parseConfig(raw, { baseDir: ROOT, source: 'test', env: {} });
 
 const ROLLOUT_DEFAULTS = {
@@ -99,13 +100,18 @@ test('unknown keys inside the rollout and its sections', rejects, withRollout({ 
 test('an unknown comparison rule key in the rollout', rejects, withRollout({ shadow: { compare: { label: { mode: 'classification', tolerance: 1 } } } }), [
   "models.iris.rollout.shadow.compare.label: unknown key 'tolerance'",
 ]);
-test('out-of-range gates and shadow share', rejects, withRollout({ shadow: { percent: 0 }, gates: { minAgreement: 1.5, maxErrorRate: -0.1, maxP99Ratio: 0.5, minSamples: 0 } }), [
-  'models.iris.rollout.gates.maxErrorRate: Too small: expected number to be >=0',
-  'models.iris.rollout.gates.maxP99Ratio: Too small: expected number to be >=1',
-  'models.iris.rollout.gates.minAgreement: Too big: expected number to be <=1',
-  'models.iris.rollout.gates.minSamples: Too small: expected number to be >=1',
-  'models.iris.rollout.shadow.percent: Too small: expected number to be >=0.01',
-]);
+test(
+  'out-of-range gates and shadow share',
+  rejects,
+  withRollout({ shadow: { percent: 0 }, gates: { minAgreement: 1.5, maxErrorRate: -0.1, maxP99Ratio: 0.5, minSamples: 0 } }),
+  [
+    'models.iris.rollout.gates.maxErrorRate: Too small: expected number to be >=0',
+    'models.iris.rollout.gates.maxP99Ratio: Too small: expected number to be >=1',
+    'models.iris.rollout.gates.minAgreement: Too big: expected number to be <=1',
+    'models.iris.rollout.gates.minSamples: Too small: expected number to be >=1',
+    'models.iris.rollout.shadow.percent: Too small: expected number to be >=0.01',
+  ],
+);
 test('zero durations', rejects, withRollout({ stepHoldMs: 0, windowMs: 0, evaluationIntervalMs: 0, shadow: { durationMs: 0, requests: 0 } }), [
   'models.iris.rollout.evaluationIntervalMs: Too small: expected number to be >=1',
   'models.iris.rollout.shadow.durationMs: Too small: expected number to be >=1',
@@ -113,7 +119,9 @@ test('zero durations', rejects, withRollout({ stepHoldMs: 0, windowMs: 0, evalua
   'models.iris.rollout.stepHoldMs: Too small: expected number to be >=1',
   'models.iris.rollout.windowMs: Too small: expected number to be >=1',
 ]);
-test('a rollout without a candidate', rejects, withIris({ rollout: { stable: '1' } }), ['models.iris.rollout.candidate: Invalid input: expected string, received undefined']);
+test('a rollout without a candidate', rejects, withIris({ rollout: { stable: '1' } }), [
+  'models.iris.rollout.candidate: Invalid input: expected string, received undefined',
+]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // coordination.redis
@@ -145,9 +153,14 @@ test('a coordination URL that is not redis', rejects, withIris({}, { coordinatio
   'coordination.redis.url: url must start with redis:// or rediss://',
 ]);
 test('coordination without redis', rejects, withIris({}, { coordination: {} }), ['coordination.redis: Invalid input: expected object, received undefined']);
-test('unknown keys and too-short timings in coordination.redis', rejects, withIris({}, { coordination: { redis: { url: 'redis://r', lease: 1, leaseTtlMs: 50, syncIntervalMs: 5, connectTimeoutMs: 10 } } }), [
-  "coordination.redis: unknown key 'lease'",
-  'coordination.redis.connectTimeoutMs: Too small: expected number to be >=100',
-  'coordination.redis.leaseTtlMs: Too small: expected number to be >=100',
-  'coordination.redis.syncIntervalMs: Too small: expected number to be >=10',
-]);
+test(
+  'unknown keys and too-short timings in coordination.redis',
+  rejects,
+  withIris({}, { coordination: { redis: { url: 'redis://r', lease: 1, leaseTtlMs: 50, syncIntervalMs: 5, connectTimeoutMs: 10 } } }),
+  [
+    "coordination.redis: unknown key 'lease'",
+    'coordination.redis.connectTimeoutMs: Too small: expected number to be >=100',
+    'coordination.redis.leaseTtlMs: Too small: expected number to be >=100',
+    'coordination.redis.syncIntervalMs: Too small: expected number to be >=10',
+  ],
+);

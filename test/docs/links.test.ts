@@ -193,7 +193,10 @@ test('the checker reports a missing file, a missing anchor and a link outside th
 
 test('the documentation section is read up to the next level-2 heading', (t) => {
   const readme = '# R\n[x](docs/x.md)\n## Documentation\n\n| page |\n|---|\n| [a](docs/a.md) |\n| [b](docs/b.md#top) |\n\n## License\n[l](LICENSE)\n';
-  t.deepEqual(documentationSection(readme).map((l) => l.target), ['docs/a.md', 'docs/b.md#top']);
+  t.deepEqual(
+    documentationSection(readme).map((l) => l.target),
+    ['docs/a.md', 'docs/b.md#top'],
+  );
 });
 
 // --- the real files ---

@@ -82,7 +82,14 @@ function infer(headers: Record<string, string | string[]>, base: string = gw.url
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /** The checks every row makes on an answer: status, exact challenge, reason, and no echo of the token. */
-function checkAnswer(t: import('ava').ExecutionContext, sent: Record<string, string | string[]>, answer: Answer, status: number, challenge: string | undefined, reason?: RegExp): void {
+function checkAnswer(
+  t: import('ava').ExecutionContext,
+  sent: Record<string, string | string[]>,
+  answer: Answer,
+  status: number,
+  challenge: string | undefined,
+  reason?: RegExp,
+): void {
   t.is(answer.status, status, answer.text);
   t.is(answer.challenge, challenge);
   const body = JSON.parse(answer.text) as { error?: string };
@@ -95,7 +102,13 @@ function checkAnswer(t: import('ava').ExecutionContext, sent: Record<string, str
 }
 
 const expectAnswer = test.macro({
-  async exec(t, headers: () => Record<string, string | string[]> | Promise<Record<string, string | string[]>>, status: number, challenge: string | undefined, reason?: RegExp) {
+  async exec(
+    t,
+    headers: () => Record<string, string | string[]> | Promise<Record<string, string | string[]>>,
+    status: number,
+    challenge: string | undefined,
+    reason?: RegExp,
+  ) {
     const sent = await headers();
     checkAnswer(t, sent, await infer(sent), status, challenge, reason);
   },
@@ -126,36 +139,84 @@ const expectNotFollowed = test.macro({
 
 test('valid RS256 token from a remote JWKS', expectAnswer, () => bearer(tokenFor(rsaA, claimsA())), 200, undefined);
 test('valid ES256 token from a remote JWKS', expectAnswer, () => bearer(tokenFor(ecA, claimsA())), 200, undefined);
-test('valid token of a second issuer with its required typ', expectAnswer, () => bearer(tokenFor(ecB, claimsA({ iss: ISS_B }), { typ: 'at+jwt' })), 200, undefined);
+test(
+  'valid token of a second issuer with its required typ',
+  expectAnswer,
+  () => bearer(tokenFor(ecB, claimsA({ iss: ISS_B }), { typ: 'at+jwt' })),
+  200,
+  undefined,
+);
 test('no token', expectAnswer, () => ({}), 401, MISSING, /needs a bearer token/);
 test('Basic auth', expectAnswer, () => ({ authorization: `Basic ${Buffer.from('alice:secret').toString('base64')}` }), 401, MISSING);
 test('empty Bearer', expectAnswer, () => ({ authorization: 'Bearer ' }), 401, INVALID, /empty/);
 test('two segments', expectAnswer, () => bearer(tokenFor(rsaA, claimsA()).split('.').slice(0, 2).join('.')), 401, INVALID, /not a JWT/);
 test('bad base64 in every segment', expectAnswer, () => bearer('a.b.c'), 401, INVALID, /not base64url-encoded JSON/);
-test('header that is base64 but not JSON', expectAnswer, () => bearer(`${b64url('{"alg":')}.${b64url(claimsA())}.c2ln`), 401, INVALID, /not base64url-encoded JSON/);
+test(
+  'header that is base64 but not JSON',
+  expectAnswer,
+  () => bearer(`${b64url('{"alg":')}.${b64url(claimsA())}.c2ln`),
+  401,
+  INVALID,
+  /not base64url-encoded JSON/,
+);
 test('characters a token cannot have', expectAnswer, () => bearer('eyJ%.e30.c2ln'), 401, INVALID, /characters/);
 for (const alg of ['none', 'NONE', 'None', 'nOnE']) {
   test(`alg ${alg} (unsigned)`, expectAnswer, () => bearer(`${b64url({ alg, typ: 'JWT' })}.${b64url(claimsA())}.`), 401, INVALID, /alg none/);
 }
-test('HS256 signed with the RSA public key as the HMAC secret', expectAnswer, async () => {
-  const pem = await exportSPKI(rsaA.publicKey);
-  return bearer(signRaw({ alg: 'HS256', typ: 'JWT', kid: rsaA.kid }, claimsA(), pem));
-}, 401, INVALID, /algorithm is not allowed/);
-test('algorithm not allowed (RS384 with the real key)', expectAnswer, () => bearer(signRaw({ alg: 'RS384', typ: 'JWT', kid: rsaA.kid }, claimsA(), rsaA.privateKey)), 401, INVALID, /algorithm is not allowed/);
-test('tampered header', expectAnswer, () => {
-  const [, payload, signature] = tokenFor(rsaA, claimsA()).split('.');
-  return bearer(`${b64url({ alg: 'RS256', typ: 'JWT', kid: rsaA.kid, x: 1 })}.${payload}.${signature}`);
-}, 401, INVALID, /signature is invalid/);
-test('tampered payload (sub changed)', expectAnswer, () => {
-  const [header, , signature] = tokenFor(rsaA, claimsA()).split('.');
-  return bearer(`${header}.${b64url(claimsA({ sub: 'admin' }))}.${signature}`);
-}, 401, INVALID, /signature is invalid/);
-test('tampered signature', expectAnswer, () => {
-  const [header, payload, signature] = tokenFor(rsaA, claimsA()).split('.');
-  const flipped = Buffer.from(signature!, 'base64url');
-  flipped[10] = flipped[10]! ^ 0xff;
-  return bearer(`${header}.${payload}.${flipped.toString('base64url')}`);
-}, 401, INVALID, /signature is invalid/);
+test(
+  'HS256 signed with the RSA public key as the HMAC secret',
+  expectAnswer,
+  async () => {
+    const pem = await exportSPKI(rsaA.publicKey);
+    return bearer(signRaw({ alg: 'HS256', typ: 'JWT', kid: rsaA.kid }, claimsA(), pem));
+  },
+  401,
+  INVALID,
+  /algorithm is not allowed/,
+);
+test(
+  'algorithm not allowed (RS384 with the real key)',
+  expectAnswer,
+  () => bearer(signRaw({ alg: 'RS384', typ: 'JWT', kid: rsaA.kid }, claimsA(), rsaA.privateKey)),
+  401,
+  INVALID,
+  /algorithm is not allowed/,
+);
+test(
+  'tampered header',
+  expectAnswer,
+  () => {
+    const [, payload, signature] = tokenFor(rsaA, claimsA()).split('.');
+    return bearer(`${b64url({ alg: 'RS256', typ: 'JWT', kid: rsaA.kid, x: 1 })}.${payload}.${signature}`);
+  },
+  401,
+  INVALID,
+  /signature is invalid/,
+);
+test(
+  'tampered payload (sub changed)',
+  expectAnswer,
+  () => {
+    const [header, , signature] = tokenFor(rsaA, claimsA()).split('.');
+    return bearer(`${header}.${b64url(claimsA({ sub: 'admin' }))}.${signature}`);
+  },
+  401,
+  INVALID,
+  /signature is invalid/,
+);
+test(
+  'tampered signature',
+  expectAnswer,
+  () => {
+    const [header, payload, signature] = tokenFor(rsaA, claimsA()).split('.');
+    const flipped = Buffer.from(signature!, 'base64url');
+    flipped[10] = flipped[10]! ^ 0xff;
+    return bearer(`${header}.${payload}.${flipped.toString('base64url')}`);
+  },
+  401,
+  INVALID,
+  /signature is invalid/,
+);
 test('attacker key with a real kid', expectAnswer, () => bearer(tokenFor({ ...attacker, kid: rsaA.kid }, claimsA())), 401, INVALID, /signature is invalid/);
 test('kid with path traversal', expectAnswer, () => bearer(tokenFor(attacker, claimsA(), { kid: '../../../../etc/passwd' })), 401, INVALID, /no signing key/);
 test('kid of 10 KB', expectAnswer, () => bearer(tokenFor(attacker, claimsA(), { kid: 'k'.repeat(10 * 1024) })), 401, INVALID, /longer than 8192/);
@@ -169,13 +230,50 @@ test('kid of 1 KB (token under the size limit)', expectAnswer, () => withKid('k'
 test('kid of 257 characters', expectAnswer, () => withKid('k'.repeat(257)), 401, INVALID, /the token kid is malformed/);
 test('kid of 256 characters passes the kid check (and matches no key)', expectAnswer, () => withKid('k'.repeat(256)), 401, INVALID, /no signing key/);
 test('kid that is not a string', expectAnswer, () => withKid(42, rsaA), 401, INVALID, /the token kid is malformed/);
-test('jku pointing at a local server (never fetched)', expectNotFollowed, (url) => ({ jku: url }), () => attacker, 401, INVALID, /no signing key/);
-test('x5u pointing at a local server (never fetched)', expectNotFollowed, (url) => ({ x5u: url }), () => attacker, 401, INVALID, /no signing key/);
-test('embedded jwk (carrying an x5u at a local server) is never used nor followed', expectNotFollowed, (url) => ({ jwk: { ...attacker.jwk, x5u: url } }), () => attacker, 401, INVALID, /no signing key/);
-test('jku, x5u and embedded jwk pointing at a local server (never fetched)', expectNotFollowed, (url) =>
-  ({ kid: attacker.kid, jku: url, x5u: url, jwk: { ...attacker.jwk, x5u: url } }), () => attacker, 401, INVALID, /no signing key/);
-test('a validly signed token carrying jku/x5u is verified with the issuer keys only (and they are never fetched)', expectNotFollowed, (url) =>
-  ({ jku: url, x5u: url }), () => rsaA, 200, undefined);
+test(
+  'jku pointing at a local server (never fetched)',
+  expectNotFollowed,
+  (url) => ({ jku: url }),
+  () => attacker,
+  401,
+  INVALID,
+  /no signing key/,
+);
+test(
+  'x5u pointing at a local server (never fetched)',
+  expectNotFollowed,
+  (url) => ({ x5u: url }),
+  () => attacker,
+  401,
+  INVALID,
+  /no signing key/,
+);
+test(
+  'embedded jwk (carrying an x5u at a local server) is never used nor followed',
+  expectNotFollowed,
+  (url) => ({ jwk: { ...attacker.jwk, x5u: url } }),
+  () => attacker,
+  401,
+  INVALID,
+  /no signing key/,
+);
+test(
+  'jku, x5u and embedded jwk pointing at a local server (never fetched)',
+  expectNotFollowed,
+  (url) => ({ kid: attacker.kid, jku: url, x5u: url, jwk: { ...attacker.jwk, x5u: url } }),
+  () => attacker,
+  401,
+  INVALID,
+  /no signing key/,
+);
+test(
+  'a validly signed token carrying jku/x5u is verified with the issuer keys only (and they are never fetched)',
+  expectNotFollowed,
+  (url) => ({ jku: url, x5u: url }),
+  () => rsaA,
+  200,
+  undefined,
+);
 test('expired beyond the clock tolerance', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ exp: nowS - 31 }))), 401, INVALID, /expired/);
 test('expired within the clock tolerance', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ exp: nowS - 20 }))), 200, undefined);
 test('nbf in the future', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ nbf: nowS + 120 }))), 401, INVALID, /not valid yet/);
@@ -188,17 +286,60 @@ test('wrong aud', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ aud: 'anot
 test('missing aud', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ aud: undefined }))), 401, INVALID, /no aud/);
 test('no sub', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ sub: undefined }))), 401, INVALID, /no sub/);
 test('unknown crit', expectAnswer, () => bearer(tokenFor(rsaA, claimsA(), { crit: ['x-unknown'], 'x-unknown': true })), 401, INVALID, /crit/);
-test('a JWE (five segments)', expectAnswer, async () => {
-  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(claimsA()))).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }).encrypt(rsaA.publicKey);
-  return bearer(jwe);
-}, 401, INVALID, /JWE/);
+test(
+  'a JWE (five segments)',
+  expectAnswer,
+  async () => {
+    const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(claimsA())))
+      .setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' })
+      .encrypt(rsaA.publicKey);
+    return bearer(jwe);
+  },
+  401,
+  INVALID,
+  /JWE/,
+);
 test('wrong typ for an issuer that requires one', expectAnswer, () => bearer(tokenFor(ecB, claimsA({ iss: ISS_B }), { typ: 'JWT' })), 401, INVALID, /typ/);
-test('issuer whose JWKS is unreachable and has no cached key (fail closed)', expectAnswer, () => bearer(tokenFor(downKey, claimsA({ iss: ISS_DOWN }))), 401, INVALID, /signing keys are unavailable/);
-test('two Authorization headers', expectAnswer, () => ({ authorization: [`Bearer ${tokenFor(rsaA, claimsA())}`, `Bearer ${tokenFor(ecA, claimsA())}`] }), 400, BAD_REQUEST, /more than one Authorization header/);
-test('two credentials in one Authorization header', expectAnswer, () => ({ authorization: `Bearer ${tokenFor(rsaA, claimsA())}, Bearer ${tokenFor(ecA, claimsA())}` }), 400, BAD_REQUEST, /more than one credential/);
-test('valid token without the model scope', expectAnswer, () => bearer(tokenFor(rsaA, claimsA({ scope: 'other:infer' }))), 403, NO_SCOPE, /needs the scope 'iris:infer'/);
+test(
+  'issuer whose JWKS is unreachable and has no cached key (fail closed)',
+  expectAnswer,
+  () => bearer(tokenFor(downKey, claimsA({ iss: ISS_DOWN }))),
+  401,
+  INVALID,
+  /signing keys are unavailable/,
+);
+test(
+  'two Authorization headers',
+  expectAnswer,
+  () => ({ authorization: [`Bearer ${tokenFor(rsaA, claimsA())}`, `Bearer ${tokenFor(ecA, claimsA())}`] }),
+  400,
+  BAD_REQUEST,
+  /more than one Authorization header/,
+);
+test(
+  'two credentials in one Authorization header',
+  expectAnswer,
+  () => ({ authorization: `Bearer ${tokenFor(rsaA, claimsA())}, Bearer ${tokenFor(ecA, claimsA())}` }),
+  400,
+  BAD_REQUEST,
+  /more than one credential/,
+);
+test(
+  'valid token without the model scope',
+  expectAnswer,
+  () => bearer(tokenFor(rsaA, claimsA({ scope: 'other:infer' }))),
+  403,
+  NO_SCOPE,
+  /needs the scope 'iris:infer'/,
+);
 test('a client-forged identity header does not authenticate', expectAnswer, () => ({ 'x-auth-subject': 'admin', 'x-auth-issuer': ISS_A }), 401, MISSING);
-test('a client-forged identity header beside a valid token does not make it fail', expectAnswer, () => ({ ...bearer(tokenFor(rsaA, claimsA())), 'x-auth-subject': 'admin' }), 200, undefined);
+test(
+  'a client-forged identity header beside a valid token does not make it fail',
+  expectAnswer,
+  () => ({ ...bearer(tokenFor(rsaA, claimsA())), 'x-auth-subject': 'admin' }),
+  200,
+  undefined,
+);
 test('tokens signed by jsonwebtoken (RS256 and ES256) are accepted', async (t) => {
   for (const key of [rsaA, ecA]) {
     const token = jsonwebtoken.sign({ scope: 'iris:infer' }, key.privateKey.export({ format: 'pem', type: 'pkcs8' }), {
@@ -217,7 +358,9 @@ test('tokens signed by jsonwebtoken (RS256 and ES256) are accepted', async (t) =
 
 test('unknown kid flood: no JWKS refetch within the cooldown, and hostile headers were never fetched', async (t) => {
   // Each also names the shared trap in jku/x5u, so the trap check below is about these very tokens.
-  const flood = Array.from({ length: 40 }, (_, i) => tokenFor({ ...attacker, kid: `random-${i}-${Math.random()}` }, claimsA(), { jku: trap.url, x5u: trap.url }));
+  const flood = Array.from({ length: 40 }, (_, i) =>
+    tokenFor({ ...attacker, kid: `random-${i}-${Math.random()}` }, claimsA(), { jku: trap.url, x5u: trap.url }),
+  );
   const answers = await Promise.all(flood.map((token) => infer(bearer(token))));
   t.true(answers.every((a) => a.status === 401 && a.challenge === INVALID));
   await new Promise((resolve) => setTimeout(resolve, 100)); // room for a fetch started in the background
@@ -230,7 +373,11 @@ test('unknown kid flood: no JWKS refetch within the cooldown, and hostile header
  * A gateway of its own (so moving its clock cannot disturb the rows above) in front of a recording OIP backend, with an
  * inline key (no JWKS server), a realm of its own, and the `tenant` claim forwarded as `x-tenant`.
  */
-async function recordedGateway(t: import('ava').ExecutionContext, now: () => number, issuer: Record<string, unknown> = {}): Promise<{ url: string; backend: OipRecorder }> {
+async function recordedGateway(
+  t: import('ava').ExecutionContext,
+  now: () => number,
+  issuer: Record<string, unknown> = {},
+): Promise<{ url: string; backend: OipRecorder }> {
   const backend = await startOipRecorder();
   t.teardown(() => backend.close());
   const gateway = await startTestGateway(

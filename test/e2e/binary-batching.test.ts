@@ -21,7 +21,12 @@ async function logits(url: string, rows: number, seed: number): Promise<Float32A
   const data = new Float32Array(rows * 512);
   for (let i = 0; i < data.length; i++) data[i] = (((i + seed * 97) * 7919) % 2000) / 1000 - 1;
   const raw = Buffer.from(data.buffer);
-  const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, 512], parameters: { binary_data_size: raw.length } }], parameters: { binary_data_output: true } }));
+  const head = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, 512], parameters: { binary_data_size: raw.length } }],
+      parameters: { binary_data_output: true },
+    }),
+  );
   const res = await fetch(`${url}/v2/models/mlp-large/versions/1/infer`, {
     method: 'POST',
     body: Buffer.concat([head, raw]),

@@ -78,13 +78,23 @@ async function post(url: string, body: Buffer, headers: Record<string, string>):
   const bytes = Buffer.from(await res.arrayBuffer());
   const header = res.headers.get('inference-header-content-length');
   const jsonLength = header === null ? bytes.length : Number(header);
-  return { status: res.status, headers: res.headers, json: JSON.parse(bytes.subarray(0, jsonLength).toString()) as Record<string, unknown>, binary: bytes.subarray(jsonLength) };
+  return {
+    status: res.status,
+    headers: res.headers,
+    json: JSON.parse(bytes.subarray(0, jsonLength).toString()) as Record<string, unknown>,
+    binary: bytes.subarray(jsonLength),
+  };
 }
 
 /** A binary request: every datatype as raw bytes, JSON padded with spaces to `jsonPad` extra bytes (moves alignment). */
 function binaryRequest(jsonPad: number, extra: Record<string, unknown> = {}): { body: Buffer; header: string } {
   const raw = IDENTITY_DATATYPES.map((dt) => tensorBytes(tensor(dt)));
-  const inputs = IDENTITY_DATATYPES.map((dt, i) => ({ name: `input_${dt}`, datatype: dt, shape: [2, 2], parameters: { binary_data_size: raw[i]!.byteLength } }));
+  const inputs = IDENTITY_DATATYPES.map((dt, i) => ({
+    name: `input_${dt}`,
+    datatype: dt,
+    shape: [2, 2],
+    parameters: { binary_data_size: raw[i]!.byteLength },
+  }));
   const head = Buffer.from(JSON.stringify({ id: 'bin-1', inputs, ...extra }) + ' '.repeat(jsonPad));
   return { body: Buffer.concat([head, ...raw]), header: String(head.length) };
 }
@@ -127,7 +137,12 @@ test('binary inputs with JSON outputs, and a JSON request asking for one binary 
   t.is(jsonOut.headers.get('inference-header-content-length'), null);
   t.deepEqual((jsonOut.json.outputs as { data: number[] }[])[0]!.data, [-(2 ** 31), 2 ** 31 - 1, 0, -1]);
 
-  const inputs = IDENTITY_DATATYPES.map((dt) => ({ name: `input_${dt}`, datatype: dt, shape: [2, 2], data: dt === 'BYTES' ? ['a', 'b', 'c', 'd'] : dt === 'BOOL' ? [true, false, true, false] : [1, 2, 3, 4] }));
+  const inputs = IDENTITY_DATATYPES.map((dt) => ({
+    name: `input_${dt}`,
+    datatype: dt,
+    shape: [2, 2],
+    data: dt === 'BYTES' ? ['a', 'b', 'c', 'd'] : dt === 'BOOL' ? [true, false, true, false] : [1, 2, 3, 4],
+  }));
   const body = Buffer.from(JSON.stringify({ inputs, outputs: [{ name: 'output_FP32', parameters: { binary_data: true } }, { name: 'output_INT8' }] }));
   for (const target of ['local', 'remote'] as const) {
     const res = await post(await urlOf(target), body, { 'content-type': 'application/json' });
@@ -140,13 +155,15 @@ test('binary inputs with JSON outputs, and a JSON request asking for one binary 
 });
 
 /** A malformed binary body, as a function of a well-formed one. */
-const malformed = test.macro(async (t: ExecutionContext, target: Target, mutate: (body: Buffer, header: string) => { body: Buffer; header: string }, message: RegExp) => {
-  const req = binaryRequest(0);
-  const bad = mutate(req.body, req.header);
-  const res = await post(await urlOf(target), bad.body, { 'inference-header-content-length': bad.header });
-  t.is(res.status, 400, JSON.stringify(res.json));
-  t.regex(String(res.json.error), message);
-});
+const malformed = test.macro(
+  async (t: ExecutionContext, target: Target, mutate: (body: Buffer, header: string) => { body: Buffer; header: string }, message: RegExp) => {
+    const req = binaryRequest(0);
+    const bad = mutate(req.body, req.header);
+    const res = await post(await urlOf(target), bad.body, { 'inference-header-content-length': bad.header });
+    t.is(res.status, 400, JSON.stringify(res.json));
+    t.regex(String(res.json.error), message);
+  },
+);
 const CASES: [string, (body: Buffer, header: string) => { body: Buffer; header: string }, RegExp][] = [
   ['header beyond the body', (body) => ({ body, header: String(body.length + 1) }), /inference-header-content-length is \d+, but the body has only \d+ bytes/],
   ['non-numeric header', (body) => ({ body, header: 'twelve' }), /must be a non-negative integer byte count/],

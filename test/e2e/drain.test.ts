@@ -90,15 +90,30 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   const code = await gw.exited;
   const exitedAtMs = since();
 
-  const figures = reportLoad(t, 'SIGTERM under load', loadFigures(loadResult.samples, { startMiB: rssAtStart, endMiB: rssAtEnd, of: `gateway pid ${gw.child.pid}` }));
+  const figures = reportLoad(
+    t,
+    'SIGTERM under load',
+    loadFigures(loadResult.samples, { startMiB: rssAtStart, endMiB: rssAtEnd, of: `gateway pid ${gw.child.pid}` }),
+  );
   t.log(
     `not ready at ${Math.round(notReadyAtMs)} ms, load stopped at ${Math.round(stoppedLoadAtMs)} ms, exit at ${Math.round(exitedAtMs)} ms; ` +
       `shadows received ${shadow.infers.length}, completed ${shadow.completed()}`,
   );
   t.true(notReadyAtMs <= 1_000, `readiness failed after ${notReadyAtMs} ms`);
   // Counted apart: a reset is the failure a drain must never cause, whatever else goes wrong.
-  t.is(figures.resets, 0, `connection resets: ${loadResult.samples.filter((s) => s.status === 0).map((s) => s.body).join(' | ')}`);
-  t.deepEqual(loadResult.samples.filter((s) => s.status === 0).map((s) => s.body), [], 'requests without any response');
+  t.is(
+    figures.resets,
+    0,
+    `connection resets: ${loadResult.samples
+      .filter((s) => s.status === 0)
+      .map((s) => s.body)
+      .join(' | ')}`,
+  );
+  t.deepEqual(
+    loadResult.samples.filter((s) => s.status === 0).map((s) => s.body),
+    [],
+    'requests without any response',
+  );
   t.deepEqual(Object.keys(loadResult.statuses), ['200']);
   t.true(loadResult.samples.length >= 100);
   t.is(duringDelay.status, 200, `a new connection during the drain delay: ${duringDelay.error}`);
@@ -165,7 +180,9 @@ async function keptAlive(url: string, body: string) {
     socket.on('data', onData);
     void ended.then(({ how }) => reject(new Error(`connection ended (${how}) before the response: ${received}`)));
   });
-  socket.write(`POST /v2/models/iris/infer HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.write(
+    `POST /v2/models/iris/infer HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
   return { response: await answered, ended, received: () => received, destroy: () => socket.destroy() };
 }
 
@@ -193,7 +210,9 @@ test('an idle keep-alive socket opened before SIGTERM is closed by the server at
   const closedAtMs = atMs - signalled;
   const code = await gw.exited;
   const exitedAtMs = performance.now() - signalled;
-  t.log(`idle keep-alive socket closed (${how}) ${Math.round(closedAtMs)} ms after SIGTERM (drain delay ${drainDelayMs} ms); exit ${code} at ${Math.round(exitedAtMs)} ms`);
+  t.log(
+    `idle keep-alive socket closed (${how}) ${Math.round(closedAtMs)} ms after SIGTERM (drain delay ${drainDelayMs} ms); exit ${code} at ${Math.round(exitedAtMs)} ms`,
+  );
   t.is(how, 'end', 'the server closed the idle socket cleanly');
   // Not before the drain delay (clients could not have reconnected elsewhere yet), and not held until the deadline.
   t.true(closedAtMs >= drainDelayMs - 5, `closed ${closedAtMs} ms after SIGTERM, before the drain delay`);
@@ -217,5 +236,10 @@ const drainConfig = test.macro({
   title: (what = '') => `drain config: ${what}`,
 });
 test('a drain delay below the deadline is accepted', drainConfig, { drainDelayMs: 5_000, shutdownTimeoutMs: 25_000 }, undefined);
-test('a drain delay at or past the deadline is rejected at load', drainConfig, { drainDelayMs: 30_000, shutdownTimeoutMs: 25_000 }, /^server\.drainDelayMs: must be below server\.shutdownTimeoutMs/m);
+test(
+  'a drain delay at or past the deadline is rejected at load',
+  drainConfig,
+  { drainDelayMs: 30_000, shutdownTimeoutMs: 25_000 },
+  /^server\.drainDelayMs: must be below server\.shutdownTimeoutMs/m,
+);
 test('maxHeaderBytes below 1 KiB is rejected', drainConfig, { maxHeaderBytes: 100 }, /^server\.maxHeaderBytes: /m);

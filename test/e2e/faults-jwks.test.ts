@@ -62,10 +62,23 @@ test.serial('JWKS down at start → 401 (fail closed, JSON); up → 200 within a
 
   // Down mid-run, under concurrent load: every request still verifies against the last good key set.
   await jwks.down();
-  const midRun = await runLoad({ url: `${gw.url}/v2/models/iris/infer`, body: JSON.stringify(irisRequest()), headers: { authorization: BEARER }, concurrency: 4, total: 200 });
+  const midRun = await runLoad({
+    url: `${gw.url}/v2/models/iris/infer`,
+    body: JSON.stringify(irisRequest()),
+    headers: { authorization: BEARER },
+    concurrency: 4,
+    total: 200,
+  });
   outcomes.push(...midRun.samples);
   reportLoad(t, 'JWKS down at start, up, down mid-run', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: IN_PROCESS }));
-  t.deepEqual(midRun.statuses, { 200: 200 }, midRun.failures.slice(0, 3).map((f) => f.body).join(' | '));
+  t.deepEqual(
+    midRun.statuses,
+    { 200: 200 },
+    midRun.failures
+      .slice(0, 3)
+      .map((f) => f.body)
+      .join(' | '),
+  );
 });
 
 // Remote key sources are process-wide (keyed by their settings), so a reload during an IdP outage keeps the last good

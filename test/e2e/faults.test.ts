@@ -91,69 +91,82 @@ function steadyLoad(url: string, workers: number, maxRequests: number) {
   };
 }
 
-test.serial('the remote is killed under steady load: every request is answered, the breaker opens within one window, the fallback serves, and it closes after the restart', async (t) => {
-  let runtime: ServeModelProcess = await spawnServeModel(['--model-dir', MODELS, '--port', '0', '--log-level', 'silent']);
-  t.teardown(() => runtime.stop('SIGKILL'));
-  const windowMs = 2_000;
-  const gw = await startTestGateway(
-    gatewayConfig({
-      models: {
-        iris: {
-          fallback: '1',
-          timeoutMs: 2_000,
-          versions: {
-            '1': V1,
-            '2': {
-              backend: { kind: 'http', url: runtime.url, version: '2', connectTimeoutMs: 500 },
-              breaker: { volumeThreshold: 5, errorThresholdPercent: 50, windowMs, windowBuckets: 10, resetTimeoutMs: 500 },
+test.serial(
+  'the remote is killed under steady load: every request is answered, the breaker opens within one window, the fallback serves, and it closes after the restart',
+  async (t) => {
+    let runtime: ServeModelProcess = await spawnServeModel(['--model-dir', MODELS, '--port', '0', '--log-level', 'silent']);
+    t.teardown(() => runtime.stop('SIGKILL'));
+    const windowMs = 2_000;
+    const gw = await startTestGateway(
+      gatewayConfig({
+        models: {
+          iris: {
+            fallback: '1',
+            timeoutMs: 2_000,
+            versions: {
+              '1': V1,
+              '2': {
+                backend: { kind: 'http', url: runtime.url, version: '2', connectTimeoutMs: 500 },
+                breaker: { volumeThreshold: 5, errorThresholdPercent: 50, windowMs, windowBuckets: 10, resetTimeoutMs: 500 },
+              },
             },
           },
         },
-      },
-    }),
-  );
-  t.teardown(() => gw.stop());
-  const guard = gw.guards.get('iris', '2')!;
-  const rssAtStart = rssMiB(); // in-process gateway: the test process's RSS
-  const load = steadyLoad(`${gw.url}/v2/models/iris/versions/2/infer`, 4, 20_000);
-  t.teardown(() => load.stop());
+      }),
+    );
+    t.teardown(() => gw.stop());
+    const guard = gw.guards.get('iris', '2')!;
+    const rssAtStart = rssMiB(); // in-process gateway: the test process's RSS
+    const load = steadyLoad(`${gw.url}/v2/models/iris/versions/2/infer`, 4, 20_000);
+    t.teardown(() => load.stop());
 
-  await load.until((s) => s.status === 200 && s.version === '2', 20);
-  const opened = nextState(guard, 'open', 10_000);
-  const killedAt = performance.now();
-  runtime.child.kill('SIGKILL');
-  await runtime.exited;
-  const openedAt = await opened;
-  await load.until((s) => s.fallback === '2', 20, openedAt);
+    await load.until((s) => s.status === 200 && s.version === '2', 20);
+    const opened = nextState(guard, 'open', 10_000);
+    const killedAt = performance.now();
+    runtime.child.kill('SIGKILL');
+    await runtime.exited;
+    const openedAt = await opened;
+    await load.until((s) => s.fallback === '2', 20, openedAt);
 
-  const closed = nextState(guard, 'closed', 20_000);
-  runtime = await spawnServeModel(['--model-dir', MODELS, '--port', String(runtime.port), '--log-level', 'silent']);
-  const restartedAt = performance.now();
-  const closedAt = await closed;
-  await load.until((s) => s.status === 200 && s.version === '2' && s.fallback === null, 20, closedAt);
-  await load.stop();
+    const closed = nextState(guard, 'closed', 20_000);
+    runtime = await spawnServeModel(['--model-dir', MODELS, '--port', String(runtime.port), '--log-level', 'silent']);
+    const restartedAt = performance.now();
+    const closedAt = await closed;
+    await load.until((s) => s.status === 200 && s.version === '2' && s.fallback === null, 20, closedAt);
+    await load.stop();
 
-  const samples = load.samples;
-  const outcomes = samples.map((s) => ({ status: s.status, ms: s.ms, body: s.error ?? '' }));
-  reportLoad(t, 'remote killed and restarted under load', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
-  const unanswered = samples.filter((s) => s.status === 0);
-  t.deepEqual(unanswered, [], 'every request got an HTTP response');
-  const failed = samples.filter((s) => s.status !== 200);
-  t.true(failed.every((s) => s.status === 502 || s.status === 503 || s.status === 504), JSON.stringify(failed.slice(0, 5)));
-  const fallbacks = samples.filter((s) => s.fallback !== null);
-  t.true(fallbacks.every((s) => s.fallback === '2' && s.version === '1' && s.status === 200), 'fallback answers come from version 1 and say so');
-  // Within one window: once a full window has passed since the kill it holds only failures. The window rotates in
-  // slices, so the slice holding the kill can linger for up to one slice longer.
-  const sliceMs = windowMs / 10;
-  t.true(openedAt - killedAt <= windowMs + sliceMs, `breaker opened ${(openedAt - killedAt).toFixed(0)} ms after the kill; the window is ${windowMs} ms`);
-  t.like(guard.snapshot().breaker, { state: 'closed' });
-  t.true(guard.snapshot().breaker.opened >= 1);
-  t.log(
-    `${samples.length} requests: ${samples.length - failed.length} × 200 (${fallbacks.length} by the fallback), ${failed.length} errors ` +
-      `(${[...new Set(failed.map((s) => s.status))].join('/')}); breaker open ${(openedAt - killedAt).toFixed(0)} ms after the kill, ` +
-      `closed ${(closedAt - restartedAt).toFixed(0)} ms after the restarted runtime was ready (opened ${guard.snapshot().breaker.opened}×)`,
-  );
-});
+    const samples = load.samples;
+    const outcomes = samples.map((s) => ({ status: s.status, ms: s.ms, body: s.error ?? '' }));
+    reportLoad(
+      t,
+      'remote killed and restarted under load',
+      loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }),
+    );
+    const unanswered = samples.filter((s) => s.status === 0);
+    t.deepEqual(unanswered, [], 'every request got an HTTP response');
+    const failed = samples.filter((s) => s.status !== 200);
+    t.true(
+      failed.every((s) => s.status === 502 || s.status === 503 || s.status === 504),
+      JSON.stringify(failed.slice(0, 5)),
+    );
+    const fallbacks = samples.filter((s) => s.fallback !== null);
+    t.true(
+      fallbacks.every((s) => s.fallback === '2' && s.version === '1' && s.status === 200),
+      'fallback answers come from version 1 and say so',
+    );
+    // Within one window: once a full window has passed since the kill it holds only failures. The window rotates in
+    // slices, so the slice holding the kill can linger for up to one slice longer.
+    const sliceMs = windowMs / 10;
+    t.true(openedAt - killedAt <= windowMs + sliceMs, `breaker opened ${(openedAt - killedAt).toFixed(0)} ms after the kill; the window is ${windowMs} ms`);
+    t.like(guard.snapshot().breaker, { state: 'closed' });
+    t.true(guard.snapshot().breaker.opened >= 1);
+    t.log(
+      `${samples.length} requests: ${samples.length - failed.length} × 200 (${fallbacks.length} by the fallback), ${failed.length} errors ` +
+        `(${[...new Set(failed.map((s) => s.status))].join('/')}); breaker open ${(openedAt - killedAt).toFixed(0)} ms after the kill, ` +
+        `closed ${(closedAt - restartedAt).toFixed(0)} ms after the restarted runtime was ready (opened ${guard.snapshot().breaker.opened}×)`,
+    );
+  },
+);
 
 test.serial('a hung backend: 504 at the deadline, the sockets are closed again, timeouts count and open the breaker', async (t) => {
   const hung = await startHungServer();
@@ -205,7 +218,9 @@ test.serial('a hung backend: 504 at the deadline, the sockets are closed again, 
   t.truthy(refused.headers.get('retry-after'));
   t.regex(String(refused.body.error), /circuit breaker is open/);
   t.is(hung.requests('POST'), 3 * connections, 'an open breaker sends nothing');
-  t.log(`504 after ${Math.min(...elapsed).toFixed(0)}–${Math.max(...elapsed).toFixed(0)} ms (deadline ${deadlineMs} ms); ${hung.accepted()} connections accepted, at most ${hung.maxOpen()} open at once, 0 left open`);
+  t.log(
+    `504 after ${Math.min(...elapsed).toFixed(0)}–${Math.max(...elapsed).toFixed(0)} ms (deadline ${deadlineMs} ms); ${hung.accepted()} connections accepted, at most ${hung.maxOpen()} open at once, 0 left open`,
+  );
 });
 
 test.serial('a backend answering 400s never opens the breaker (as the admin API shows)', async (t) => {
@@ -279,7 +294,9 @@ const beyondCap = test.macro({
     const offered = 12;
     const gw = await startTestGateway(
       gatewayConfig({
-        models: { held: { versions: { '1': { backend: { kind: 'http', url: backend.url }, limits: { maxConcurrent: cap, maxQueue, maxQueueWaitMs: 60_000 } } } } },
+        models: {
+          held: { versions: { '1': { backend: { kind: 'http', url: backend.url }, limits: { maxConcurrent: cap, maxQueue, maxQueueWaitMs: 60_000 } } } },
+        },
       }),
     );
     t.teardown(() => gw.stop());
@@ -311,7 +328,9 @@ const beyondCap = test.macro({
     t.is(all.filter((r) => r.status === 503).length, refusedCount);
     t.is(backend.maxInFlight(), cap, 'the backend never saw more than the cap');
     t.is(backend.received(), cap + maxQueue);
-    t.log(`${offered} offered at once, cap ${cap}, queue ${maxQueue}: ${refusedCount} shed with 503 while ${cap} were in flight; backend max in flight ${backend.maxInFlight()}`);
+    t.log(
+      `${offered} offered at once, cap ${cap}, queue ${maxQueue}: ${refusedCount} shed with 503 while ${cap} were in flight; backend max in flight ${backend.maxInFlight()}`,
+    );
   },
   title: (_ = '', maxQueue: number) =>
     `load beyond the concurrency cap (queue ${maxQueue}): fast 503s with Retry-After, and the backend never sees more than the cap`,

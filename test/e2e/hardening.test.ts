@@ -112,60 +112,77 @@ test.serial('slow-loris headers (one byte per 150 ms) → 408 JSON after headers
   t.true(Date.now() - started < 10_000);
 });
 
-test.serial('slow body (headers complete, body trickles) → exactly one 408 JSON after requestTimeoutMs (2 s), connection closed, nothing reaches the backend', async (t) => {
-  const before = backend.infers.length;
-  const head = `POST ${INFER} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n`;
-  const started = Date.now();
-  // 80 bytes at one per 150 ms would take 12 s: the request timeout always falls mid-body.
-  const reply = await raw([head, ...BODY.slice(0, 80)], { gapMs: 150, readMs: 10_000 });
-  const elapsed = Date.now() - started;
-  t.true(reply.closedByServer, 'the gateway cut the connection');
-  // Deterministic: Node's request timeout reaches the server's clientError handler while the socket is still
-  // writable (the client never half-closes), and the handler always writes the 408 before closing it.
-  t.deepEqual(reply.statuses, [408], reply.text);
-  t.regex(reply.text, /\r\ncontent-type: application\/json\r\n/i);
-  t.regex(reply.text, /\r\nconnection: close\r\n/i);
-  t.regex(reply.text, /\r\n\r\n\{"error":"request was not received in time"\}$/);
-  t.true(elapsed >= 1_900 && elapsed < 10_000, `cut after ${elapsed} ms`);
-  t.is(backend.infers.length, before);
-});
+test.serial(
+  'slow body (headers complete, body trickles) → exactly one 408 JSON after requestTimeoutMs (2 s), connection closed, nothing reaches the backend',
+  async (t) => {
+    const before = backend.infers.length;
+    const head = `POST ${INFER} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n`;
+    const started = Date.now();
+    // 80 bytes at one per 150 ms would take 12 s: the request timeout always falls mid-body.
+    const reply = await raw([head, ...BODY.slice(0, 80)], { gapMs: 150, readMs: 10_000 });
+    const elapsed = Date.now() - started;
+    t.true(reply.closedByServer, 'the gateway cut the connection');
+    // Deterministic: Node's request timeout reaches the server's clientError handler while the socket is still
+    // writable (the client never half-closes), and the handler always writes the 408 before closing it.
+    t.deepEqual(reply.statuses, [408], reply.text);
+    t.regex(reply.text, /\r\ncontent-type: application\/json\r\n/i);
+    t.regex(reply.text, /\r\nconnection: close\r\n/i);
+    t.regex(reply.text, /\r\n\r\n\{"error":"request was not received in time"\}$/);
+    t.true(elapsed >= 1_900 && elapsed < 10_000, `cut after ${elapsed} ms`);
+    t.is(backend.infers.length, before);
+  },
+);
 
-test.serial('hop-by-hop headers, every header named in Connection and a client x-shadow are stripped before the remote; X-Forwarded-For is appended to', async (t) => {
-  const before = backend.infers.length;
-  const head = [
-    `POST ${INFER} HTTP/1.1`,
-    'Host: gw',
-    'Content-Type: application/json',
-    `Content-Length: ${BODY.length}`,
-    'Connection: keep-alive, X-Hop-Secret, x-other-hop',
-    'X-Hop-Secret: must-not-pass',
-    'X-Other-Hop: nor-this',
-    'Keep-Alive: timeout=5',
-    'TE: trailers',
-    'Trailer: x-checksum',
-    'Proxy-Authorization: Basic cHJveHk6c2VjcmV0',
-    'Proxy-Connection: keep-alive',
-    'Authorization: Bearer not-for-the-backend',
-    'Cookie: session=abc',
-    'X-Forwarded-For: 203.0.113.7',
-    'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    'X-Shadow: true',
-    '',
-    '',
-  ].join('\r\n');
-  const reply = await raw([head + BODY, `GET /v2/health/live HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`]);
-  t.deepEqual(reply.statuses, [200, 200], reply.text);
-  t.is(backend.infers.length, before + 1);
-  const seen = backend.infers.at(-1)!.headers;
-  // x-shadow is gateway-owned (src/shadow/mark.ts): a client's only keeps the gateway from mirroring the request.
-  for (const name of ['x-hop-secret', 'x-other-hop', 'keep-alive', 'te', 'trailer', 'proxy-authorization', 'proxy-connection', 'authorization', 'cookie', 'x-shadow']) {
-    t.is(seen[name], undefined, `${name} reached the backend`);
-  }
-  t.not(String(seen.connection ?? ''), 'keep-alive, X-Hop-Secret, x-other-hop');
-  t.is(seen['x-forwarded-for'], '203.0.113.7, 127.0.0.1', 'the client chain plus the peer the gateway saw');
-  t.is(seen.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'end-to-end headers pass');
-  t.regex(String(seen['x-request-id']), /\S+/);
-});
+test.serial(
+  'hop-by-hop headers, every header named in Connection and a client x-shadow are stripped before the remote; X-Forwarded-For is appended to',
+  async (t) => {
+    const before = backend.infers.length;
+    const head = [
+      `POST ${INFER} HTTP/1.1`,
+      'Host: gw',
+      'Content-Type: application/json',
+      `Content-Length: ${BODY.length}`,
+      'Connection: keep-alive, X-Hop-Secret, x-other-hop',
+      'X-Hop-Secret: must-not-pass',
+      'X-Other-Hop: nor-this',
+      'Keep-Alive: timeout=5',
+      'TE: trailers',
+      'Trailer: x-checksum',
+      'Proxy-Authorization: Basic cHJveHk6c2VjcmV0',
+      'Proxy-Connection: keep-alive',
+      'Authorization: Bearer not-for-the-backend',
+      'Cookie: session=abc',
+      'X-Forwarded-For: 203.0.113.7',
+      'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      'X-Shadow: true',
+      '',
+      '',
+    ].join('\r\n');
+    const reply = await raw([head + BODY, `GET /v2/health/live HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`]);
+    t.deepEqual(reply.statuses, [200, 200], reply.text);
+    t.is(backend.infers.length, before + 1);
+    const seen = backend.infers.at(-1)!.headers;
+    // x-shadow is gateway-owned (src/shadow/mark.ts): a client's only keeps the gateway from mirroring the request.
+    for (const name of [
+      'x-hop-secret',
+      'x-other-hop',
+      'keep-alive',
+      'te',
+      'trailer',
+      'proxy-authorization',
+      'proxy-connection',
+      'authorization',
+      'cookie',
+      'x-shadow',
+    ]) {
+      t.is(seen[name], undefined, `${name} reached the backend`);
+    }
+    t.not(String(seen.connection ?? ''), 'keep-alive, X-Hop-Secret, x-other-hop');
+    t.is(seen['x-forwarded-for'], '203.0.113.7, 127.0.0.1', 'the client chain plus the peer the gateway saw');
+    t.is(seen.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'end-to-end headers pass');
+    t.regex(String(seen['x-request-id']), /\S+/);
+  },
+);
 
 test.serial('without a client X-Forwarded-For the remote sees exactly the peer address', async (t) => {
   const res = await postJson(`${gw.url}${INFER}`, irisRequest());
@@ -173,44 +190,54 @@ test.serial('without a client X-Forwarded-For the remote sees exactly the peer a
   t.is(backend.infers.at(-1)!.headers['x-forwarded-for'], '127.0.0.1');
 });
 
-test.serial('x-shadow is the gateway\'s own: a client\'s is never forwarded and only stops the mirror; a mirrored copy carries it, and a second gateway serves that copy unmirrored', async (t) => {
-  // Gateway A mirrors version 1 (primary) to 2 (a recording backend) and to 3 (gateway B). B serves iris from its
-  // own remote and would mirror everything to its own shadow backend, unless the request is itself a mirror.
-  const [primary, mirror, remote, remoteShadow] = await Promise.all([startRecordingBackend(), startRecordingBackend(), startRecordingBackend(), startRecordingBackend()]);
-  t.teardown(() => Promise.all([primary, mirror, remote, remoteShadow].map((b) => b.close())));
-  const mirrorAll = (versions: string[]) => ({ shadow: { targets: versions.map((version) => ({ version, percent: 100 })), timeoutMs: 5_000, maxConcurrent: 4 } });
-  const b = await startTestGateway(gatewayConfig({ models: remoteModels({ '1': remote.url, '2': remoteShadow.url }, mirrorAll(['2'])) }));
-  t.teardown(() => b.stop());
-  const a = await startTestGateway(gatewayConfig({ models: remoteModels({ '1': primary.url, '2': mirror.url, '3': b.url }, mirrorAll(['2', '3'])) }));
-  t.teardown(() => a.stop());
-  const settled = async () => {
-    await a.controller.shadow.idle();
-    await b.controller.shadow.idle();
-  };
-  const parameters = (r: { body: string }) => (JSON.parse(r.body) as { parameters?: Record<string, unknown> }).parameters;
+test.serial(
+  "x-shadow is the gateway's own: a client's is never forwarded and only stops the mirror; a mirrored copy carries it, and a second gateway serves that copy unmirrored",
+  async (t) => {
+    // Gateway A mirrors version 1 (primary) to 2 (a recording backend) and to 3 (gateway B). B serves iris from its
+    // own remote and would mirror everything to its own shadow backend, unless the request is itself a mirror.
+    const [primary, mirror, remote, remoteShadow] = await Promise.all([
+      startRecordingBackend(),
+      startRecordingBackend(),
+      startRecordingBackend(),
+      startRecordingBackend(),
+    ]);
+    t.teardown(() => Promise.all([primary, mirror, remote, remoteShadow].map((b) => b.close())));
+    const mirrorAll = (versions: string[]) => ({
+      shadow: { targets: versions.map((version) => ({ version, percent: 100 })), timeoutMs: 5_000, maxConcurrent: 4 },
+    });
+    const b = await startTestGateway(gatewayConfig({ models: remoteModels({ '1': remote.url, '2': remoteShadow.url }, mirrorAll(['2'])) }));
+    t.teardown(() => b.stop());
+    const a = await startTestGateway(gatewayConfig({ models: remoteModels({ '1': primary.url, '2': mirror.url, '3': b.url }, mirrorAll(['2', '3'])) }));
+    t.teardown(() => a.stop());
+    const settled = async () => {
+      await a.controller.shadow.idle();
+      await b.controller.shadow.idle();
+    };
+    const parameters = (r: { body: string }) => (JSON.parse(r.body) as { parameters?: Record<string, unknown> }).parameters;
 
-  // A client's x-shadow: true is served (by the primary only), stops the mirror, and is not forwarded.
-  t.is((await postJson(`${a.url}${INFER}`, irisRequest(), { 'x-shadow': 'true' })).status, 200);
-  await settled();
-  t.is(primary.infers.length, 1);
-  t.is(primary.infers[0]!.headers['x-shadow'], undefined, 'a client x-shadow reached the primary backend');
-  t.deepEqual([mirror.infers.length, remote.infers.length, remoteShadow.infers.length], [0, 0, 0], 'a request the client marked was mirrored');
+    // A client's x-shadow: true is served (by the primary only), stops the mirror, and is not forwarded.
+    t.is((await postJson(`${a.url}${INFER}`, irisRequest(), { 'x-shadow': 'true' })).status, 200);
+    await settled();
+    t.is(primary.infers.length, 1);
+    t.is(primary.infers[0]!.headers['x-shadow'], undefined, 'a client x-shadow reached the primary backend');
+    t.deepEqual([mirror.infers.length, remote.infers.length, remoteShadow.infers.length], [0, 0, 0], 'a request the client marked was mirrored');
 
-  // An unmarked request: the primary call is unmarked; each copy is marked by the gateway (header and parameter).
-  t.is((await postJson(`${a.url}${INFER}`, irisRequest())).status, 200);
-  await settled();
-  t.is(primary.infers.length, 2);
-  t.is(primary.infers[1]!.headers['x-shadow'], undefined, 'the primary call is marked as a mirror');
-  t.is(mirror.infers.length, 1);
-  t.is(mirror.infers[0]!.headers['x-shadow'], 'true', 'the mirrored copy carries x-shadow: true');
-  t.is(parameters(mirror.infers[0]!)?.shadow, true);
-  // Two hops: B saw A's x-shadow: true, so it served the copy without mirroring it again; as a client header it was
-  // not forwarded, but the copy's body (forwarded as received) still tells B's remote that it is a mirror.
-  t.is(remote.infers.length, 1);
-  t.is(remote.infers[0]!.headers['x-shadow'], undefined, 'gateway B forwarded the x-shadow it received');
-  t.is(parameters(remote.infers[0]!)?.shadow, true);
-  t.is(remoteShadow.infers.length, 0, 'gateway B mirrored a mirror');
-});
+    // An unmarked request: the primary call is unmarked; each copy is marked by the gateway (header and parameter).
+    t.is((await postJson(`${a.url}${INFER}`, irisRequest())).status, 200);
+    await settled();
+    t.is(primary.infers.length, 2);
+    t.is(primary.infers[1]!.headers['x-shadow'], undefined, 'the primary call is marked as a mirror');
+    t.is(mirror.infers.length, 1);
+    t.is(mirror.infers[0]!.headers['x-shadow'], 'true', 'the mirrored copy carries x-shadow: true');
+    t.is(parameters(mirror.infers[0]!)?.shadow, true);
+    // Two hops: B saw A's x-shadow: true, so it served the copy without mirroring it again; as a client header it was
+    // not forwarded, but the copy's body (forwarded as received) still tells B's remote that it is a mirror.
+    t.is(remote.infers.length, 1);
+    t.is(remote.infers[0]!.headers['x-shadow'], undefined, 'gateway B forwarded the x-shadow it received');
+    t.is(parameters(remote.infers[0]!)?.shadow, true);
+    t.is(remoteShadow.infers.length, 0, 'gateway B mirrored a mirror');
+  },
+);
 
 const adminPath = test.macro({
   async exec(t, method: string, path: string) {

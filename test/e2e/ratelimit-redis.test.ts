@@ -5,7 +5,17 @@ import type { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import type { RunningGateway } from '../../src/app/gateway.js';
 import type { RedisStore } from '../../src/ratelimit/redis-store.js';
-import { MODELS, gatewayConfig, irisModels, irisRequest, postJson, spawnGateway, startTestGateway, writeConfigFile, type GatewayProcess } from '../helpers/gateway.js';
+import {
+  MODELS,
+  gatewayConfig,
+  irisModels,
+  irisRequest,
+  postJson,
+  spawnGateway,
+  startTestGateway,
+  writeConfigFile,
+  type GatewayProcess,
+} from '../helpers/gateway.js';
 import { loadFigures, reportLoad, rssMiB, timed, type Outcome } from '../helpers/load.js';
 import { redisTestsEnabled, startRedis, type RedisServer } from '../helpers/redis.js';
 
@@ -65,10 +75,15 @@ redisTest('two gateway processes share one limit through Redis (±10%), and log 
   });
   const spanS = (performance.now() - started) / 1000;
   const statuses = await Promise.all(sent);
-  t.true(statuses.every((s) => s === 200 || s === 429), String(statuses));
+  t.true(
+    statuses.every((s) => s === 200 || s === 429),
+    String(statuses),
+  );
   const allowed = statuses.filter((s) => s === 200).length;
   const expected = burst + ratePerSecond * spanS; // what one shared bucket allows; separate buckets would allow all 120
-  t.log(`two processes: ${allowed} allowed of ${total} over ${spanS.toFixed(2)} s; one shared bucket allows ${expected.toFixed(1)} (${((allowed / expected - 1) * 100).toFixed(1)}%)`);
+  t.log(
+    `two processes: ${allowed} allowed of ${total} over ${spanS.toFixed(2)} s; one shared bucket allows ${expected.toFixed(1)} (${((allowed / expected - 1) * 100).toFixed(1)}%)`,
+  );
   t.true(Math.abs(allowed / expected - 1) <= 0.1, `${allowed} allowed, expected ${expected.toFixed(1)}`);
 
   await redis.stop();
@@ -127,7 +142,11 @@ redisTest('Redis stopped mid-test: open rules fall back to a local bucket, close
   t.is(reopened.status, 200);
   t.regex(String(reopened.headers.get('ratelimit')), /^"open-rule";r=2;t=\d+$/);
   t.like(store.stats, { fallbackDecisions: 4, failedClosed: 1, storeErrors: 5 });
-  const figures = reportLoad(t, 'Redis stopped and restarted', loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }));
+  const figures = reportLoad(
+    t,
+    'Redis stopped and restarted',
+    loadFigures(outcomes, { startMiB: rssAtStart, endMiB: rssMiB(), of: 'the test process (in-process gateway)' }),
+  );
   t.is(figures.statuses, '200: 7, 429: 1, 503: 1', 'every request answered: the outage shows only as the designed 429 and 503');
   const inspect = new Redis(redis.url);
   t.teardown(() => inspect.quit());

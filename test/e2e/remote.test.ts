@@ -47,7 +47,7 @@ test('serve-model serves a model directory in both layouts over OIP, on 127.0.0.
   t.is(await proc.stop('SIGTERM'), 0);
 });
 
-test('serve-model SIGTERM follows the gateway\'s drain timeline: not ready at once, new connections served for drainDelayMs, then exit 0', async (t) => {
+test("serve-model SIGTERM follows the gateway's drain timeline: not ready at once, new connections served for drainDelayMs, then exit 0", async (t) => {
   const drainDelayMs = 1_500;
   const file = await writeConfigFile({
     server: { drainDelayMs, shutdownTimeoutMs: 10_000 },
@@ -75,16 +75,31 @@ const cliFails = test.macro(async (t, args: () => Promise<string[]>, code: numbe
   t.regex(result.stderr, message);
 });
 test('serve-model without a source exits 2 with usage', cliFails, async () => [], 2, /needs exactly one of --model-dir DIR or --config FILE/);
-test('serve-model on an empty directory exits 1', cliFails, async () => ['--model-dir', await mkdtemp(path.join(os.tmpdir(), 'mg-empty-'))], 1, /no models found/);
-test('serve-model refuses names the gateway cannot serve', cliFails, async () => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bad-'));
-  await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, 'bad name.onnx'));
-  return ['--model-dir', dir];
-}, 1, /bad name\.onnx: model name 'bad name' must match/);
-test('serve-model --config refuses http versions (it is the runtime, not a proxy)', cliFails, async () => [
-  '--config',
-  await writeConfigFile({ models: { m: { versions: { '1': { backend: { kind: 'http', url: 'http://127.0.0.1:1' } } } } } }),
-], 1, /models\.m\.versions\.1\.backend\.kind: serve-model serves ONNX models in-process/);
+test(
+  'serve-model on an empty directory exits 1',
+  cliFails,
+  async () => ['--model-dir', await mkdtemp(path.join(os.tmpdir(), 'mg-empty-'))],
+  1,
+  /no models found/,
+);
+test(
+  'serve-model refuses names the gateway cannot serve',
+  cliFails,
+  async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-bad-'));
+    await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, 'bad name.onnx'));
+    return ['--model-dir', dir];
+  },
+  1,
+  /bad name\.onnx: model name 'bad name' must match/,
+);
+test(
+  'serve-model --config refuses http versions (it is the runtime, not a proxy)',
+  cliFails,
+  async () => ['--config', await writeConfigFile({ models: { m: { versions: { '1': { backend: { kind: 'http', url: 'http://127.0.0.1:1' } } } } } })],
+  1,
+  /models\.m\.versions\.1\.backend\.kind: serve-model serves ONNX models in-process/,
+);
 
 /** What ONNX Runtime itself computes for these rows: the oracle for the runtime's answers. */
 async function onnxOutputs(file: string, rows: number[][]): Promise<{ probabilities: number[]; label: number[] }> {
@@ -194,7 +209,10 @@ test('a remote version answers as the gateway’s model and version, with the ru
   const notJson = await postJson(`${gw.url}/v2/models/flowers/versions/remote/infer`, '{"inputs": [');
   t.is(notJson.status, 400);
   t.regex(String(notJson.body.error), /request body is not valid JSON/);
-  t.like(await postJson(`${gw.url}/v2/models/flowers/versions/checked/infer`, request), { status: 200, body: { model_name: 'flowers', model_version: 'checked' } });
+  t.like(await postJson(`${gw.url}/v2/models/flowers/versions/checked/infer`, request), {
+    status: 200,
+    body: { model_name: 'flowers', model_version: 'checked' },
+  });
 });
 
 test('split: version 1 in-process and version 2 remote both answer by version path, and weighted traffic reaches both', async (t) => {

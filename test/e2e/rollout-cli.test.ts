@@ -75,9 +75,7 @@ function failed(t: ExecutionContext, r: Cli, message: string): void {
   t.is(r.stdout, '');
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-test('status: one rollout and every rollout, in text and as the admin API\'s JSON', async (t) => {
+test("status: one rollout and every rollout, in text and as the admin API's JSON", async (t) => {
   const g = await rolloutGateway(t);
   await g.send();
   await g.evaluate(); // shadow phase compared ≥ 20 requests and every gate passes: step 1
@@ -88,7 +86,10 @@ test('status: one rollout and every rollout, in text and as the admin API\'s JSO
   const text = ok(t, await g.cli('status', 'iris'));
   const lines = text.split('\n');
   t.is(lines[0], 'iris  1 → 2  running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on');
-  t.is(lines[1], `  last decision: advance by controller at ${view.lastDecision.at}: shadow phase passed (agreement, errorRate, p99): advancing to step 1/2 (25%)`);
+  t.is(
+    lines[1],
+    `  last decision: advance by controller at ${view.lastDecision.at}: shadow phase passed (agreement, errorRate, p99): advancing to step 1/2 (25%)`,
+  );
   t.is(lines[2], `  gates (evaluated at ${view.evaluatedAt}):`);
   t.regex(lines[3]!, /^ {4}GATE +STATUS +VALUE +LIMIT +SAMPLES$/);
   const [agreement, errorRate, p99] = view.gates!;
@@ -127,7 +128,7 @@ test('status: before the first evaluation, and with no rollout anywhere', async 
   t.deepEqual(JSON.parse(ok(t, await none.cli('status', '--json'))), []);
 });
 
-test('pause and resume; a second pause is refused with the gateway\'s 409', async (t) => {
+test("pause and resume; a second pause is refused with the gateway's 409", async (t) => {
   const g = await rolloutGateway(t);
   const paused = ok(t, await g.cli('pause', 'iris'));
   t.is(paused, 'iris: pause — paused by an operator in shadow phase\n  now paused  shadow phase  weights 1=100 2=0  shadow 100%  failover off\n');
@@ -139,7 +140,10 @@ test('pause and resume; a second pause is refused with the gateway\'s 409', asyn
   failed(t, await g.cli('pause', 'iris'), 'POST /admin/models/iris/rollout/pause failed with 409: cannot pause: the rollout is paused');
 
   const resumed = ok(t, await g.cli('resume', 'iris'));
-  t.is(resumed, "iris: resume — resumed by an operator in shadow phase; the phase's hold starts again\n  now running  shadow phase  weights 1=100 2=0  shadow 100%  failover off\n");
+  t.is(
+    resumed,
+    "iris: resume — resumed by an operator in shadow phase; the phase's hold starts again\n  now running  shadow phase  weights 1=100 2=0  shadow 100%  failover off\n",
+  );
   t.like(await g.view(), { status: 'running', lastDecision: { decision: 'resume' } });
   failed(t, await g.cli('resume', 'iris'), 'POST /admin/models/iris/rollout/resume failed with 409: cannot resume: the rollout is running');
 });
@@ -147,18 +151,27 @@ test('pause and resume; a second pause is refused with the gateway\'s 409', asyn
 test('promote one step, promote --full, then abort sends all traffic back to stable', async (t) => {
   const g = await rolloutGateway(t);
   const promoted = ok(t, await g.cli('promote', 'iris'));
-  t.is(promoted, 'iris: promote — promoted by an operator from shadow phase to step 1/2 (25%)\n  now running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on\n');
+  t.is(
+    promoted,
+    'iris: promote — promoted by an operator from shadow phase to step 1/2 (25%)\n  now running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on\n',
+  );
   t.like(await g.view(), { status: 'running', phase: 'step', step: 1, candidateWeight: 25 });
   t.like(await g.model('iris'), { weightsSource: 'rollout', weights: { '1': 75, '2': 25 } });
 
   const full = ok(t, await g.cli('promote', 'iris', '--full'));
-  t.is(full, 'iris: promote — promoted by an operator from step 1/2 (25%) to complete at 100%\n  now complete  complete at 100%  weights 1=0 2=100  shadow 0%  failover off\n');
+  t.is(
+    full,
+    'iris: promote — promoted by an operator from step 1/2 (25%) to complete at 100%\n  now complete  complete at 100%  weights 1=0 2=100  shadow 0%  failover off\n',
+  );
   t.like(await g.view(), { status: 'complete', candidateWeight: 100, nextEvaluationAt: null });
   t.regex(ok(t, await g.cli('status', 'iris')), /\n {2}next evaluation: not evaluating \(complete\)\n/);
   t.true((await g.send(5)).every((v) => v === '2'));
 
   const aborted = ok(t, await g.cli('abort', 'iris'));
-  t.is(aborted, 'iris: abort — aborted by an operator in complete at 100%: all traffic back to 1\n  now ABORTED  all on stable (aborted in step 2/2 (100%))  weights 1=100 2=0  shadow 0%  failover off\n');
+  t.is(
+    aborted,
+    'iris: abort — aborted by an operator in complete at 100%: all traffic back to 1\n  now ABORTED  all on stable (aborted in step 2/2 (100%))  weights 1=100 2=0  shadow 0%  failover off\n',
+  );
   t.like(await g.view(), { status: 'aborted', weights: { '1': 100, '2': 0 } });
   t.like(await g.model('iris'), { weightsSource: 'rollout', weights: { '1': 100 } });
   t.true((await g.send(5)).every((v) => v === '1'));
@@ -166,7 +179,11 @@ test('promote one step, promote --full, then abort sends all traffic back to sta
   t.regex(status, /^iris {2}1 → 2 {2}ABORTED {2}/);
   t.regex(status, /\n {2}next evaluation: not evaluating \(aborted\)\n/);
   failed(t, await g.cli('abort', 'iris'), 'POST /admin/models/iris/rollout/abort failed with 409: the rollout is already aborted');
-  failed(t, await g.cli('promote', 'iris'), 'POST /admin/models/iris/rollout/promote failed with 409: cannot promote: the rollout is aborted (resume it first)');
+  failed(
+    t,
+    await g.cli('promote', 'iris'),
+    'POST /admin/models/iris/rollout/promote failed with 409: cannot promote: the rollout is aborted (resume it first)',
+  );
 });
 
 test('usage errors exit 2 and change nothing', async (t) => {
@@ -195,7 +212,7 @@ test('usage errors exit 2 and change nothing', async (t) => {
   t.like(await g.view(), { status: 'running', phase: 'shadow', revision: 1 });
 });
 
-test('a model without a rollout, or no such model: exit 1 with the gateway\'s 404', async (t) => {
+test("a model without a rollout, or no such model: exit 1 with the gateway's 404", async (t) => {
   const g = await rolloutGateway(t);
   failed(t, await g.cli('status', 'plain'), "GET /admin/models/plain/rollout failed with 404: model 'plain' has no rollout configured");
   failed(t, await g.cli('pause', 'plain'), "POST /admin/models/plain/rollout/pause failed with 404: model 'plain' has no rollout configured");

@@ -31,7 +31,11 @@ async function candidateProcess(t: ExecutionContext, file: 'iris-v1.onnx' | 'iri
   return proc;
 }
 
-function rolloutConfig(candidate: Record<string, unknown>, rollout: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function rolloutConfig(
+  candidate: Record<string, unknown>,
+  rollout: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     ...gatewayConfig({
       admin: { token: TOKEN },
@@ -120,7 +124,11 @@ test('a healthy candidate that agrees is promoted step by step to 100%', async (
 test('a candidate that disagrees is stopped in the shadow phase before it gets any real traffic', async (t) => {
   const candidate = await candidateProcess(t, 'iris-v2.onnx'); // disagrees with v1 on 5 of the 150 rows
   const clock = new ManualClock(Date.now());
-  const gw = await start(t, rolloutConfig(remote(candidate), { shadow: { ...ROLLOUT.shadow, requests: 150 }, gates: { ...ROLLOUT.gates, minAgreement: 0.99, minSamples: 100 } }), clock);
+  const gw = await start(
+    t,
+    rolloutConfig(remote(candidate), { shadow: { ...ROLLOUT.shadow, requests: 150 }, gates: { ...ROLLOUT.gates, minAgreement: 0.99, minSamples: 100 } }),
+    clock,
+  );
   // One at a time, so no copy is dropped at the shadow concurrency cap: exactly the 150 rows are compared.
   const result = await send(gw, 150, 1);
   t.deepEqual(result.failures, []);
@@ -130,7 +138,10 @@ test('a candidate that disagrees is stopped in the shadow phase before it gets a
   t.like(view, { status: 'rolled-back', phase: 'shadow', candidateWeight: 0, weights: { '1': 100, '2': 0 }, shadowPercent: 0 });
   t.is(view.lastDecision.decision, 'rollback');
   t.regex(view.lastDecision.reason, /agreement 96\.67% \(minimum 99\.00%\) over 150 comparisons/);
-  t.like(view.gates?.find((g) => g.gate === 'agreement'), { status: 'fail', samples: 150 });
+  t.like(
+    view.gates?.find((g) => g.gate === 'agreement'),
+    { status: 'fail', samples: 150 },
+  );
   t.is(irisDisagreementRows().length, 5);
 
   // Held: no real traffic and no more copies for the candidate until an operator acts.
@@ -201,7 +212,10 @@ test('pause, resume, promote and abort work under load, and every request is ans
   for (let i = 0; i < 2; i++) await evaluateAfter(60); // the step's hold starts again on resume
   t.is(gw.rollouts.view('iris').position, 'step 2/4 (25%)');
 
-  t.like(await admin(gw, 'POST', '/promote'), { status: 200, body: { position: 'step 3/4 (50%)', weights: { '1': 50, '2': 50 }, lastDecision: { decision: 'promote', actor: 'operator' } } });
+  t.like(await admin(gw, 'POST', '/promote'), {
+    status: 200,
+    body: { position: 'step 3/4 (50%)', weights: { '1': 50, '2': 50 }, lastDecision: { decision: 'promote', actor: 'operator' } },
+  });
   t.like(await admin(gw, 'POST', '/promote', { full: 'yes' }), { status: 400 });
 
   const aborted = await admin(gw, 'POST', '/abort');
@@ -213,17 +227,28 @@ test('pause, resume, promote and abort work under load, and every request is ans
   t.deepEqual(result.failures, [], JSON.stringify(result.statuses));
   // Requests issued after the abort landed went to stable only.
   const after = result.samples.slice(-40);
-  t.true(after.every((s) => s.version === '1'), JSON.stringify(after.map((s) => s.version)));
+  t.true(
+    after.every((s) => s.version === '1'),
+    JSON.stringify(after.map((s) => s.version)),
+  );
   t.is(gw.rollouts.view('iris').revision, abortedAt);
 
   // Resuming an aborted rollout starts it again from the shadow phase.
-  t.like(await admin(gw, 'POST', '/resume'), { status: 200, body: { status: 'running', phase: 'shadow', weights: { '1': 100, '2': 0 }, lastDecision: { decision: 'restart' } } });
+  t.like(await admin(gw, 'POST', '/resume'), {
+    status: 200,
+    body: { status: 'running', phase: 'shadow', weights: { '1': 100, '2': 0 }, lastDecision: { decision: 'restart' } },
+  });
   t.like(await admin(gw, 'POST', '/dance'), { status: 404 });
   t.true((await metric(gw, /^model_gateway_rollout_decisions_total\{model="iris",decision="abort",actor="operator"\}/)) === 1);
 });
 
 test('the example rollout (examples/rollout.yaml) passes its shadow phase with iris v2 and starts its first step', async (t) => {
-  const { config } = await loadConfig(path.join(ROOT, 'examples/rollout.yaml'), { PORT: '0', ADMIN_PORT: '0', LOG_LEVEL: 'silent', PATH: process.env.PATH ?? '' });
+  const { config } = await loadConfig(path.join(ROOT, 'examples/rollout.yaml'), {
+    PORT: '0',
+    ADMIN_PORT: '0',
+    LOG_LEVEL: 'silent',
+    PATH: process.env.PATH ?? '',
+  });
   const clock = new ManualClock(Date.now());
   const gw = await startGateway(config, createLogger('silent'), { rolloutClock: clock, env: { MODEL_GATEWAY_ADMIN_TOKEN: TOKEN } });
   t.teardown(() => gw.stop());
@@ -244,7 +269,11 @@ redisTest('two replicas sharing Redis follow one leader, which judges the sample
   const clock = new ManualClock(Date.now());
   const coordination = { redis: { url: redis.url, keyPrefix: 'mg-e2e-rollout:', leaseTtlMs: 60_000, syncIntervalMs: 500 } };
   // Each replica alone sees 20 comparisons per round: below minSamples, so only the merged samples can pass a gate.
-  const raw = rolloutConfig({ backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } }, { shadow: { ...ROLLOUT.shadow, requests: 40 }, gates: { ...ROLLOUT.gates, minSamples: 30 } }, { coordination });
+  const raw = rolloutConfig(
+    { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } },
+    { shadow: { ...ROLLOUT.shadow, requests: 40 }, gates: { ...ROLLOUT.gates, minSamples: 30 } },
+    { coordination },
+  );
   const a = await start(t, raw, clock, 'replica-a');
   const b = await start(t, raw, clock, 'replica-b');
   const both = [a, b];
@@ -259,7 +288,10 @@ redisTest('two replicas sharing Redis follow one leader, which judges the sample
   await syncs(ROLLOUT.evaluationIntervalMs + 500);
   const leaderView = a.rollouts.view('iris');
   t.is(leaderView.position, 'step 1/4 (5%)', leaderView.lastDecision.reason);
-  t.like(leaderView.gates?.find((g) => g.gate === 'agreement'), { status: 'pass', samples: 40 });
+  t.like(
+    leaderView.gates?.find((g) => g.gate === 'agreement'),
+    { status: 'pass', samples: 40 },
+  );
   // The follower took the leader's state: same revision, same weights in its data plane, and it decided nothing.
   t.like(b.rollouts.view('iris'), { position: 'step 1/4 (5%)', revision: leaderView.revision });
   t.deepEqual(b.controller.model('iris').weights, { '1': 95, '2': 5 });

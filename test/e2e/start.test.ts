@@ -6,7 +6,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { ROOT, irisModels, irisRequest, postJson, runCli, spawnGateway, getJson, writeConfigFile } from '../helpers/gateway.js';
 
-/** A token from the development key, minted the way the README and the banner say. */
+/** A token from the development key, minted the way the README quick start and the banner say. */
 async function devToken(scope: string): Promise<string> {
   const minted = await runCli(['token', '--scope', scope]);
   if (minted.code !== 0) throw new Error(`model-gateway token failed: ${minted.stderr}`);
@@ -23,7 +23,9 @@ test('the example config serves both Iris versions and the large MLP; the banner
 
   // Run the banner's own example body against the gateway.
   // The banner's curl carries a dev-token command: run that command, then the request.
-  const curl = /curl -s (\S+) -H 'content-type: application\/json' -H "authorization: Bearer \$\(node \S+ token --scope '([^']+)'\)" -d '(.+)'/.exec(gw.stderr());
+  const curl = /curl -s (\S+) -H 'content-type: application\/json' -H "authorization: Bearer \$\(node \S+ token --scope '([^']+)'\)" -d '(.+)'/.exec(
+    gw.stderr(),
+  );
   t.truthy(curl, gw.stderr());
   const [, url, scope, body] = curl as unknown as [string, string, string, string];
   const authorization = `Bearer ${await devToken(scope)}`;
@@ -75,10 +77,14 @@ test('SIGTERM: stops accepting, finishes the in-flight request, exits 0', async 
   const body = JSON.stringify({ inputs: [{ name: 'input', shape: [rows, 512], datatype: 'FP32', data: new Array(rows * 512).fill(0.25) }] });
   // A raw request so we know exactly when the body has been sent before the signal.
   const inFlight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-    const req = http.request(`${gw.url}/v2/models/mlp-large/infer`, { method: 'POST', headers: { 'content-type': 'application/json', authorization } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
-    });
+    const req = http.request(
+      `${gw.url}/v2/models/mlp-large/infer`,
+      { method: 'POST', headers: { 'content-type': 'application/json', authorization } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+      },
+    );
     req.on('error', reject);
     req.end(body, () => setTimeout(() => gw.child.kill('SIGTERM'), 20));
   });

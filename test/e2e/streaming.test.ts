@@ -93,7 +93,12 @@ async function remoteGateway(url: string, server: Record<string, unknown> = {}) 
 }
 
 /** Sends `body` in two halves; the second only after `between()` resolves. Resolves with the status and JSON answer. */
-function sendInHalves(url: string, body: Buffer, chunked: boolean, between: () => Promise<unknown>): Promise<{ status: number; json: Record<string, unknown> }> {
+function sendInHalves(
+  url: string,
+  body: Buffer,
+  chunked: boolean,
+  between: () => Promise<unknown>,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': body.length }) };
     const req = http.request(`${url}/v2/models/iris/infer`, { method: 'POST', headers }, (res) => {

@@ -62,20 +62,44 @@ test.serial('reload: applies an edited file and reports what it did with the bac
 const fails = test.macro({
   async exec(t, args: string[], extraEnv: Record<string, string | undefined>, code: number, message: RegExp) {
     const closed = `http://127.0.0.1:${await closedPort()}`;
-    const result = await runCli(args.map((a) => (a === 'CLOSED' ? closed : a)), { ...env(), ...extraEnv });
+    const result = await runCli(
+      args.map((a) => (a === 'CLOSED' ? closed : a)),
+      { ...env(), ...extraEnv },
+    );
     t.is(result.code, code, result.stdout);
     t.regex(result.stderr, message);
   },
   title: (given = '') => `CLI fails clearly: ${given}`,
 });
 
-test('an unknown version', fails, ['shift', 'iris', '1=50', '3=50'], {}, 1, /PUT \/admin\/models\/iris\/weights failed with 400: invalid weights for model 'iris': version '3' is not one of 1, 2/);
+test(
+  'an unknown version',
+  fails,
+  ['shift', 'iris', '1=50', '3=50'],
+  {},
+  1,
+  /PUT \/admin\/models\/iris\/weights failed with 400: invalid weights for model 'iris': version '3' is not one of 1, 2/,
+);
 test('an unknown model', fails, ['shift', 'nope', '1=1'], {}, 1, /failed with 404: unknown model 'nope'/);
 test('a malformed weight', fails, ['shift', 'iris', '1=half'], {}, 2, /'1=half' is not VERSION=WEIGHT with a non-negative integer weight/);
 test('no weights at all', fails, ['shift', 'iris'], {}, 2, /name at least one VERSION=WEIGHT/);
 test('a version given twice', fails, ['shift', 'iris', '1=1', '1=2'], {}, 2, /version '1' is given twice/);
 test('an unknown flag', fails, ['status', '--verbose'], {}, 2, /Unknown option '--verbose'/);
-test('a wrong token', fails, ['status'], { MODEL_GATEWAY_ADMIN_TOKEN: 'not-the-admin-token-0000' }, 1, /the admin API refused the token \(the admin bearer token is not valid\)/);
+test(
+  'a wrong token',
+  fails,
+  ['status'],
+  { MODEL_GATEWAY_ADMIN_TOKEN: 'not-the-admin-token-0000' },
+  1,
+  /the admin API refused the token \(the admin bearer token is not valid\)/,
+);
 test('no token', fails, ['status'], { MODEL_GATEWAY_ADMIN_TOKEN: undefined }, 1, /no admin token: pass --token or set MODEL_GATEWAY_ADMIN_TOKEN/);
-test('an admin API that is not there', fails, ['status', '--admin-url', 'CLOSED'], {}, 1, /cannot reach the admin API at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the gateway running/);
+test(
+  'an admin API that is not there',
+  fails,
+  ['status', '--admin-url', 'CLOSED'],
+  {},
+  1,
+  /cannot reach the admin API at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the gateway running/,
+);
 test('a bad admin URL', fails, ['status', '--admin-url', 'not a url'], {}, 2, /--admin-url: 'not a url' is not a URL/);

@@ -53,11 +53,20 @@ async function p99AgainstPlain<V extends string>(
     sent += PER_VARIANT;
     for (const v of names) {
       all[v].push(...samples[v]);
-      t.true(samples[v].every((s) => s.status === 200), `${v}: a primary request failed`);
+      t.true(
+        samples[v].every((s) => s.status === 200),
+        `${v}: a primary request failed`,
+      );
     }
-    const at = (v: 'plain' | V, q: number) => percentile(samples[v].map((s) => s.ms), q);
+    const at = (v: 'plain' | V, q: number) =>
+      percentile(
+        samples[v].map((s) => s.ms),
+        q,
+      );
     moved = Object.fromEntries(shadowed.map((v) => [v, at(v, 0.99) - at('plain', 0.99)])) as Record<V, number>;
-    t.log(`attempt ${attempt}: ${names.map((v) => `${v} p50 ${at(v, 0.5).toFixed(3)} / p99 ${at(v, 0.99).toFixed(3)} ms`).join('; ')} (${PER_VARIANT} requests each)`);
+    t.log(
+      `attempt ${attempt}: ${names.map((v) => `${v} p50 ${at(v, 0.5).toFixed(3)} / p99 ${at(v, 0.99).toFixed(3)} ms`).join('; ')} (${PER_VARIANT} requests each)`,
+    );
     if (shadowed.every((v) => Math.abs(moved[v]) <= 1)) break;
   }
   return { moved, sent, samples: all };
@@ -70,7 +79,10 @@ test.serial('a slow (3 s) or failing shadow leaves the primary’s p99 within 1 
   const versions = { '1': irisVersion('iris-v1.onnx'), '2': irisVersion('iris-v2.onnx') };
   const shadow = { targets: [{ version: '2', percent: PERCENT }], timeoutMs: 10_000, maxConcurrent: 8 };
   const gw = await startTestGateway(
-    { ...gatewayConfig(), models: { plain: { versions, weights: { '1': 1 } }, slow: { versions, weights: { '1': 1 }, shadow }, failing: { versions, weights: { '1': 1 }, shadow } } },
+    {
+      ...gatewayConfig(),
+      models: { plain: { versions, weights: { '1': 1 } }, slow: { versions, weights: { '1': 1 }, shadow }, failing: { versions, weights: { '1': 1 }, shadow } },
+    },
     { backendFactory: faults.factory },
   );
   t.teardown(() => gw.stop());
@@ -87,8 +99,13 @@ test.serial('a slow (3 s) or failing shadow leaves the primary’s p99 within 1 
   const sigma = Math.sqrt((PERCENT / 100) * (1 - PERCENT / 100) * sent);
   for (const v of ['slow', 'failing'] as const) {
     const pair = gw.controller.shadowStats(v).pairs[0]!;
-    t.log(`${v}: mirrored ${pair.mirrored} of ${sent} (${((pair.mirrored / sent) * 100).toFixed(1)}%), dropped ${pair.dropped}, shadow errors ${pair.errors.shadow}`);
-    t.true(Math.abs(pair.mirrored - (sent * PERCENT) / 100) <= 3 * sigma, `${v}: mirrored ${pair.mirrored}, expected ${(sent * PERCENT) / 100} ± ${(3 * sigma).toFixed(0)}`);
+    t.log(
+      `${v}: mirrored ${pair.mirrored} of ${sent} (${((pair.mirrored / sent) * 100).toFixed(1)}%), dropped ${pair.dropped}, shadow errors ${pair.errors.shadow}`,
+    );
+    t.true(
+      Math.abs(pair.mirrored - (sent * PERCENT) / 100) <= 3 * sigma,
+      `${v}: mirrored ${pair.mirrored}, expected ${(sent * PERCENT) / 100} ± ${(3 * sigma).toFixed(0)}`,
+    );
     t.is(pair.errors.primary, 0);
   }
   // The slow shadow held at most 8 copies at once: the rest were dropped, not queued.
@@ -99,59 +116,67 @@ test.serial('a slow (3 s) or failing shadow leaves the primary’s p99 within 1 
 
 // A truly hung shadow: a real HTTP backend that takes the request and never answers. Only the shadow's own deadline
 // (timeoutMs, far below the run) frees its slot; the cap drops what does not fit instead of queueing it.
-test.serial('a hung shadow backend (accepts, never answers; shadow timeoutMs 200): the primary’s p99 stays within 1 ms of the no-shadow run, zero primary errors, every copy sent is timed out and counted, the rest dropped at the cap, none queued', async (t) => {
-  const hung = await startRecordingBackend({ delayMs: 600_000 }); // metadata and readiness answer; inference never does
-  t.teardown(() => hung.close());
-  const timeoutMs = 200;
-  const maxConcurrent = 8;
-  const v1 = irisVersion('iris-v1.onnx');
-  const gw = await startTestGateway({
-    ...gatewayConfig(),
-    models: {
-      plain: { versions: { '1': v1 }, weights: { '1': 1 } },
-      hung: {
-        versions: { '1': v1, '2': { backend: { kind: 'http', url: hung.url, model: 'iris' } } },
-        weights: { '1': 1 },
-        shadow: { targets: [{ version: '2', percent: PERCENT }], timeoutMs, maxConcurrent },
+test.serial(
+  'a hung shadow backend (accepts, never answers; shadow timeoutMs 200): the primary’s p99 stays within 1 ms of the no-shadow run, zero primary errors, every copy sent is timed out and counted, the rest dropped at the cap, none queued',
+  async (t) => {
+    const hung = await startRecordingBackend({ delayMs: 600_000 }); // metadata and readiness answer; inference never does
+    t.teardown(() => hung.close());
+    const timeoutMs = 200;
+    const maxConcurrent = 8;
+    const v1 = irisVersion('iris-v1.onnx');
+    const gw = await startTestGateway({
+      ...gatewayConfig(),
+      models: {
+        plain: { versions: { '1': v1 }, weights: { '1': 1 } },
+        hung: {
+          versions: { '1': v1, '2': { backend: { kind: 'http', url: hung.url, model: 'iris' } } },
+          weights: { '1': 1 },
+          shadow: { targets: [{ version: '2', percent: PERCENT }], timeoutMs, maxConcurrent },
+        },
       },
-    },
-  });
-  t.teardown(() => gw.stop());
+    });
+    t.teardown(() => gw.stop());
 
-  // The most shadow calls in flight at once, sampled through the run.
-  let maxInFlight = 0;
-  const sampler = setInterval(() => (maxInFlight = Math.max(maxInFlight, gw.controller.shadow.inFlight('hung'))), 10);
-  t.teardown(() => clearInterval(sampler));
-  const rssAtStart = rssMiB();
-  const { moved, samples } = await p99AgainstPlain(t, { plain: `${gw.url}/v2/models/plain/infer`, hung: `${gw.url}/v2/models/hung/infer` }, JSON.stringify(irisRequest()));
-  const loadEnded = performance.now();
-  await gw.controller.shadow.idle();
-  const settledMs = performance.now() - loadEnded;
-  clearInterval(sampler);
-  for (const v of ['plain', 'hung'] as const) reportLoad(t, `${v} (primary requests)`, loadFigures(samples[v], { startMiB: rssAtStart, endMiB: rssMiB(), of: IN_PROCESS }));
+    // The most shadow calls in flight at once, sampled through the run.
+    let maxInFlight = 0;
+    const sampler = setInterval(() => (maxInFlight = Math.max(maxInFlight, gw.controller.shadow.inFlight('hung'))), 10);
+    t.teardown(() => clearInterval(sampler));
+    const rssAtStart = rssMiB();
+    const { moved, samples } = await p99AgainstPlain(
+      t,
+      { plain: `${gw.url}/v2/models/plain/infer`, hung: `${gw.url}/v2/models/hung/infer` },
+      JSON.stringify(irisRequest()),
+    );
+    const loadEnded = performance.now();
+    await gw.controller.shadow.idle();
+    const settledMs = performance.now() - loadEnded;
+    clearInterval(sampler);
+    for (const v of ['plain', 'hung'] as const)
+      reportLoad(t, `${v} (primary requests)`, loadFigures(samples[v], { startMiB: rssAtStart, endMiB: rssMiB(), of: IN_PROCESS }));
 
-  const pair = gw.controller.shadowStats('hung').pairs[0]!;
-  const started = pair.mirrored - pair.dropped;
-  t.log(
-    `hung shadow: mirrored ${pair.mirrored}, dropped at the cap ${pair.dropped}, started ${started}, timed out ${pair.errors.shadowTimeouts}, ` +
-      `other shadow errors ${pair.errors.shadow}; received by the backend ${hung.infers.length}, answered ${hung.completed()}; ` +
-      `at most ${maxInFlight} in flight; the last settled ${settledMs.toFixed(0)} ms after the load`,
-  );
-  t.true(Math.abs(moved.hung) <= 1, `hung shadow moved p99 by ${moved.hung.toFixed(3)} ms`);
-  t.is(pair.errors.primary, 0);
-  // Every copy that got a slot reached the hung backend, was never answered, and was cut at timeoutMs and counted.
-  t.true(started > 0);
-  t.is(pair.errors.shadowTimeouts, started, 'every started copy is counted as a shadow timeout');
-  t.is(pair.errors.shadow, 0);
-  t.is(pair.compared, 0);
-  t.is(hung.infers.length, started, 'each started copy reached the backend once');
-  t.is(hung.completed(), 0, 'the backend never answered');
-  // Bounded, not queued: the excess was dropped at the cap, and what was in flight settled within one timeout.
-  t.true(pair.dropped > 0, 'copies beyond the cap are dropped');
-  t.true(maxInFlight <= maxConcurrent, `${maxInFlight} shadow calls in flight at once (cap ${maxConcurrent})`);
-  t.true(settledMs <= timeoutMs + 500, `the last shadow calls settled ${settledMs.toFixed(0)} ms after the load`);
-  t.is(gw.controller.shadow.inFlight('hung'), 0);
-});
+    const pair = gw.controller.shadowStats('hung').pairs[0]!;
+    const started = pair.mirrored - pair.dropped;
+    t.log(
+      `hung shadow: mirrored ${pair.mirrored}, dropped at the cap ${pair.dropped}, started ${started}, timed out ${pair.errors.shadowTimeouts}, ` +
+        `other shadow errors ${pair.errors.shadow}; received by the backend ${hung.infers.length}, answered ${hung.completed()}; ` +
+        `at most ${maxInFlight} in flight; the last settled ${settledMs.toFixed(0)} ms after the load`,
+    );
+    t.true(Math.abs(moved.hung) <= 1, `hung shadow moved p99 by ${moved.hung.toFixed(3)} ms`);
+    t.is(pair.errors.primary, 0);
+    // Every copy that got a slot reached the hung backend, was never answered, and was cut at timeoutMs and counted.
+    t.true(started > 0);
+    t.is(pair.errors.shadowTimeouts, started, 'every started copy is counted as a shadow timeout');
+    t.is(pair.errors.shadow, 0);
+    t.is(pair.compared, 0);
+    t.is(hung.infers.length, started, 'each started copy reached the backend once');
+    t.is(hung.completed(), 0, 'the backend never answered');
+    // Bounded, not queued: the excess was dropped at the cap, and what was in flight settled within one timeout.
+    t.true(pair.dropped > 0, 'copies beyond the cap are dropped');
+    t.true(maxInFlight <= maxConcurrent, `${maxInFlight} shadow calls in flight at once (cap ${maxConcurrent})`);
+    t.true(settledMs <= timeoutMs + 500, `the last shadow calls settled ${settledMs.toFixed(0)} ms after the load`);
+    t.is(gw.controller.shadow.inFlight('hung'), 0);
+  },
+);
 
 test.serial('iris v1 with v2 as its shadow: the admin API shows the real agreement on the 150 Iris rows, and the log names the disagreements', async (t) => {
   const dir = await tempDir('mg-e2e-shadow-');
@@ -160,7 +185,13 @@ test.serial('iris v1 with v2 as its shadow: the admin API shows the real agreeme
     file,
     stringify(
       fileConfig(
-        { iris: { versions: { '1': irisVersion('iris-v1.onnx'), '2': irisVersion('iris-v2.onnx') }, weights: { '1': 1 }, shadow: { targets: [{ version: '2', percent: 100 }], maxConcurrent: 200 } } },
+        {
+          iris: {
+            versions: { '1': irisVersion('iris-v1.onnx'), '2': irisVersion('iris-v2.onnx') },
+            weights: { '1': 1 },
+            shadow: { targets: [{ version: '2', percent: 100 }], maxConcurrent: 200 },
+          },
+        },
         { disagreementLog: { path: 'disagreements.jsonl' } },
       ),
     ),
@@ -193,13 +224,25 @@ test.serial('iris v1 with v2 as its shadow: the admin API shows the real agreeme
   const expectedDisagreements = irisDisagreementRows();
   t.log(`v1 accuracy ${correct}/150; label agreement ${pair?.outputs.label?.rowsAgreed}/${pair?.outputs.label?.rows} (${pair?.outputs.label?.agreementRate})`);
   t.like(pair, { primaryVersion: '1', shadowVersion: '2', mirrored: 150, dropped: 0, compared: 150, errors: { primary: 0, shadow: 0, shadowTimeouts: 0 } });
-  t.deepEqual(pair!.outputs.label, { mode: 'classification', rows: 150, rowsAgreed: 150 - expectedDisagreements.length, agreementRate: Math.round(((150 - expectedDisagreements.length) / 150) * 10_000) / 10_000, mismatches: 0 });
+  t.deepEqual(pair!.outputs.label, {
+    mode: 'classification',
+    rows: 150,
+    rowsAgreed: 150 - expectedDisagreements.length,
+    agreementRate: Math.round(((150 - expectedDisagreements.length) / 150) * 10_000) / 10_000,
+    mismatches: 0,
+  });
   // Probabilities are floats: compared as regression by default, with real (non-zero) differences between the models.
   t.like(pair!.outputs.probabilities, { mode: 'regression', rows: 150 });
   t.true(pair!.outputs.probabilities!.maxAbsDiff!.max! > 0);
   t.is(pair!.latencyMs.shadow.count, 150);
 
-  const lines = (await readFile(path.join(dir, 'disagreements.jsonl'), 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as { requestId: string; comparison: { name: string }[] });
-  const labelDisagreements = lines.filter((l) => l.comparison.some((c) => c.name === 'label')).map((l) => l.requestId).sort();
+  const lines = (await readFile(path.join(dir, 'disagreements.jsonl'), 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { requestId: string; comparison: { name: string }[] });
+  const labelDisagreements = lines
+    .filter((l) => l.comparison.some((c) => c.name === 'label'))
+    .map((l) => l.requestId)
+    .sort();
   t.deepEqual(labelDisagreements, expectedDisagreements.map((i) => `iris-row-${i}`).sort());
 });

@@ -57,7 +57,10 @@ function httpCheck(svc: RunningExtAuthz, method: string, path: string, headers: 
       res.on('end', () => {
         const all: Record<string, string> = {};
         for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') all[k] = v;
-        const remove = (all['x-envoy-auth-headers-to-remove'] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+        const remove = (all['x-envoy-auth-headers-to-remove'] ?? '')
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '');
         resolve({ status: res.statusCode ?? 0, upstream: all, remove, client: all, body: Buffer.concat(chunks).toString('utf8') });
       });
     });
@@ -75,7 +78,7 @@ const definition = protoLoader.loadSync(EXTERNAL_AUTH_PROTO, { ...PROTO_LOADER_O
 
 /** envoy.type.v3.StatusCode, name → number, from the real proto (the client decodes enums as names). */
 const STATUS_CODES = new Map(
-  ((definition['envoy.type.v3.StatusCode'] as { type: { value: { name: string; number: number }[] } }).type.value).map((v) => [v.name, v.number]),
+  (definition['envoy.type.v3.StatusCode'] as { type: { value: { name: string; number: number }[] } }).type.value.map((v) => [v.name, v.number]),
 );
 
 function grpcClient(svc: RunningExtAuthz): CheckClient {
@@ -91,7 +94,10 @@ function envoyCheckRequest(method: string, path: string, headers: [string, strin
     attributes: {
       source: { address: { socket_address: { address: '10.1.2.3', port_value: 51000 } } },
       destination: { address: { socket_address: { address: '10.1.2.4', port_value: 10000 } } },
-      request: { time: { seconds: String(NOW / 1000) }, http: { id: '42', method, path, host: 'models.example', scheme: 'http', protocol: 'HTTP/1.1', headers: map } },
+      request: {
+        time: { seconds: String(NOW / 1000) },
+        http: { id: '42', method, path, host: 'models.example', scheme: 'http', protocol: 'HTTP/1.1', headers: map },
+      },
     },
   };
 }
@@ -99,7 +105,13 @@ function envoyCheckRequest(method: string, path: string, headers: [string, strin
 function fromCheckResponse(res: CheckResponseMessage): Answer {
   const pairs = (list: { header: { key: string; value: string } }[] | undefined) => Object.fromEntries((list ?? []).map((h) => [h.header.key, h.header.value]));
   if (res.ok_response !== undefined) {
-    return { status: res.status.code === 0 ? 200 : -1, upstream: pairs(res.ok_response.headers), remove: res.ok_response.headers_to_remove ?? [], client: pairs(res.ok_response.response_headers_to_add), body: '' };
+    return {
+      status: res.status.code === 0 ? 200 : -1,
+      upstream: pairs(res.ok_response.headers),
+      remove: res.ok_response.headers_to_remove ?? [],
+      client: pairs(res.ok_response.response_headers_to_add),
+      body: '',
+    };
   }
   const denied = res.denied_response!;
   return { status: STATUS_CODES.get(String(denied.status.code)) ?? -1, upstream: {}, remove: [], client: pairs(denied.headers), body: denied.body };
@@ -117,10 +129,15 @@ async function start(config = configWith()) {
   const store = new MemoryStore(1000, () => NOW);
   const svc = await startExtAuthz(config, { currentConfig: () => config, log: createLogger('silent'), rateLimitStore: store, now: () => NOW });
   const client = svc.grpc ? grpcClient(svc) : undefined;
-  return { svc, store, get client(): CheckClient {
-    if (client === undefined) throw new Error('the gRPC service is not enabled');
-    return client;
-  }, closeClient: () => client?.close() };
+  return {
+    svc,
+    store,
+    get client(): CheckClient {
+      if (client === undefined) throw new Error('the gRPC service is not enabled');
+      return client;
+    },
+    closeClient: () => client?.close(),
+  };
 }
 
 type Transport = 'http' | 'grpc';
@@ -147,7 +164,10 @@ const INFER = '/v2/models/iris/infer';
 const CASES: Record<string, Case> = {
   'allows a valid token with the scope, identity headers for the upstream': {
     path: INFER,
-    headers: [['authorization', bearer()], ['x-auth-subject', 'root']],
+    headers: [
+      ['authorization', bearer()],
+      ['x-auth-subject', 'root'],
+    ],
     status: 200,
     upstream: { 'x-auth-subject': 'alice', 'x-auth-issuer': ISS },
     client: { ratelimit: '"per-caller";r=1;t=1', 'ratelimit-policy': '"per-caller";q=2;w=2' },
@@ -184,7 +204,10 @@ const CASES: Record<string, Case> = {
   },
   'denies two Authorization headers with 400 invalid_request': {
     path: INFER,
-    headers: [['authorization', bearer()], ['authorization', bearer()]],
+    headers: [
+      ['authorization', bearer()],
+      ['authorization', bearer()],
+    ],
     status: 400,
     client: { 'www-authenticate': 'Bearer realm="model-gateway", error="invalid_request"' },
   },
@@ -340,7 +363,12 @@ test('extAuthz.rateLimits false: checks authenticate but never charge a bucket',
 
 test('a reload changes the policy checks apply (currentConfig is read per check)', async (t) => {
   let config = configWith();
-  const svc = await startExtAuthz(config, { currentConfig: () => config, log: createLogger('silent'), rateLimitStore: new MemoryStore(1000, () => NOW), now: () => NOW });
+  const svc = await startExtAuthz(config, {
+    currentConfig: () => config,
+    log: createLogger('silent'),
+    rateLimitStore: new MemoryStore(1000, () => NOW),
+    now: () => NOW,
+  });
   t.teardown(() => svc.close());
   t.is((await httpCheck(svc, 'POST', INFER, [['authorization', bearer({ scope: 'other' })]])).status, 403);
   const raw = configWith();

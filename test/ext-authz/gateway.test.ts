@@ -30,10 +30,14 @@ async function start() {
 
 function envoyHttpCheck(base: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}/ext-authz/v2/models/iris/infer`, { method: 'POST', headers: { host: 'models.example', ...headers }, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
-    });
+    const req = http.request(
+      `${base}/ext-authz/v2/models/iris/infer`,
+      { method: 'POST', headers: { host: 'models.example', ...headers }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -43,7 +47,11 @@ const parity = test.macro({
   async exec(t, headers: Record<string, string>, status: number) {
     const gw = await start();
     t.teardown(() => gw.stop());
-    const plane = await fetch(`${gw.url}/v2/models/iris/infer`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(irisRequest()) });
+    const plane = await fetch(`${gw.url}/v2/models/iris/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(irisRequest()),
+    });
     await plane.arrayBuffer();
     const check = await envoyHttpCheck(gw.extAuthz.http!.url, headers);
     t.is(plane.status, status);
@@ -62,7 +70,12 @@ test('checks and data-plane requests draw on the same bucket; stop() closes the 
   let stopped = false;
   t.teardown(() => (stopped ? undefined : gw.stop()));
   const headers = { authorization: bearer({ sub: 'dave' }) };
-  const infer = () => fetch(`${gw.url}/v2/models/iris/infer`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(irisRequest()) });
+  const infer = () =>
+    fetch(`${gw.url}/v2/models/iris/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(irisRequest()),
+    });
   t.is((await infer()).status, 200);
   t.is((await envoyHttpCheck(gw.extAuthz.http!.url, headers)).status, 200);
   t.is((await envoyHttpCheck(gw.extAuthz.http!.url, headers)).status, 200);
@@ -81,7 +94,10 @@ test('protos/ holds exactly the ext_authz import closure, byte-identical to @grp
   const dir = vendoredProtoDir();
   t.is(dir, path.join(ROOT, 'protos'));
   const expected = importClosure(VENDORED_ROOT_PROTO, ENVOY_PROTO_SOURCE_DIRS);
-  const present = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.proto')).map((f) => f.split(path.sep).join('/')).sort();
+  const present = (await readdir(dir, { recursive: true }))
+    .filter((f) => f.endsWith('.proto'))
+    .map((f) => f.split(path.sep).join('/'))
+    .sort();
   t.deepEqual(present, expected.map(([rel]) => rel).sort());
   for (const [rel, source] of expected) t.is(await readFile(path.join(dir, rel), 'utf8'), await readFile(source, 'utf8'), rel);
 });

@@ -67,7 +67,11 @@ async function send(probe: Probe): Promise<Outcome> {
   });
   const bytes = Buffer.from(await res.body.arrayBuffer());
   const jsonLength = Number(res.headers['inference-header-content-length'] ?? bytes.length);
-  if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > bytes.length) return { status: res.statusCode, text: `<binary response with a bad inference-header-content-length ${String(res.headers['inference-header-content-length'])}>` };
+  if (!Number.isInteger(jsonLength) || jsonLength < 0 || jsonLength > bytes.length)
+    return {
+      status: res.statusCode,
+      text: `<binary response with a bad inference-header-content-length ${String(res.headers['inference-header-content-length'])}>`,
+    };
   return { status: res.statusCode, text: bytes.subarray(0, jsonLength).toString('utf8') };
 }
 
@@ -123,7 +127,13 @@ const data = fc.oneof(
   anyValue,
 );
 const input = fc.record(
-  { name: fc.oneof(fc.constant('input'), fc.string({ maxLength: 12 }), anyValue), shape, datatype, data, parameters: fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), anyValue, { maxKeys: 3 }), anyValue) },
+  {
+    name: fc.oneof(fc.constant('input'), fc.string({ maxLength: 12 }), anyValue),
+    shape,
+    datatype,
+    data,
+    parameters: fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), anyValue, { maxKeys: 3 }), anyValue),
+  },
   { requiredKeys: [] },
 );
 const oipBody = fc.record(
@@ -131,15 +141,28 @@ const oipBody = fc.record(
     id: anyValue,
     parameters: fc.oneof(fc.dictionary(fc.string({ maxLength: 20 }), anyValue, { maxKeys: 3 }), anyValue),
     inputs: fc.oneof({ weight: 5, arbitrary: fc.array(input, { maxLength: 3 }) }, { weight: 1, arbitrary: anyValue }),
-    outputs: fc.oneof(fc.array(fc.record({ name: fc.oneof(fc.constant('label'), fc.string({ maxLength: 8 })), parameters: anyValue }, { requiredKeys: [] }), { maxLength: 3 }), anyValue),
+    outputs: fc.oneof(
+      fc.array(fc.record({ name: fc.oneof(fc.constant('label'), fc.string({ maxLength: 8 })), parameters: anyValue }, { requiredKeys: [] }), { maxLength: 3 }),
+      anyValue,
+    ),
   },
   { requiredKeys: [] },
 );
 
 /** A valid request with one byte replaced, deleted or inserted: near-misses reach the deepest code. */
-const VALID_TEXT = JSON.stringify(irisRequest([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]));
+const VALID_TEXT = JSON.stringify(
+  irisRequest([
+    [5.1, 3.5, 1.4, 0.2],
+    [6.2, 2.9, 4.3, 1.3],
+  ]),
+);
 const mutatedText = fc
-  .tuple(fc.nat({ max: VALID_TEXT.length - 1 }), fc.constantFrom('replace', 'delete', 'insert', 'digit'), fc.string({ minLength: 1, maxLength: 3 }), fc.integer({ min: 0, max: 9 }))
+  .tuple(
+    fc.nat({ max: VALID_TEXT.length - 1 }),
+    fc.constantFrom('replace', 'delete', 'insert', 'digit'),
+    fc.string({ minLength: 1, maxLength: 3 }),
+    fc.integer({ min: 0, max: 9 }),
+  )
   .map(([at, op, s, d]) => {
     if (op === 'delete') return VALID_TEXT.slice(0, at) + VALID_TEXT.slice(at + 1);
     // A digit swapped for another keeps the JSON well-formed: the value changes, so these reach the model.
@@ -153,10 +176,15 @@ const token = fc.oneof(
   { weight: 1, arbitrary: fc.nat({ max: VALID_TOKEN.length - 1 }).map((n) => VALID_TOKEN.slice(0, n)) },
   {
     weight: 1,
-    arbitrary: fc.tuple(fc.nat({ max: VALID_TOKEN.length - 1 }), fc.constantFrom('A', '.', '-', '_', '%')).map(([at, c]) => VALID_TOKEN.slice(0, at) + c + VALID_TOKEN.slice(at + 1)),
+    arbitrary: fc
+      .tuple(fc.nat({ max: VALID_TOKEN.length - 1 }), fc.constantFrom('A', '.', '-', '_', '%'))
+      .map(([at, c]) => VALID_TOKEN.slice(0, at) + c + VALID_TOKEN.slice(at + 1)),
   },
 );
-const headerValue = fc.string({ maxLength: 40 }).filter((s) => /^[\x20-\x7e]*$/.test(s)).map((s) => s.trim());
+const headerValue = fc
+  .string({ maxLength: 40 })
+  .filter((s) => /^[\x20-\x7e]*$/.test(s))
+  .map((s) => s.trim());
 const headers = fc.record(
   {
     authorization: fc.oneof({ weight: 6, arbitrary: token.map((t) => `Bearer ${t}`) }, { weight: 1, arbitrary: headerValue }),
@@ -171,7 +199,16 @@ const headers = fc.record(
 );
 const modelPath = fc.oneof(
   { weight: 6, arbitrary: fc.constant('/v2/models/iris/infer') },
-  { weight: 1, arbitrary: fc.constantFrom('/v2/models/iris/versions/1/infer', '/v2/models/iris/versions/2/infer', '/v2/models/iris/versions/9/infer', '/v2/models/nope/infer', '/v2/models/iris/versions//infer') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '/v2/models/iris/versions/1/infer',
+      '/v2/models/iris/versions/2/infer',
+      '/v2/models/iris/versions/9/infer',
+      '/v2/models/nope/infer',
+      '/v2/models/iris/versions//infer',
+    ),
+  },
 );
 
 /** Binary tensor extension: a JSON header part of `claimed` bytes followed by raw bytes, with random sizes. */
@@ -179,7 +216,15 @@ const binaryBody = fc
   .record({
     json: fc.oneof(
       fc.constant({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }),
-      fc.record({ inputs: fc.array(fc.record({ name: fc.constantFrom('input', 'x'), shape, datatype, parameters: fc.record({ binary_data_size: weirdNumber }, { requiredKeys: [] }) }, { requiredKeys: [] }), { maxLength: 2 }) }),
+      fc.record({
+        inputs: fc.array(
+          fc.record(
+            { name: fc.constantFrom('input', 'x'), shape, datatype, parameters: fc.record({ binary_data_size: weirdNumber }, { requiredKeys: [] }) },
+            { requiredKeys: [] },
+          ),
+          { maxLength: 2 },
+        ),
+      }),
       oipBody,
     ),
     tail: fc.uint8Array({ maxLength: 64 }),
@@ -225,11 +270,27 @@ const INFER = '/v2/models/iris/infer';
  */
 const PROPERTIES = {
   'oip-body': (oracle: Oracle = checkOutcome) =>
-    probing('oip-body', fc.tuple(modelPath, headers, oipBody).map(([p, h, b]) => ({ path: p, headers: h, body: JSON.stringify(b) })), oracle),
+    probing(
+      'oip-body',
+      fc.tuple(modelPath, headers, oipBody).map(([p, h, b]) => ({ path: p, headers: h, body: JSON.stringify(b) })),
+      oracle,
+    ),
   mutation: (oracle: Oracle = checkOutcome) =>
-    probing('mutation', fc.tuple(mutatedText, token).map(([body, tok]) => ({ path: INFER, headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body })), oracle),
+    probing(
+      'mutation',
+      fc
+        .tuple(mutatedText, token)
+        .map(([body, tok]) => ({ path: INFER, headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body })),
+      oracle,
+    ),
   bytes: (oracle: Oracle = checkOutcome) =>
-    probing('bytes', fc.uint8Array({ maxLength: 512 }).map((body) => ({ path: INFER, headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream' }, body })), oracle),
+    probing(
+      'bytes',
+      fc
+        .uint8Array({ maxLength: 512 })
+        .map((body) => ({ path: INFER, headers: { authorization: `Bearer ${VALID_TOKEN}`, 'content-type': 'application/octet-stream' }, body })),
+      oracle,
+    ),
   binary: (oracle: Oracle = checkOutcome) =>
     probing(
       'binary',
@@ -349,9 +410,17 @@ function expand(value: string | Repeated): string {
 const replayCase = test.macro({
   async exec(t, r: Regression) {
     const auth = r.auth === undefined || r.auth === 'valid' ? `Bearer ${VALID_TOKEN}` : expand(r.auth);
-    const outcome = await send({ path: r.path ?? '/v2/models/iris/infer', headers: { 'content-type': 'application/json', authorization: auth, ...r.headers }, body: expand(r.body) });
+    const outcome = await send({
+      path: r.path ?? '/v2/models/iris/infer',
+      headers: { 'content-type': 'application/json', authorization: auth, ...r.headers },
+      body: expand(r.body),
+    });
     t.is(checkOutcome(outcome), undefined, `${outcome.status} ${outcome.text.slice(0, 300)}`);
-    const live = await send({ path: '/v2/models/iris/infer', headers: { 'content-type': 'application/json', authorization: `Bearer ${VALID_TOKEN}` }, body: VALID_TEXT });
+    const live = await send({
+      path: '/v2/models/iris/infer',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${VALID_TOKEN}` },
+      body: VALID_TEXT,
+    });
     t.is(live.status, 200, 'the gateway still serves afterwards');
   },
   title: (_ = '', r: Regression) => `fuzz regression: ${r.name}`,
@@ -361,8 +430,10 @@ for (const r of regressions.cases) test.serial(replayCase, r);
 
 for (const s of regressions.seeds) {
   test.serial(`fuzz regression: ${s.property} seed ${s.seed} path ${s.path}${s.note ? ` (${s.note})` : ''}`, async (t) => {
-    if (!Object.hasOwn(PROPERTIES, s.property)) return t.fail(`unknown property '${String(s.property)}' in regressions.json; one of: ${Object.keys(PROPERTIES).join(', ')}`);
-    if (!Number.isInteger(s.seed) || typeof s.path !== 'string' || !/^\d+(:\d+)*$/.test(s.path)) return t.fail(`not a {property, seed, path} entry: ${JSON.stringify(s)}`);
+    if (!Object.hasOwn(PROPERTIES, s.property))
+      return t.fail(`unknown property '${String(s.property)}' in regressions.json; one of: ${Object.keys(PROPERTIES).join(', ')}`);
+    if (!Number.isInteger(s.seed) || typeof s.path !== 'string' || !/^\d+(:\d+)*$/.test(s.path))
+      return t.fail(`not a {property, seed, path} entry: ${JSON.stringify(s)}`);
     const details = await replay(PROPERTIES[s.property](), s);
     if (details.failed) t.fail(await fc.asyncDefaultReportMessage(details));
     else t.pass();

@@ -68,7 +68,8 @@ export async function dockerfileProblems(text: string, rules: DockerfileRules): 
   const problems: string[] = [];
   const all = instructions(text);
   for (const ins of all) {
-    if (ins.args.startsWith('[') && execForm(ins.args) === undefined) problems.push(`line ${ins.line}: ${ins.keyword} ${ins.args}: not a JSON array of strings (Docker would run it as a shell command)`);
+    if (ins.args.startsWith('[') && execForm(ins.args) === undefined)
+      problems.push(`line ${ins.line}: ${ins.keyword} ${ins.args}: not a JSON array of strings (Docker would run it as a shell command)`);
   }
   const stages: { name?: string; from: Instruction; body: Instruction[] }[] = [];
   for (const ins of all) {
@@ -94,13 +95,17 @@ export async function dockerfileProblems(text: string, rules: DockerfileRules): 
     }
   }
 
-  const copies = (stage: (typeof stages)[number]) =>
-    stage.body.filter((i) => i.keyword === 'COPY').map((i) => ({ ...words(i.args), line: i.line }));
+  const copies = (stage: (typeof stages)[number]) => stage.body.filter((i) => i.keyword === 'COPY').map((i) => ({ ...words(i.args), line: i.line }));
   const build = stages.find((s) => s.body.some((i) => i.keyword === 'RUN' && /npm run build/.test(i.args)));
   if (!build) problems.push('no stage runs `npm run build`');
   else {
-    const copied = new Set(copies(build).filter((c) => !c.flags.has('from')).flatMap((c) => c.positional.slice(0, -1).map((p) => path.posix.normalize(p))));
-    for (const dir of rules.compiled) if (!copied.has(dir)) problems.push(`the build stage (line ${build.from.line}) does not COPY ${dir}, which \`npm run build\` compiles`);
+    const copied = new Set(
+      copies(build)
+        .filter((c) => !c.flags.has('from'))
+        .flatMap((c) => c.positional.slice(0, -1).map((p) => path.posix.normalize(p))),
+    );
+    for (const dir of rules.compiled)
+      if (!copied.has(dir)) problems.push(`the build stage (line ${build.from.line}) does not COPY ${dir}, which \`npm run build\` compiles`);
   }
 
   const final = stages[stages.length - 1]!;
@@ -108,17 +113,25 @@ export async function dockerfileProblems(text: string, rules: DockerfileRules): 
   const entrypoint = entrypoints.at(-1);
   if (!entrypoint) problems.push('the final stage has no ENTRYPOINT ["node", "dist/src/cli.js"] (deployment.yaml passes only args)');
   else if (JSON.stringify(execForm(entrypoint.args)) !== JSON.stringify(['node', 'dist/src/cli.js'])) {
-    problems.push(`line ${entrypoint.line}: ENTRYPOINT must be the exec form ["node", "dist/src/cli.js"] (so SIGTERM reaches node and deployment.yaml's args apply)`);
+    problems.push(
+      `line ${entrypoint.line}: ENTRYPOINT must be the exec form ["node", "dist/src/cli.js"] (so SIGTERM reaches node and deployment.yaml's args apply)`,
+    );
   }
   const finalCopies = copies(final);
-  const ships = (from: string, to: string) => finalCopies.some((c) => c.positional.length === 2 && path.posix.normalize(c.positional[0]!) === from && path.posix.normalize(c.positional[1]!) === to);
-  if (!finalCopies.some((c) => c.flags.has('from') && ships('/app/dist/src', 'dist/src'))) problems.push('the final stage does not copy the compiled gateway (/app/dist/src → ./dist/src)');
-  if (!finalCopies.some((c) => c.flags.has('from') && ships('/app/examples', 'examples'))) problems.push('the final stage does not copy /app/examples → ./examples (the models serve-model --model-dir /app/examples/models reads)');
-  if (!finalCopies.some((c) => !c.flags.has('from') && ships('protos', 'protos'))) problems.push('the final stage does not copy protos → ./protos (the ext_authz gRPC service loads them)');
+  const ships = (from: string, to: string) =>
+    finalCopies.some((c) => c.positional.length === 2 && path.posix.normalize(c.positional[0]!) === from && path.posix.normalize(c.positional[1]!) === to);
+  if (!finalCopies.some((c) => c.flags.has('from') && ships('/app/dist/src', 'dist/src')))
+    problems.push('the final stage does not copy the compiled gateway (/app/dist/src → ./dist/src)');
+  if (!finalCopies.some((c) => c.flags.has('from') && ships('/app/examples', 'examples')))
+    problems.push('the final stage does not copy /app/examples → ./examples (the models serve-model --model-dir /app/examples/models reads)');
+  if (!finalCopies.some((c) => !c.flags.has('from') && ships('protos', 'protos')))
+    problems.push('the final stage does not copy protos → ./protos (the ext_authz gRPC service loads them)');
   const workdir = final.body.filter((i) => i.keyword === 'WORKDIR').at(-1)?.args;
-  if (workdir !== '/app') problems.push(`the final stage's WORKDIR must be /app (the ENTRYPOINT and --model-dir are relative to it), not ${workdir ?? 'unset'}`);
+  if (workdir !== '/app')
+    problems.push(`the final stage's WORKDIR must be /app (the ENTRYPOINT and --model-dir are relative to it), not ${workdir ?? 'unset'}`);
   const user = final.body.filter((i) => i.keyword === 'USER').at(-1)?.args;
-  if (user !== 'node' && user !== '1000') problems.push(`the final stage must run as USER node (uid 1000, as deployment.yaml's runAsNonRoot/runAsUser expect), not ${user ?? 'root'}`);
+  if (user !== 'node' && user !== '1000')
+    problems.push(`the final stage must run as USER node (uid 1000, as deployment.yaml's runAsNonRoot/runAsUser expect), not ${user ?? 'root'}`);
   return problems;
 }
 
@@ -202,13 +215,49 @@ export function parseTextFormat(text: string): TextField[] {
 
 /** inference.ModelConfig's fields (Triton's model_config.proto); any other top-level name is a typo Triton refuses. */
 const MODEL_CONFIG_FIELDS = new Set([
-  'name', 'platform', 'backend', 'runtime', 'version_policy', 'max_batch_size', 'input', 'output', 'batch_input', 'batch_output',
-  'optimization', 'dynamic_batching', 'sequence_batching', 'ensemble_scheduling', 'instance_group', 'default_model_filename',
-  'cc_model_filenames', 'metric_tags', 'parameters', 'model_warmup', 'model_operations', 'model_transaction_policy',
-  'model_repository_agents', 'response_cache',
+  'name',
+  'platform',
+  'backend',
+  'runtime',
+  'version_policy',
+  'max_batch_size',
+  'input',
+  'output',
+  'batch_input',
+  'batch_output',
+  'optimization',
+  'dynamic_batching',
+  'sequence_batching',
+  'ensemble_scheduling',
+  'instance_group',
+  'default_model_filename',
+  'cc_model_filenames',
+  'metric_tags',
+  'parameters',
+  'model_warmup',
+  'model_operations',
+  'model_transaction_policy',
+  'model_repository_agents',
+  'response_cache',
 ]);
 /** ModelConfig fields that are not `repeated` or maps: given twice, Triton refuses the file. */
-const SINGULAR = new Set(['name', 'platform', 'backend', 'runtime', 'version_policy', 'max_batch_size', 'optimization', 'dynamic_batching', 'sequence_batching', 'ensemble_scheduling', 'default_model_filename', 'model_operations', 'model_transaction_policy', 'model_repository_agents', 'response_cache']);
+const SINGULAR = new Set([
+  'name',
+  'platform',
+  'backend',
+  'runtime',
+  'version_policy',
+  'max_batch_size',
+  'optimization',
+  'dynamic_batching',
+  'sequence_batching',
+  'ensemble_scheduling',
+  'default_model_filename',
+  'model_operations',
+  'model_transaction_policy',
+  'model_repository_agents',
+  'response_cache',
+]);
 
 export interface TritonModelExpectation {
   /** The model's directory name in the repository (what the gateway's backend.model calls). */
@@ -241,9 +290,11 @@ export function tritonConfigProblems(text: string, expect: TritonModelExpectatio
   const one = (name: string) => fields.find((f) => f.name === name)?.value;
 
   if (one('name') !== expect.model) problems.push(`name must be "${expect.model}" (the repository directory), not ${JSON.stringify(one('name') ?? null)}`);
-  if (one('backend') !== 'onnxruntime' && one('platform') !== 'onnxruntime_onnx') problems.push('backend must be "onnxruntime" (or platform "onnxruntime_onnx"): the repository holds model.onnx files');
+  if (one('backend') !== 'onnxruntime' && one('platform') !== 'onnxruntime_onnx')
+    problems.push('backend must be "onnxruntime" (or platform "onnxruntime_onnx"): the repository holds model.onnx files');
   const batch = one('max_batch_size');
-  if (batch !== undefined && !(typeof batch === 'number' && Number.isInteger(batch) && batch >= 0)) problems.push(`max_batch_size must be an integer ≥ 0, not ${JSON.stringify(batch)}`);
+  if (batch !== undefined && !(typeof batch === 'number' && Number.isInteger(batch) && batch >= 0))
+    problems.push(`max_batch_size must be an integer ≥ 0, not ${JSON.stringify(batch)}`);
 
   const policy = one('version_policy');
   let served: number[];
@@ -259,7 +310,11 @@ export function tritonConfigProblems(text: string, expect: TritonModelExpectatio
     else if (kind!.name === 'latest') {
       const n = body.find((f) => f.name === 'num_versions')?.value;
       served = byNewest.slice(0, typeof n === 'number' ? n : 0);
-    } else if (kind!.name === 'specific') served = body.filter((f) => f.name === 'versions').map((f) => f.value).filter((v): v is number => typeof v === 'number');
+    } else if (kind!.name === 'specific')
+      served = body
+        .filter((f) => f.name === 'versions')
+        .map((f) => f.value)
+        .filter((v): v is number => typeof v === 'number');
     else {
       problems.push(`version_policy: unknown policy '${kind!.name}' (latest, all, specific)`);
       served = [];
@@ -271,7 +326,9 @@ export function tritonConfigProblems(text: string, expect: TritonModelExpectatio
   }
   const missing = expect.called.filter((v) => !served.includes(v));
   if (missing.length > 0) {
-    problems.push(`the version policy serves ${served.length === 0 ? 'no version' : `version(s) ${served.join(', ')}`}, not ${missing.join(', ')} that the gateway calls${policy === undefined ? " (Triton's default is the latest version only)" : ''}`);
+    problems.push(
+      `the version policy serves ${served.length === 0 ? 'no version' : `version(s) ${served.join(', ')}`}, not ${missing.join(', ')} that the gateway calls${policy === undefined ? " (Triton's default is the latest version only)" : ''}`,
+    );
   }
   return problems;
 }

@@ -14,7 +14,13 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function asObject(doc: unknown, source: string): K8sObject {
-  if (!isRecord(doc) || typeof doc.apiVersion !== 'string' || typeof doc.kind !== 'string' || !isRecord(doc.metadata) || typeof doc.metadata.name !== 'string') {
+  if (
+    !isRecord(doc) ||
+    typeof doc.apiVersion !== 'string' ||
+    typeof doc.kind !== 'string' ||
+    !isRecord(doc.metadata) ||
+    typeof doc.metadata.name !== 'string'
+  ) {
     throw new Error(`${source}: a document without apiVersion, kind and metadata.name`);
   }
   return doc as K8sObject;
@@ -25,7 +31,10 @@ export async function readManifests(file: string, reads?: Set<string>): Promise<
   const docs = [...parseAllDocuments(await readFile(file, 'utf8'))];
   const errors = docs.flatMap((d) => d.errors.map((e) => e.message));
   if (errors.length > 0) throw new Error(`${file}: ${errors.join('; ')}`);
-  return docs.map((d) => d.toJS() as unknown).filter((d) => d !== null).map((d) => asObject(d, file));
+  return docs
+    .map((d) => d.toJS() as unknown)
+    .filter((d) => d !== null)
+    .map((d) => asObject(d, file));
 }
 
 /** List items merged by these keys, as Kubernetes' strategic merge does for containers, volumes, mounts, env, ports. */
@@ -71,7 +80,8 @@ const SUPPORTED_ENTRY_KEYS: Readonly<Record<string, ReadonlySet<string>>> = {
 /** Every way a kustomization.yaml can ask for something this builder would silently not do, as readable lines. */
 function unsupported(k: Record<string, unknown>): string[] {
   const problems: string[] = [];
-  if (k.apiVersion !== 'kustomize.config.k8s.io/v1beta1' || k.kind !== 'Kustomization') problems.push(`apiVersion/kind must be kustomize.config.k8s.io/v1beta1 Kustomization`);
+  if (k.apiVersion !== 'kustomize.config.k8s.io/v1beta1' || k.kind !== 'Kustomization')
+    problems.push(`apiVersion/kind must be kustomize.config.k8s.io/v1beta1 Kustomization`);
   const unknown = Object.keys(k).filter((key) => !SUPPORTED_KEYS.has(key));
   if (unknown.length > 0) problems.push(`kustomization keys this test cannot build: ${unknown.join(', ')}`);
   for (const [key, allowed] of Object.entries(SUPPORTED_ENTRY_KEYS)) {
@@ -89,7 +99,8 @@ function unsupported(k: Record<string, unknown>): string[] {
     });
   }
   const resources = k.resources;
-  if (resources !== undefined && !(Array.isArray(resources) && resources.every((r) => typeof r === 'string'))) problems.push('resources: expected a list of paths');
+  if (resources !== undefined && !(Array.isArray(resources) && resources.every((r) => typeof r === 'string')))
+    problems.push('resources: expected a list of paths');
   return problems;
 }
 

@@ -196,7 +196,11 @@ class StrictWalker {
     // The protoc-gen-validate rules Envoy checks right after parsing that a reader would most often trip over.
     for (const field of type.fieldsArray) {
       // Inside a oneof, `required` binds only when that member is the one chosen, so only plain fields are checked.
-      if (field.partOf == null && field.options?.['(validate.rules).message.required'] === true && (value[field.name] ?? value[lowerCamel(field.name)] ?? null) === null) {
+      if (
+        (field.partOf === null || field.partOf === undefined) &&
+        field.options?.['(validate.rules).message.required'] === true &&
+        (value[field.name] ?? value[lowerCamel(field.name)] ?? null) === null
+      ) {
         this.#error(path, `${name} requires the field '${field.name}'`);
       }
     }
@@ -229,7 +233,8 @@ class StrictWalker {
     if (field instanceof protobuf.MapField) {
       if (!isObject(value)) return this.#error(path, `expected a map (object), got ${show(value)}`);
       for (const [key, item] of Object.entries(value)) {
-        if (field.keyType !== 'string') this.#scalar(field.keyType, /^(true|false)$/.test(key) && field.keyType === 'bool' ? key === 'true' : key, `${path}[${key}]`);
+        if (field.keyType !== 'string')
+          this.#scalar(field.keyType, /^(true|false)$/.test(key) && field.keyType === 'bool' ? key === 'true' : key, `${path}[${key}]`);
         this.#single(field, item, `${path}.${key}`);
       }
       return;
@@ -255,7 +260,8 @@ class StrictWalker {
       return;
     }
     if (typeof value === 'string') {
-      if (!(value in type.values)) this.#error(path, `unknown value ${show(value)} for enum ${type.fullName.slice(1)} (one of ${Object.keys(type.values).join(', ')})`);
+      if (!(value in type.values))
+        this.#error(path, `unknown value ${show(value)} for enum ${type.fullName.slice(1)} (one of ${Object.keys(type.values).join(', ')})`);
       return;
     }
     if (typeof value === 'number' && Number.isInteger(value)) {
@@ -280,13 +286,15 @@ class StrictWalker {
       case 'float':
         if (typeof value === 'number' ? !Number.isFinite(value) : typeof value !== 'string' || !/^(NaN|-?Infinity|-?\d+(\.\d+)?([eE][+-]?\d+)?)$/.test(value)) {
           this.#error(path, `expected a number, got ${show(value)}`);
-        } else if (kind === 'float' && typeof value === 'number' && Math.abs(value) > 3.4028234663852886e38) this.#error(path, `${value} is out of float range`);
+        } else if (kind === 'float' && typeof value === 'number' && Math.abs(value) > 3.4028234663852886e38)
+          this.#error(path, `${value} is out of float range`);
         return;
       default: {
         const range = INT_RANGES[kind];
         if (range === undefined) return this.#error(path, `unsupported field type ${kind}`);
         // proto3 JSON: integers as numbers, or as decimal strings (64-bit values often are).
-        const asText = typeof value === 'number' && Number.isInteger(value) ? String(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? value : undefined;
+        const asText =
+          typeof value === 'number' && Number.isInteger(value) ? String(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? value : undefined;
         if (asText === undefined) return this.#error(path, `expected an integer (${kind}), got ${show(value)}`);
         const n = BigInt(asText);
         if (n < range[0] || n > range[1]) this.#error(path, `${asText} is out of ${kind} range`);
@@ -305,7 +313,8 @@ class StrictWalker {
         return;
       }
       case 'google.protobuf.Timestamp':
-        if (typeof value !== 'string' || !RFC3339.test(value) || Number.isNaN(Date.parse(value))) this.#error(path, `expected an RFC 3339 timestamp, got ${show(value)}`);
+        if (typeof value !== 'string' || !RFC3339.test(value) || Number.isNaN(Date.parse(value)))
+          this.#error(path, `expected an RFC 3339 timestamp, got ${show(value)}`);
         return;
       case 'google.protobuf.FieldMask':
         if (typeof value !== 'string') this.#error(path, `expected a field mask string, got ${show(value)}`);

@@ -29,7 +29,9 @@ export function irisModels(extra: Record<string, unknown> = {}): Record<string, 
   };
 }
 
-export function gatewayConfig(overrides: { server?: Record<string, unknown>; models?: Record<string, unknown>; admin?: Record<string, unknown> } = {}): Record<string, unknown> {
+export function gatewayConfig(
+  overrides: { server?: Record<string, unknown>; models?: Record<string, unknown>; admin?: Record<string, unknown> } = {},
+): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0, ...overrides.server },
     // Port 0: tests run in parallel, and the admin API starts whenever a token is configured (or in the environment).
@@ -76,7 +78,11 @@ export function irisRequest(rows: number[][] = [IRIS_ROW], extra: Record<string,
   return { inputs: [{ name: 'input', shape: [rows.length, 4], datatype: 'FP32', data: rows }], ...extra };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

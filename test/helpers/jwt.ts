@@ -32,7 +32,10 @@ export function signRaw(header: Record<string, unknown>, payload: unknown, key: 
   const input = `${b64url(header)}.${b64url(payload)}`;
   const alg = String(header.alg);
   let signature: Buffer;
-  if (alg.startsWith('HS')) signature = createHmac(`sha${alg.slice(2)}`, key as Buffer | string).update(input).digest();
+  if (alg.startsWith('HS'))
+    signature = createHmac(`sha${alg.slice(2)}`, key as Buffer | string)
+      .update(input)
+      .digest();
   else if (alg.startsWith('ES')) signature = sign(`sha${alg.slice(2)}`, Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' });
   else if (alg.startsWith('RS')) signature = sign(`sha${alg.slice(2)}`, Buffer.from(input), key as KeyObject);
   else signature = Buffer.alloc(0);

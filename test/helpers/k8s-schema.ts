@@ -128,7 +128,8 @@ function badDurations(node: unknown, parent: string, at: string, out: string[]):
   for (const [key, value] of Object.entries(node)) {
     const path = join(at, key);
     if (ISTIO_DURATION_FIELDS[parent]?.includes(key) === true && value !== null && value !== undefined) {
-      if (typeof value !== 'string' || parseDurationMs(value) === undefined) out.push(`${path}: ${JSON.stringify(value)} is not a duration (e.g. 60s, 1.5s, 100ms, 1m30s)`);
+      if (typeof value !== 'string' || parseDurationMs(value) === undefined)
+        out.push(`${path}: ${JSON.stringify(value)} is not a duration (e.g. 60s, 1.5s, 100ms, 1m30s)`);
     } else badDurations(value, key, path, out);
   }
 }

@@ -66,7 +66,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
     const started = performance.now();
     let status = 0;
     let version: string | undefined;
-    let text = '';
+    let text: string;
     try {
       const res = await request(options.url, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...headers }, body });
       text = await res.body.text();

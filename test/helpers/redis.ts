@@ -10,7 +10,12 @@ export const REDIS_MISSING =
   'redis-server not found: install it (Debian/Ubuntu: `apt-get install -y redis-server`, macOS: `brew install redis`) or set REDIS_SERVER=/path/to/redis-server';
 
 function findRedisServer(): string | undefined {
-  const candidates = [process.env.REDIS_SERVER, ...(process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'redis-server')), '/usr/bin/redis-server', '/usr/sbin/redis-server'];
+  const candidates = [
+    process.env.REDIS_SERVER,
+    ...(process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, 'redis-server')),
+    '/usr/bin/redis-server',
+    '/usr/sbin/redis-server',
+  ];
   for (const candidate of candidates) {
     if (!candidate) continue;
     try {
@@ -47,7 +52,9 @@ export async function startRedis(): Promise<RedisServer> {
   const port = await closedPort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = proc;
     let out = '';
     await new Promise<void>((resolve, reject) => {

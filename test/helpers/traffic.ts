@@ -23,7 +23,9 @@ export function fileConfig(models: Record<string, unknown>, extra: Record<string
   };
 }
 
-export const irisVersion = (file: 'iris-v1.onnx' | 'iris-v2.onnx', backend: Record<string, unknown> = {}) => ({ backend: { kind: 'onnx', path: path.join(MODELS, file), ...backend } });
+export const irisVersion = (file: 'iris-v1.onnx' | 'iris-v2.onnx', backend: Record<string, unknown> = {}) => ({
+  backend: { kind: 'onnx', path: path.join(MODELS, file), ...backend },
+});
 
 /** Loads the file and starts a gateway that watches it, like `model-gateway start --config FILE`. */
 /** Starts a gateway from a config file (watched); its log goes to `logTo` when given, at the config's level. */

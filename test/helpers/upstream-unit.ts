@@ -66,7 +66,11 @@ export async function upstreamUnit(t: ExecutionContext, options: UpstreamUnitOpt
   let v1: Backend | undefined;
   const catalog = ModelCatalog.fromConfig(config, (m, v, b) => {
     const real = createBackend(m, v, b, log);
-    if (v === '1') return (v1 = intercept(real, aroundEveryCall((_op, call) => (served.push('1'), call()))));
+    if (v === '1')
+      return (v1 = intercept(
+        real,
+        aroundEveryCall((_op, call) => (served.push('1'), call())),
+      ));
     void real.close();
     return intercept(
       scriptedRemote(() => v1!.metadata(), script),

@@ -69,8 +69,10 @@ export async function startHungServer(): Promise<HungServer> {
     open: () => sockets.size,
     maxOpen: () => maxOpen,
     requests: (method) => requestLines.get(method) ?? 0,
-    whenRequests: (method, n, timeoutMs = 10_000) => until(server, 'request-line', () => (requestLines.get(method) ?? 0) >= n, `${n} ${method} requests`, timeoutMs),
-    whenOpenAtMost: (n, timeoutMs = 10_000) => until(server, 'socket-closed', () => sockets.size <= n, `at most ${n} open sockets (now ${sockets.size})`, timeoutMs),
+    whenRequests: (method, n, timeoutMs = 10_000) =>
+      until(server, 'request-line', () => (requestLines.get(method) ?? 0) >= n, `${n} ${method} requests`, timeoutMs),
+    whenOpenAtMost: (n, timeoutMs = 10_000) =>
+      until(server, 'socket-closed', () => sockets.size <= n, `at most ${n} open sockets (now ${sockets.size})`, timeoutMs),
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -142,7 +144,8 @@ export async function startHoldingBackend(): Promise<HoldingBackend> {
     inFlight: () => inFlight,
     maxInFlight: () => max,
     received: () => received,
-    whenHolding: (n, timeoutMs = 10_000) => until(server, 'changed', () => held.filter((r) => !r.writableEnded && !r.destroyed).length >= n, `${n} held requests`, timeoutMs),
+    whenHolding: (n, timeoutMs = 10_000) =>
+      until(server, 'changed', () => held.filter((r) => !r.writableEnded && !r.destroyed).length >= n, `${n} held requests`, timeoutMs),
     releaseAll() {
       holding = false;
       for (const res of held.splice(0)) if (!res.destroyed) answer(res);

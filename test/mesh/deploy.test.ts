@@ -152,7 +152,10 @@ for (const layout of ['base', 'triton'] as const) {
     const drainSeconds = config.server.shutdownTimeoutMs / 1000;
     t.truthy(preStop);
     const gatewayDone = preStop! + drainSeconds;
-    t.true(spec.terminationGracePeriodSeconds! > gatewayDone, `grace ${spec.terminationGracePeriodSeconds} must exceed preStop ${preStop} + drain ${drainSeconds}`);
+    t.true(
+      spec.terminationGracePeriodSeconds! > gatewayDone,
+      `grace ${spec.terminationGracePeriodSeconds} must exceed preStop ${preStop} + drain ${drainSeconds}`,
+    );
     // The runtime must still answer every call the draining gateway makes, and then get time to exit.
     t.true(runtimePreStop! >= gatewayDone);
     t.true(spec.terminationGracePeriodSeconds! > runtimePreStop!);
@@ -185,12 +188,15 @@ for (const layout of ['base', 'triton'] as const) {
 
   test('the VirtualService and DestinationRule are what `mesh render` makes of the ConfigMap (no drift)', eachLayout, layout, (t, { objects, config }) => {
     t.deepEqual(meshDrift(renderIstio(config), objects, config.server.keepAliveTimeoutMs), []);
-    const idle = (pick(objects, 'DestinationRule').spec as { trafficPolicy: { connectionPool: { http: { idleTimeout: string } } } }).trafficPolicy.connectionPool.http.idleTimeout;
+    const idle = (pick(objects, 'DestinationRule').spec as { trafficPolicy: { connectionPool: { http: { idleTimeout: string } } } }).trafficPolicy
+      .connectionPool.http.idleTimeout;
     t.true(parseDurationMs(idle)! < config.server.keepAliveTimeoutMs);
   });
 
   test('Istio verifies the gateway’s issuers and forwards the token the gateway authorises with', eachLayout, layout, (t, { objects, config }) => {
-    const rules = (pick(objects, 'RequestAuthentication').spec as { jwtRules: { issuer: string; jwksUri: string; audiences: string[]; forwardOriginalToken: boolean }[] }).jwtRules;
+    const rules = (
+      pick(objects, 'RequestAuthentication').spec as { jwtRules: { issuer: string; jwksUri: string; audiences: string[]; forwardOriginalToken: boolean }[] }
+    ).jwtRules;
     t.deepEqual(
       rules.map((r) => ({ issuer: r.issuer, jwksUri: r.jwksUri, audiences: r.audiences })),
       config.auth!.issuers.map((i) => ({ issuer: i.issuer, jwksUri: i.jwks.url, audiences: i.audiences })),
@@ -201,16 +207,21 @@ for (const layout of ['base', 'triton'] as const) {
     t.deepEqual([...ports], [String(config.server.port)]);
   });
 
-  test('Prometheus scrapes the gateway’s /metrics on the admin port (pod annotations for Istio’s metrics merging)', eachLayout, layout, (t, { objects, config }) => {
-    const deployment = pick(objects, 'Deployment');
-    const annotations = (deployment.spec as { template: { metadata: { annotations: Record<string, string> } } }).template.metadata.annotations;
-    t.is(annotations['prometheus.io/scrape'], 'true');
-    t.is(annotations['prometheus.io/port'], String(config.admin.port));
-    t.is(annotations['prometheus.io/path'], '/metrics');
-    // Something is served there: the admin server starts for /metrics even without a token.
-    t.true(config.admin.enabled);
-    t.true(config.telemetry.metrics.enabled);
-  });
+  test(
+    'Prometheus scrapes the gateway’s /metrics on the admin port (pod annotations for Istio’s metrics merging)',
+    eachLayout,
+    layout,
+    (t, { objects, config }) => {
+      const deployment = pick(objects, 'Deployment');
+      const annotations = (deployment.spec as { template: { metadata: { annotations: Record<string, string> } } }).template.metadata.annotations;
+      t.is(annotations['prometheus.io/scrape'], 'true');
+      t.is(annotations['prometheus.io/port'], String(config.admin.port));
+      t.is(annotations['prometheus.io/path'], '/metrics');
+      // Something is served there: the admin server starts for /metrics even without a token.
+      t.true(config.admin.enabled);
+      t.true(config.telemetry.metrics.enabled);
+    },
+  );
 
   test('the DestinationRule ejects pods only for local-origin failures, never for the gateway’s own 5xx answers', eachLayout, layout, (t, { objects }) => {
     const trafficPolicy = (pick(objects, 'DestinationRule').spec as { trafficPolicy: { outlierDetection: Record<string, unknown> } }).trafficPolicy;
@@ -237,7 +248,8 @@ test('base: serve-model serves every model version the gateway config names, fro
   t.is(runtime.args![runtime.args!.indexOf('--model-dir') + 1], '/app/examples/models');
   const served = new Set((await scanModelDirectory(MODELS)).map((m) => `${m.model}/${m.version}`));
   for (const [name, model] of Object.entries(config.models)) {
-    for (const v of Object.values(model.versions)) if (v.backend.kind === 'http') t.true(served.has(`${v.backend.model ?? name}/${v.backend.version}`), `${name} ${v.backend.version}`);
+    for (const v of Object.values(model.versions))
+      if (v.backend.kind === 'http') t.true(served.has(`${v.backend.model ?? name}/${v.backend.version}`), `${name} ${v.backend.version}`);
   }
 });
 
@@ -301,12 +313,30 @@ const dockerfileEdit = test.macro({
   },
   title: (title) => `the Dockerfile check fails when ${title ?? ''}`,
 });
-test('a COPY names a file missing from the build context', dockerfileEdit, 'COPY tsconfig.json ./', 'COPY tsconfig.build.json ./', /COPY tsconfig\.build\.json: not in the build context/);
+test(
+  'a COPY names a file missing from the build context',
+  dockerfileEdit,
+  'COPY tsconfig.json ./',
+  'COPY tsconfig.build.json ./',
+  /COPY tsconfig\.build\.json: not in the build context/,
+);
 test('the build stage skips a compiled directory', dockerfileEdit, /^COPY bench \.\/bench\n/m, '', /does not COPY bench/);
-test('the image no longer ships the example models', dockerfileEdit, /^COPY --from=build \/app\/examples \.\/examples\n/m, '', /\/app\/examples → \.\/examples/);
+test(
+  'the image no longer ships the example models',
+  dockerfileEdit,
+  /^COPY --from=build \/app\/examples \.\/examples\n/m,
+  '',
+  /\/app\/examples → \.\/examples/,
+);
 test('the image no longer ships protos/', dockerfileEdit, /^COPY protos \.\/protos\n/m, '', /protos → \.\/protos/);
 test('the image runs as root', dockerfileEdit, /^USER node\n/m, '', /USER node/);
-test('the ENTRYPOINT is a shell form', dockerfileEdit, 'ENTRYPOINT ["node", "dist/src/cli.js"]', 'ENTRYPOINT node dist/src/cli.js', /ENTRYPOINT must be the exec form/);
+test(
+  'the ENTRYPOINT is a shell form',
+  dockerfileEdit,
+  'ENTRYPOINT ["node", "dist/src/cli.js"]',
+  'ENTRYPOINT node dist/src/cli.js',
+  /ENTRYPOINT must be the exec form/,
+);
 
 const brokenPbtxt = test.macro({
   async exec(t: ExecutionContext, fixture: string, expected: RegExp) {
@@ -339,7 +369,11 @@ test('every file under deploy/ is built by a kustomization the tests build, or c
     .map((entry) => path.join(entry.parentPath, entry.name));
   // The listing is recursive: it sees the overlay's files as well as the Dockerfile.
   t.true(files.includes(DOCKERFILE) && files.includes(path.join(TRITON, 'runtime-triton.yaml')));
-  for (const file of files) t.true(reached.has(file), `${path.relative(ROOT, file)} is checked by no test: add it to a kustomization's resources/patches/configMapGenerator, or a test and CHECKED_BY_NAME`);
+  for (const file of files)
+    t.true(
+      reached.has(file),
+      `${path.relative(ROOT, file)} is checked by no test: add it to a kustomization's resources/patches/configMapGenerator, or a test and CHECKED_BY_NAME`,
+    );
 });
 
 const rejected = test.macro({
@@ -384,11 +418,21 @@ test(
   renameAt('spec.template.spec', 'terminationGracePeriodSecond', 'terminationGracePeriodSeconds'),
 );
 test(rejected, 'broken-service.yaml', /^Service broken: spec\.selectr: unknown field/, renameAt('spec', 'selectr', 'selector'));
-test(rejected, 'broken-pdb.yaml', /^PodDisruptionBudget broken: spec\.selector\.matchLabel: unknown field/, renameAt('spec.selector', 'matchLabel', 'matchLabels'));
+test(
+  rejected,
+  'broken-pdb.yaml',
+  /^PodDisruptionBudget broken: spec\.selector\.matchLabel: unknown field/,
+  renameAt('spec.selector', 'matchLabel', 'matchLabels'),
+);
 test(rejected, 'broken-serviceaccount.yaml', /^ServiceAccount broken: data\/automountServiceAccountToken must be boolean$/, (o) => {
   o.automountServiceAccountToken = false;
 });
-test(rejected, 'broken-requestauthentication.yaml', /^RequestAuthentication broken: spec\.jwtRules\[0\]\.jwksUrl: unknown field/, renameAt('spec.jwtRules.0', 'jwksUrl', 'jwksUri'));
+test(
+  rejected,
+  'broken-requestauthentication.yaml',
+  /^RequestAuthentication broken: spec\.jwtRules\[0\]\.jwksUrl: unknown field/,
+  renameAt('spec.jwtRules.0', 'jwksUrl', 'jwksUri'),
+);
 test(
   rejected,
   'typo-destinationrule.yaml',
@@ -401,7 +445,12 @@ test(
   /^DestinationRule bad-duration: spec\.trafficPolicy\.connectionPool\.http\.idleTimeout: "sixty" is not a duration/,
   setAt('spec.trafficPolicy.connectionPool.http', 'idleTimeout', '60s'),
 );
-test(rejected, 'typo-virtualservice.yaml', /^VirtualService typo: spec\.http\[0\]\.route\[0\]\.destination\.subst: unknown field/, renameAt('spec.http.0.route.0.destination', 'subst', 'subset'));
+test(
+  rejected,
+  'typo-virtualservice.yaml',
+  /^VirtualService typo: spec\.http\[0\]\.route\[0\]\.destination\.subst: unknown field/,
+  renameAt('spec.http.0.route.0.destination', 'subst', 'subset'),
+);
 
 const unbuildable = test.macro({
   async exec(t: ExecutionContext, fixture: string, expected: RegExp) {
@@ -429,14 +478,49 @@ test(mutated, 'Deployment', { spec: { template: { spec: { terminationGracePeriod
 test(mutated, 'DestinationRule', { spec: { trafficPolicy: { outlierDetection: { consecutive5xxErrors: 'five' } } } }, /consecutive5xxErrors/);
 test(mutated, 'HorizontalPodAutoscaler', { spec: { minReplicas: 'two' } }, /minReplicas must be integer/);
 test(mutated, 'AuthorizationPolicy', { spec: { action: 'PERMIT' } }, /action/);
-test(mutated, 'Deployment', { spec: { template: { spec: { terminationGracePeriodSecond: 40 } } } }, /spec\.template\.spec\.terminationGracePeriodSecond: unknown field/);
-test(mutated, 'Deployment', { spec: { template: { spec: { containers: [{ name: 'gateway', resources: { limit: { cpu: '1' } } }] } } } }, /spec\.template\.spec\.containers\[0\]\.resources\.limit: unknown field/);
+test(
+  mutated,
+  'Deployment',
+  { spec: { template: { spec: { terminationGracePeriodSecond: 40 } } } },
+  /spec\.template\.spec\.terminationGracePeriodSecond: unknown field/,
+);
+test(
+  mutated,
+  'Deployment',
+  { spec: { template: { spec: { containers: [{ name: 'gateway', resources: { limit: { cpu: '1' } } }] } } } },
+  /spec\.template\.spec\.containers\[0\]\.resources\.limit: unknown field/,
+);
 test(mutated, 'Service', { spec: { selectr: { app: 'x' } } }, /spec\.selectr: unknown field/);
-test(mutated, 'DestinationRule', { spec: { trafficPolicy: { connectionPool: { http: { idleTimout: '60s' } } } } }, /spec\.trafficPolicy\.connectionPool\.http\.idleTimout: unknown field/);
-test(mutated, 'DestinationRule', { spec: { trafficPolicy: { connectionPool: { http: { idleTimeout: 'sixty' } } } } }, /spec\.trafficPolicy\.connectionPool\.http\.idleTimeout: "sixty" is not a duration/);
-test(mutated, 'DestinationRule', { spec: { subsets: [{ name: 'iris-v1', trafficPolicy: { outlierDetection: { interval: 10 } } }] } }, /spec\.subsets\[0\]\.trafficPolicy\.outlierDetection\.interval: 10 is not a duration/);
-test(mutated, 'VirtualService', { spec: { http: [{ name: 'iris-infer', timeout: '30 seconds' }] } }, /spec\.http\[2\]\.timeout: "30 seconds" is not a duration/);
-test(mutated, 'RequestAuthentication', { spec: { jwtRules: [{ issuer: 'https://login.example.com/', jwksUrl: 'https://login.example.com/jwks' }] } }, /spec\.jwtRules\[0\]\.jwksUrl: unknown field/);
+test(
+  mutated,
+  'DestinationRule',
+  { spec: { trafficPolicy: { connectionPool: { http: { idleTimout: '60s' } } } } },
+  /spec\.trafficPolicy\.connectionPool\.http\.idleTimout: unknown field/,
+);
+test(
+  mutated,
+  'DestinationRule',
+  { spec: { trafficPolicy: { connectionPool: { http: { idleTimeout: 'sixty' } } } } },
+  /spec\.trafficPolicy\.connectionPool\.http\.idleTimeout: "sixty" is not a duration/,
+);
+test(
+  mutated,
+  'DestinationRule',
+  { spec: { subsets: [{ name: 'iris-v1', trafficPolicy: { outlierDetection: { interval: 10 } } }] } },
+  /spec\.subsets\[0\]\.trafficPolicy\.outlierDetection\.interval: 10 is not a duration/,
+);
+test(
+  mutated,
+  'VirtualService',
+  { spec: { http: [{ name: 'iris-infer', timeout: '30 seconds' }] } },
+  /spec\.http\[2\]\.timeout: "30 seconds" is not a duration/,
+);
+test(
+  mutated,
+  'RequestAuthentication',
+  { spec: { jwtRules: [{ issuer: 'https://login.example.com/', jwksUrl: 'https://login.example.com/jwks' }] } },
+  /spec\.jwtRules\[0\]\.jwksUrl: unknown field/,
+);
 test(mutated, 'PodDisruptionBudget', { spec: { selector: { matchLabel: { app: 'x' } } } }, /spec\.selector\.matchLabel: unknown field/);
 
 test('the helper refuses kinds it has no schema for, instead of passing them unchecked', (t) => {
@@ -446,8 +530,18 @@ test('the helper refuses kinds it has no schema for, instead of passing them unc
 
 test('strategic merge: keyed lists merge, other lists are replaced, null deletes', (t) => {
   const merged = strategicMerge(
-    { containers: [{ name: 'a', image: 'x', args: ['1', '2'], probe: { exec: {}, period: 1 } }, { name: 'b', image: 'y' }] },
-    { containers: [{ name: 'a', args: ['3'], probe: { exec: null, httpGet: { path: '/' } } }, { name: 'c', image: 'z' }] },
+    {
+      containers: [
+        { name: 'a', image: 'x', args: ['1', '2'], probe: { exec: {}, period: 1 } },
+        { name: 'b', image: 'y' },
+      ],
+    },
+    {
+      containers: [
+        { name: 'a', args: ['3'], probe: { exec: null, httpGet: { path: '/' } } },
+        { name: 'c', image: 'z' },
+      ],
+    },
   );
   t.deepEqual(merged, {
     containers: [

@@ -18,7 +18,13 @@ const HCM_TYPE = HCM.slice('type.googleapis.com/'.length);
 /** Every bootstrap in envoy/, with the types its strict decoding must resolve; a test keeps this list complete. */
 const ENVOY_TYPES: Record<string, string[]> = {
   'envoy.yaml': [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.access_loggers.stream.v3.StdoutAccessLog'],
-  'envoy-ext-authz.yaml': [HCM_TYPE, ROUTER, PROTOCOL_OPTIONS, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz', 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute'],
+  'envoy-ext-authz.yaml': [
+    HCM_TYPE,
+    ROUTER,
+    PROTOCOL_OPTIONS,
+    'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+    'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
+  ],
   'envoy-ext-authz-grpc.yaml': [HCM_TYPE, ROUTER, 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz'],
 };
 const ENVOY_FILES = Object.keys(ENVOY_TYPES);
@@ -111,22 +117,62 @@ const strictRule = test.macro({
 
 const cluster = (extra: Json): Json => ({ static_resources: { clusters: [{ name: 'c', ...extra }] } });
 const anyIn = (packed: Json): Json => cluster({ typed_extension_protocol_options: { x: packed } });
-test('a string where a message is expected', strictRule, { static_resources: { clusters: ['c'] } }, /clusters\[0\]: expected an object \(envoy\.config\.cluster\.v3\.Cluster\)/);
+test(
+  'a string where a message is expected',
+  strictRule,
+  { static_resources: { clusters: ['c'] } },
+  /clusters\[0\]: expected an object \(envoy\.config\.cluster\.v3\.Cluster\)/,
+);
 test('a list where a single value is expected', strictRule, cluster({ connect_timeout: ['1s'] }), /connect_timeout: expected a duration/);
 test('integers out of range', strictRule, cluster({ per_connection_buffer_limit_bytes: -1 }), /out of uint32 range/);
 test('a fractional integer', strictRule, cluster({ per_connection_buffer_limit_bytes: 1.5 }), /expected an integer \(uint32\)/);
 test('a string where a bool is expected', strictRule, cluster({ respect_dns_ttl: 'yes' }), /respect_dns_ttl: expected true or false/);
-test('two members of one oneof', strictRule, cluster({ type: 'STATIC', cluster_type: { name: 'x', typed_config: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: {} } } }), /same oneof 'cluster_discovery_type'/);
+test(
+  'two members of one oneof',
+  strictRule,
+  cluster({ type: 'STATIC', cluster_type: { name: 'x', typed_config: { '@type': 'type.googleapis.com/google.protobuf.Struct', value: {} } } }),
+  /same oneof 'cluster_discovery_type'/,
+);
 test('the same field under both JSON names', strictRule, cluster({ connect_timeout: '1s', connectTimeout: '2s' }), /given twice/);
 test('a Struct that is not an object', strictRule, cluster({ metadata: { filter_metadata: { x: 5 } } }), /expected an object \(Struct\)/);
 test('an Any without @type', strictRule, anyIn({ common_http_protocol_options: {} }), /needs "@type"/);
-test('an Any with a bad type URL', strictRule, anyIn({ '@type': 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions' }), /"@type" must be type\.googleapis\.com\//);
-test('an unknown field inside an Any', strictRule, anyIn({ '@type': `type.googleapis.com/${PROTOCOL_OPTIONS}`, auto_config: {}, idle_timeout: '1s' }), /unknown field 'idle_timeout' in envoy\.extensions\.upstreams\.http\.v3\.HttpProtocolOptions/);
-test('a wrapped well-known type without "value"', strictRule, anyIn({ '@type': 'type.googleapis.com/google.protobuf.Duration', seconds: 1 }), /exactly one key, "value"/);
+test(
+  'an Any with a bad type URL',
+  strictRule,
+  anyIn({ '@type': 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions' }),
+  /"@type" must be type\.googleapis\.com\//,
+);
+test(
+  'an unknown field inside an Any',
+  strictRule,
+  anyIn({ '@type': `type.googleapis.com/${PROTOCOL_OPTIONS}`, auto_config: {}, idle_timeout: '1s' }),
+  /unknown field 'idle_timeout' in envoy\.extensions\.upstreams\.http\.v3\.HttpProtocolOptions/,
+);
+test(
+  'a wrapped well-known type without "value"',
+  strictRule,
+  anyIn({ '@type': 'type.googleapis.com/google.protobuf.Duration', seconds: 1 }),
+  /exactly one key, "value"/,
+);
 test('a bad Duration inside an Any', strictRule, anyIn({ '@type': 'type.googleapis.com/google.protobuf.Duration', value: '5m' }), /value: expected a duration/);
-test('an unknown type inside a TypedStruct', strictRule, anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: 'type.googleapis.com/no.Such', value: {} }), /unknown TypedStruct type_url no\.Such/);
-test('an unknown field inside a TypedStruct', strictRule, anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: `type.googleapis.com/${PROTOCOL_OPTIONS}`, value: { auto_config: {}, nope: 1 } }), /unknown field 'nope'/);
-test('a required message missing (validate.rules)', strictRule, cluster({ health_checks: [{ timeout: '1s', interval: '5s', unhealthy_threshold: 2, healthy_threshold: 1 }] }), /requires one of 'http_health_check'/);
+test(
+  'an unknown type inside a TypedStruct',
+  strictRule,
+  anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: 'type.googleapis.com/no.Such', value: {} }),
+  /unknown TypedStruct type_url no\.Such/,
+);
+test(
+  'an unknown field inside a TypedStruct',
+  strictRule,
+  anyIn({ '@type': 'type.googleapis.com/xds.type.v3.TypedStruct', type_url: `type.googleapis.com/${PROTOCOL_OPTIONS}`, value: { auto_config: {}, nope: 1 } }),
+  /unknown field 'nope'/,
+);
+test(
+  'a required message missing (validate.rules)',
+  strictRule,
+  cluster({ health_checks: [{ timeout: '1s', interval: '5s', unhealthy_threshold: 2, healthy_threshold: 1 }] }),
+  /requires one of 'http_health_check'/,
+);
 test('a string shorter than min_len (validate.rules)', strictRule, { static_resources: { clusters: [{ name: '' }] } }, /name: must be at least 1 character/);
 
 test('an unknown enum number is refused, a known one accepted', (t) => {
@@ -169,7 +215,10 @@ const consistent = test.macro({
     const outlier = obj(at(upstream, 'outlier_detection'));
     t.is(outlier.split_external_local_origin_errors, true, 'local-origin failures are counted apart from HTTP answers');
     t.true(typeof outlier.consecutive_local_origin_failure === 'number' && outlier.consecutive_local_origin_failure > 0, 'consecutive_local_origin_failure');
-    t.true(outlier.enforcing_consecutive_local_origin_failure === undefined || Number(outlier.enforcing_consecutive_local_origin_failure) > 0, 'local-origin ejection is enforced');
+    t.true(
+      outlier.enforcing_consecutive_local_origin_failure === undefined || Number(outlier.enforcing_consecutive_local_origin_failure) > 0,
+      'local-origin ejection is enforced',
+    );
     // Envoy's defaults enforce consecutive 5xx and success-rate ejection (100 %): both must be switched off explicitly.
     t.is(outlier.enforcing_consecutive_5xx, 0, 'no ejection on consecutive 5xx');
     t.is(outlier.enforcing_consecutive_gateway_failure, 0, 'no ejection on consecutive 502/503/504');
@@ -198,13 +247,25 @@ const extAuthzConsistent = test.macro({
     if (kind === 'http') {
       const service = obj(filter.http_service);
       t.is(service.path_prefix, extAuthz.http.pathPrefix);
-      const port = at(clusterOf(doc, String(at(service, 'server_uri', 'cluster'))), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'port_value');
+      const port = at(
+        clusterOf(doc, String(at(service, 'server_uri', 'cluster'))),
+        'load_assignment',
+        'endpoints',
+        0,
+        'lb_endpoints',
+        0,
+        'endpoint',
+        'address',
+        'socket_address',
+        'port_value',
+      );
       t.is(port, extAuthz.http.port);
       const upstreamAllowed = list(at(service, 'authorization_response', 'allowed_upstream_headers', 'patterns')).map((p) => at(p, 'exact'));
       const identity = config.auth?.identityHeaders ?? { subject: 'x-auth-subject', issuer: 'x-auth-issuer' };
       for (const header of [identity.subject, identity.issuer]) t.true(upstreamAllowed.includes(header), `${header} is copied to the upstream`);
       const clientAllowed = list(at(service, 'authorization_response', 'allowed_client_headers', 'patterns')).map((p) => at(p, 'exact'));
-      for (const header of ['www-authenticate', 'retry-after', 'content-type']) t.true(clientAllowed.includes(header), `${header} reaches the client on a denial`);
+      for (const header of ['www-authenticate', 'retry-after', 'content-type'])
+        t.true(clientAllowed.includes(header), `${header} reaches the client on a denial`);
     } else {
       const cluster = clusterOf(doc, String(at(filter, 'grpc_service', 'envoy_grpc', 'cluster_name')));
       t.is(at(cluster, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'port_value'), extAuthz.grpc.port);

@@ -25,8 +25,14 @@ function route(routes: readonly HttpRoute[], name: string): HttpRoute {
 const percentages = test.macro({
   exec(t: ExecutionContext, weights: number[], expected: number[]) {
     const result = toPercentages(weights.map((weight, i) => ({ version: String(i + 1), weight })));
-    t.deepEqual(result.map((r) => r.percent), expected);
-    t.is(result.reduce((s, r) => s + r.percent, 0), 100);
+    t.deepEqual(
+      result.map((r) => r.percent),
+      expected,
+    );
+    t.is(
+      result.reduce((s, r) => s + r.percent, 0),
+      100,
+    );
   },
   title: (_, weights: number[], expected: number[]) => `weights ${weights.join('/')} become Istio percentages ${expected.join('/')}`,
 });
@@ -120,7 +126,12 @@ test('several shadow targets: the highest percent is mirrored, and the operator 
   model: {
     versions: { '1': remote('1'), '2': remote('2'), '3': remote('3') },
     defaultVersion: '1',
-    shadow: { targets: [{ version: '2', percent: 10 }, { version: '3', percent: 40 }] },
+    shadow: {
+      targets: [
+        { version: '2', percent: 10 },
+        { version: '3', percent: 40 },
+      ],
+    },
   },
   infer: ['m-v1:-:-'],
   mirror: { subset: 'm-v3', percent: 40 },
@@ -157,11 +168,21 @@ test('subsets: one per version, selecting the workload’s pods, plus a version 
     { name: 'm-v1', labels: { 'app.kubernetes.io/name': 'model-gateway' } },
     { name: 'm-v2', labels: { 'app.kubernetes.io/name': 'model-gateway' } },
   ]);
-  const perVersion = renderIstio(config, { ...DEFAULT_MESH_TARGET, namespace: 'ml', service: 'gw', port: 8080, podLabels: { app: 'gw' }, versionLabel: 'version' });
-  t.deepEqual(perVersion.destinationRule.spec.subsets.map((s) => s.labels), [
-    { app: 'gw', version: '1' },
-    { app: 'gw', version: '2' },
-  ]);
+  const perVersion = renderIstio(config, {
+    ...DEFAULT_MESH_TARGET,
+    namespace: 'ml',
+    service: 'gw',
+    port: 8080,
+    podLabels: { app: 'gw' },
+    versionLabel: 'version',
+  });
+  t.deepEqual(
+    perVersion.destinationRule.spec.subsets.map((s) => s.labels),
+    [
+      { app: 'gw', version: '1' },
+      { app: 'gw', version: '2' },
+    ],
+  );
   t.is(perVersion.destinationRule.spec.host, 'gw.ml.svc.cluster.local');
   t.deepEqual(perVersion.virtualService.spec.hosts, ['gw.ml.svc.cluster.local']);
   t.is(perVersion.virtualService.metadata.namespace, 'ml');

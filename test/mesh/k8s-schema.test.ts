@@ -27,11 +27,17 @@ const deployment = (podSpec: Record<string, unknown>, metadata: Record<string, u
 });
 
 test('a valid object passes, with arbitrary keys in maps (labels, annotations)', (t) => {
-  t.deepEqual(problemsOf(deployment({ nodeSelector: { 'kubernetes.io/os': 'linux' } }, { labels: { anything: 'x' }, annotations: { 'prometheus.io/scrape': 'true' } })), []);
+  t.deepEqual(
+    problemsOf(deployment({ nodeSelector: { 'kubernetes.io/os': 'linux' } }, { labels: { anything: 'x' }, annotations: { 'prometheus.io/scrape': 'true' } })),
+    [],
+  );
 });
 
 test('unknown fields are reported at every depth, each with its path', (t) => {
-  const object = deployment({ terminationGracePeriodSecond: 40, containers: [{ name: 'c', image: 'i', livenessProbe: { httpGet: { port: 80, pth: '/' } } }] }, { labelz: {} });
+  const object = deployment(
+    { terminationGracePeriodSecond: 40, containers: [{ name: 'c', image: 'i', livenessProbe: { httpGet: { port: 80, pth: '/' } } }] },
+    { labelz: {} },
+  );
   t.deepEqual(problemsOf(object), [
     'metadata.labelz: unknown field (not in the apps/v1 Deployment schema)',
     'spec.template.spec.containers[0].livenessProbe.httpGet.pth: unknown field (not in the apps/v1 Deployment schema)',
@@ -48,7 +54,13 @@ test('the library’s own errors still come first, next to unknown fields', (t) 
 
 test('an object the schema leaves free-form still may not hide fields: a key no validator read is unknown', (t) => {
   // DestinationRule.status is `type: object` without properties in the Istio schema.
-  const problems = problemsOf({ apiVersion: 'networking.istio.io/v1beta1', kind: 'DestinationRule', metadata: { name: 'd' }, spec: { host: 'h' }, status: { x: 1 } });
+  const problems = problemsOf({
+    apiVersion: 'networking.istio.io/v1beta1',
+    kind: 'DestinationRule',
+    metadata: { name: 'd' },
+    spec: { host: 'h' },
+    status: { x: 1 },
+  });
   t.deepEqual(problems, ['status.x: unknown field (not in the networking.istio.io/v1beta1 DestinationRule schema)']);
 });
 
@@ -72,7 +84,13 @@ const virtualService = (v: unknown): K8sObject => ({
   spec: {
     hosts: ['h'],
     http: [
-      { timeout: v, retries: { attempts: 1, perTryTimeout: v }, fault: { delay: { fixedDelay: v } }, corsPolicy: { maxAge: v }, route: [{ destination: { host: 'h' } }] },
+      {
+        timeout: v,
+        retries: { attempts: 1, perTryTimeout: v },
+        fault: { delay: { fixedDelay: v } },
+        corsPolicy: { maxAge: v },
+        route: [{ destination: { host: 'h' } }],
+      },
       { fault: { delay: { exponentialDelay: v } }, route: [{ destination: { host: 'h' } }] },
     ],
   },

@@ -44,21 +44,30 @@ const drifts = test.macro({
 });
 
 test('none when the manifest is the rendering', drifts, () => undefined, []);
-test('tuning the connection pool or outlier detection is the operator’s, not drift', drifts, ([, dr]) => {
-  dr.spec.trafficPolicy.outlierDetection.consecutive5xxErrors = 7;
-  dr.spec.trafficPolicy.connectionPool.http.idleTimeout = '30s';
-}, []);
+test(
+  'tuning the connection pool or outlier detection is the operator’s, not drift',
+  drifts,
+  ([, dr]) => {
+    dr.spec.trafficPolicy.outlierDetection.consecutive5xxErrors = 7;
+    dr.spec.trafficPolicy.connectionPool.http.idleTimeout = '30s';
+  },
+  [],
+);
 test('a changed weight', drifts, ([vs]) => (vs.spec.http[2]!.route[0]!.weight = 80), [
   /^VirtualService model-gateway: spec\.http\[iris-infer\]\.route\[iris-v1\]\.weight: manifest has 80, the config renders 90$/,
 ]);
 test('a changed mirror percentage', drifts, ([vs]) => (vs.spec.http[2]!.mirrorPercentage = { value: 50 }), [
   /spec\.http\[iris-infer\]\.mirrorPercentage\.value: manifest has 50, the config renders 10/,
 ]);
-test('a destination missing from the split', drifts, ([vs]) => vs.spec.http[2]!.route.pop(), [/spec\.http\[iris-infer\]\.route\[iris-v2\]: missing from the manifest/]);
+test('a destination missing from the split', drifts, ([vs]) => vs.spec.http[2]!.route.pop(), [
+  /spec\.http\[iris-infer\]\.route\[iris-v2\]: missing from the manifest/,
+]);
 test('a hand-added route', drifts, ([vs]) => vs.spec.http.unshift({ name: 'hotfix', route: [{ destination: { host: 'x', port: { number: 80 } } }] }), [
   /spec\.http\[hotfix\]: in the manifest but not in the config/,
 ]);
-test('routes in another order (first match wins, so this changes routing)', drifts, ([vs]) => vs.spec.http.reverse(), [/spec\.http: order differs: manifest default, iris-default/]);
+test('routes in another order (first match wins, so this changes routing)', drifts, ([vs]) => vs.spec.http.reverse(), [
+  /spec\.http: order differs: manifest default, iris-default/,
+]);
 test('a subset removed', drifts, ([, dr]) => dr.spec.subsets.pop(), [/^DestinationRule model-gateway: spec\.subsets\[iris-v2\]: missing from the manifest/]);
 test('a subset selecting other pods', drifts, ([, dr]) => (dr.spec.subsets[0]!.labels = { app: 'other' }), [
   /spec\.subsets\[iris-v1\]\.labels\.app\.kubernetes\.io\/name: manifest has nothing, the config renders "model-gateway"/,
@@ -67,10 +76,15 @@ test('a subset selecting other pods', drifts, ([, dr]) => (dr.spec.subsets[0]!.l
 test('an idle timeout not below the gateway keep-alive', drifts, ([, dr]) => (dr.spec.trafficPolicy.connectionPool.http.idleTimeout = '75s'), [
   /idleTimeout: 75s is not below the gateway's server\.keepAliveTimeoutMs \(75000 ms\).*503 UC/,
 ]);
-test('no idle timeout at all (Istio would keep connections an hour)', drifts, ([, dr]) => delete (dr.spec.trafficPolicy.connectionPool.http as { idleTimeout?: string }).idleTimeout, [
-  /idleTimeout: missing; it must be set below/,
+test(
+  'no idle timeout at all (Istio would keep connections an hour)',
+  drifts,
+  ([, dr]) => delete (dr.spec.trafficPolicy.connectionPool.http as { idleTimeout?: string }).idleTimeout,
+  [/idleTimeout: missing; it must be set below/],
+);
+test('another namespace', drifts, ([vs]) => (vs.metadata.namespace = 'default'), [
+  /VirtualService model-gateway: metadata\.namespace: manifest has "default", the config renders "model-serving"/,
 ]);
-test('another namespace', drifts, ([vs]) => (vs.metadata.namespace = 'default'), [/VirtualService model-gateway: metadata\.namespace: manifest has "default", the config renders "model-serving"/]);
 test('a missing VirtualService', drifts, ([vs]) => ((vs as { kind: string }).kind = 'Gateway'), [/^VirtualService model-gateway: not found in the manifest$/]);
 
 interface Run {

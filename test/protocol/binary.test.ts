@@ -64,13 +64,25 @@ const slicesFail = test.macro((t, json: unknown, binaryLength: number, message: 
   t.is(err!.code, 'GW_ERR_INVALID_REQUEST');
   t.regex(err!.message, message);
 });
-const sized = (name: string, size: unknown, extra: Record<string, unknown> = {}) => ({ name, shape: [1], datatype: 'FP32', parameters: { binary_data_size: size }, ...extra });
+const sized = (name: string, size: unknown, extra: Record<string, unknown> = {}) => ({
+  name,
+  shape: [1],
+  datatype: 'FP32',
+  parameters: { binary_data_size: size },
+  ...extra,
+});
 test('slices: trailing bytes', slicesFail, { inputs: [sized('a', 4)] }, 6, /2 bytes after the JSON part that no input/);
 test('slices: binary data missing', slicesFail, { inputs: [sized('a', 4), sized('b', 4)] }, 4, /input 'b': parameters.binary_data_size is 4, but only 0 bytes/);
 test('slices: non-numeric size', slicesFail, { inputs: [sized('a', '4')] }, 4, /binary_data_size must be a non-negative integer, got "4"/);
 test('slices: negative size', slicesFail, { inputs: [sized('a', -4)] }, 0, /must be a non-negative integer/);
 test('slices: data and binary size together', slicesFail, { inputs: [sized('a', 4, { data: [1] })] }, 4, /has both data and parameters.binary_data_size/);
-test('slices: bytes without any binary input', slicesFail, { inputs: [{ name: 'a', shape: [1], datatype: 'FP32', data: [1] }] }, 1, /1 bytes after the JSON part/);
+test(
+  'slices: bytes without any binary input',
+  slicesFail,
+  { inputs: [{ name: 'a', shape: [1], datatype: 'FP32', data: [1] }] },
+  1,
+  /1 bytes after the JSON part/,
+);
 
 test('slices follow the order of the inputs that carry binary_data_size, skipping JSON ones', (t) => {
   const json = { inputs: [sized('a', 2), { name: 'j', data: [1] }, sized('b', 3)] };
@@ -127,7 +139,14 @@ const decodeFails = test.macro((t, datatype: Datatype, shape: number[], bytes: n
   t.is(err!.code, 'GW_ERR_INVALID_REQUEST');
   t.regex(err!.message, message);
 });
-test('size not matching shape × width', decodeFails, 'FP32', [2, 2], [0, 0, 0, 0], /binary_data_size is 4, expected 16 \(4 elements of shape \[2,2\] × 4 bytes for FP32\)/);
+test(
+  'size not matching shape × width',
+  decodeFails,
+  'FP32',
+  [2, 2],
+  [0, 0, 0, 0],
+  /binary_data_size is 4, expected 16 \(4 elements of shape \[2,2\] × 4 bytes for FP32\)/,
+);
 test('BOOL byte other than 0/1', decodeFails, 'BOOL', [2], [1, 2], /BOOL element 1 is byte 2, expected 0 or 1/);
 test('BYTES length beyond the data', decodeFails, 'BYTES', [1], [9, 0, 0, 0, 65], /BYTES element 0 declares 9 bytes, but only 1 remain/);
 test('BYTES data ends inside a length', decodeFails, 'BYTES', [2], [1, 0, 0, 0, 65, 1, 0], /ends inside the length of element 1/);
@@ -140,7 +159,12 @@ const outputsCase = test.macro((t, json: unknown, expected: 'all' | string[] | u
 test('no binary output requested', outputsCase, { inputs: [] }, undefined);
 test('request-level binary_data_output', outputsCase, { parameters: { binary_data_output: true } }, 'all');
 test('per-output binary_data', outputsCase, { outputs: [{ name: 'a', parameters: { binary_data: true } }, { name: 'b' }] }, ['a']);
-test('request-level with listed outputs, one opting out', outputsCase, { parameters: { binary_data_output: true }, outputs: [{ name: 'a' }, { name: 'b', parameters: { binary_data: false } }] }, ['a']);
+test(
+  'request-level with listed outputs, one opting out',
+  outputsCase,
+  { parameters: { binary_data_output: true }, outputs: [{ name: 'a' }, { name: 'b', parameters: { binary_data: false } }] },
+  ['a'],
+);
 
 test('binary response: JSON part names the sizes, tensors follow uncopied in output order, JSON outputs stay JSON', (t) => {
   const a: Tensor = { name: 'a', datatype: 'FP32', shape: [2], data: new Float32Array([1, 2]) };
@@ -178,12 +202,19 @@ test('validation takes binary inputs through externalData and still checks names
 
 function remoteBinary(json: Record<string, unknown>, raw: Uint8Array, header?: string): ForwardedResponse {
   const head = Buffer.from(JSON.stringify(json));
-  return { status: 200, headers: { 'inference-header-content-length': header ?? String(head.length), 'content-type': 'application/octet-stream' }, body: Buffer.concat([head, raw]) };
+  return {
+    status: 200,
+    headers: { 'inference-header-content-length': header ?? String(head.length), 'content-type': 'application/octet-stream' },
+    body: Buffer.concat([head, raw]),
+  };
 }
 
 test('a remote binary answer: names rewritten in the JSON part, header recomputed, tensor bytes passed as a view', (t) => {
   const raw = new Uint8Array(new Float32Array([1, 2]).buffer);
-  const res = remoteBinary({ model_name: 'remote-name', model_version: '7', outputs: [{ name: 'y', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] }, raw);
+  const res = remoteBinary(
+    { model_name: 'remote-name', model_version: '7', outputs: [{ name: 'y', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] },
+    raw,
+  );
   const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, 'model flowers version 2');
   t.true(reply.body instanceof RawBody);
   const [head, tensors] = (reply.body as RawBody).chunks as [Uint8Array, Uint8Array];
@@ -196,18 +227,33 @@ test('a remote binary answer: names rewritten in the JSON part, header recompute
 
 const remoteFails = test.macro((t, res: ForwardedResponse, decode: boolean, message: RegExp) => {
   const label = 'model flowers version 2';
-  const err = t.throws(() => {
-    const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, label);
-    if (decode) decodeOutputs(reply.json, label, reply.binary);
-  }, { instanceOf: GatewayError });
+  const err = t.throws(
+    () => {
+      const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, label);
+      if (decode) decodeOutputs(reply.json, label, reply.binary);
+    },
+    { instanceOf: GatewayError },
+  );
   t.is(err!.code, 'GW_ERR_BAD_GATEWAY');
   t.regex(err!.message, message);
 });
 const out8 = { outputs: [{ name: 'y', datatype: 'FP32', shape: [2], parameters: { binary_data_size: 8 } }] };
 test('remote: header beyond its body', remoteFails, remoteBinary(out8, new Uint8Array(8), '9999'), false, /invalid inference-header-content-length/);
 test('remote: non-numeric header', remoteFails, remoteBinary(out8, new Uint8Array(8), 'x'), false, /invalid inference-header-content-length/);
-test('remote: sizes beyond the bytes (decoded for a shadow)', remoteFails, remoteBinary(out8, new Uint8Array(4)), true, /binary_data_size 8 does not fit the 4 bytes left/);
-test('remote: trailing bytes (decoded for a shadow)', remoteFails, remoteBinary(out8, new Uint8Array(12)), true, /4 bytes of binary data no output accounts for/);
+test(
+  'remote: sizes beyond the bytes (decoded for a shadow)',
+  remoteFails,
+  remoteBinary(out8, new Uint8Array(4)),
+  true,
+  /binary_data_size 8 does not fit the 4 bytes left/,
+);
+test(
+  'remote: trailing bytes (decoded for a shadow)',
+  remoteFails,
+  remoteBinary(out8, new Uint8Array(12)),
+  true,
+  /4 bytes of binary data no output accounts for/,
+);
 test('a binary answer to a JSON tensor call is refused', (t) => {
   const err = t.throws(() => parseInferenceResponse(remoteBinary(out8, new Uint8Array(8)), 'l'), { instanceOf: GatewayError });
   t.regex(err!.message, /binary tensor response to a request that asked for JSON/);

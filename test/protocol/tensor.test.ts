@@ -3,14 +3,7 @@
 import test from 'ava';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { Datatype, TensorData } from '../../src/protocol/oip.js';
-import {
-  decodeJsonData,
-  elementCount,
-  encodeJsonData,
-  flattenData,
-  floatToHalf,
-  halfToFloat,
-} from '../../src/protocol/tensor.js';
+import { decodeJsonData, elementCount, encodeJsonData, flattenData, floatToHalf, halfToFloat } from '../../src/protocol/tensor.js';
 
 const W = "input 'x'";
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -66,7 +59,8 @@ const rejects = test.macro({
   exec(t, datatype: Datatype, flat: unknown[], message: string) {
     expect400(t, () => decodeJsonData(datatype, flat, W), message);
   },
-  title: (provided, datatype: Datatype, flat: unknown[]) => provided ?? `rejects ${datatype} [${flat.map((v) => (typeof v === 'number' ? String(v) : JSON.stringify(v))).join(',')}]`,
+  title: (provided, datatype: Datatype, flat: unknown[]) =>
+    provided ?? `rejects ${datatype} [${flat.map((v) => (typeof v === 'number' ? String(v) : JSON.stringify(v))).join(',')}]`,
 });
 
 const I64_RANGE = '(INT64; larger 64-bit values cannot be represented exactly in JSON numbers)';
@@ -232,16 +226,46 @@ test('floatToHalf matches a brute-force nearest-even search on random values and
 // --- flattening ----------------------------------------------------------------------------------------------
 
 test('nested and flat data are equivalent', (t) => {
-  t.deepEqual(flattenData([[1, 2], [4, 5]], [2, 2], W), [1, 2, 4, 5]);
+  t.deepEqual(
+    flattenData(
+      [
+        [1, 2],
+        [4, 5],
+      ],
+      [2, 2],
+      W,
+    ),
+    [1, 2, 4, 5],
+  );
   t.deepEqual(flattenData([1, 2, 4, 5], [2, 2], W), [1, 2, 4, 5]);
   t.deepEqual(
-    decodeJsonData('FP32', flattenData([[1, 2], [4, 5]], [2, 2], W), W),
+    decodeJsonData(
+      'FP32',
+      flattenData(
+        [
+          [1, 2],
+          [4, 5],
+        ],
+        [2, 2],
+        W,
+      ),
+      W,
+    ),
     decodeJsonData('FP32', flattenData([1, 2, 4, 5], [2, 2], W), W),
   );
 });
 
 test('flattens three-dimensional data row-major', (t) => {
-  const data = [[[1, 2, 3], [4, 5, 6]], [[7, 8, 9], [10, 11, 12]]];
+  const data = [
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    [
+      [7, 8, 9],
+      [10, 11, 12],
+    ],
+  ];
   t.deepEqual(flattenData(data, [2, 2, 3], W), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
 });
 
@@ -270,8 +294,27 @@ test(badData, [], [], `${W}: data has 0 elements, expected 1 (the element count 
 test(badData, [[1, 2]], [2, 2], `${W}: data has 1 element, expected 2 (dimension 0 of shape [2,2])`);
 test(badData, [[1, 2], [3]], [2, 2], `${W}: data[1] has 1 element, expected 2 (dimension 1 of shape [2,2])`);
 test(badData, [[1, 2], 3], [2, 2], `${W}: data[1] is 3, expected an array of 2 (dimension 1 of shape [2,2])`);
-test(badData, [[[1, 2], [3, 4]], [[5, 6], [7]]], [2, 2, 2], `${W}: data[1][1] has 1 element, expected 2 (dimension 2 of shape [2,2,2])`);
-test(badData, [[[1], [2]], [[3], [4]]], [2, 2], `${W}: data[0][0] is an array, but shape [2,2] has only 2 dimensions`);
+test(
+  badData,
+  [
+    [
+      [1, 2],
+      [3, 4],
+    ],
+    [[5, 6], [7]],
+  ],
+  [2, 2, 2],
+  `${W}: data[1][1] has 1 element, expected 2 (dimension 2 of shape [2,2,2])`,
+);
+test(
+  badData,
+  [
+    [[1], [2]],
+    [[3], [4]],
+  ],
+  [2, 2],
+  `${W}: data[0][0] is an array, but shape [2,2] has only 2 dimensions`,
+);
 test(badData, [[1], [2]], [2], `${W}: data[0] is an array, but shape [2] has only 1 dimension`);
 test(badData, [[1, 2, 3, 4]], [4], `${W}: data has 1 element, expected 4 (dimension 0 of shape [4])`);
 
@@ -305,12 +348,14 @@ test(encodes, 'UINT32', new Uint32Array([4294967295]), [4294967295]);
 test(encodes, 'INT8', new Int8Array([-128, 127]), [-128, 127]);
 test(encodes, 'INT16', new Int16Array([-32768]), [-32768]);
 test(encodes, 'INT32', new Int32Array([-2147483648, 7]), [-2147483648, 7]);
-test(
-  encodes,
-  'INT64',
-  new BigInt64Array([0n, -1n, 4294967296n, -4294967297n, 2n ** 53n - 1n, -(2n ** 63n)]),
-  [0, -1, 4294967296, -4294967297, MAX_SAFE, -(2 ** 63)],
-);
+test(encodes, 'INT64', new BigInt64Array([0n, -1n, 4294967296n, -4294967297n, 2n ** 53n - 1n, -(2n ** 63n)]), [
+  0,
+  -1,
+  4294967296,
+  -4294967297,
+  MAX_SAFE,
+  -(2 ** 63),
+]);
 test(encodes, 'UINT64', new BigUint64Array([4294967295n, 2n ** 53n - 1n, 2n ** 64n - 1n]), [4294967295, MAX_SAFE, 2 ** 64]);
 test(encodes, 'FP16', new Uint16Array([0x3c00, 0xc000, 0x3555, 0x7bff]), [1, -2, 0.333251953125, 65504]);
 test(encodes, 'FP32', new Float32Array([0.5, 0.1]), [0.5, Math.fround(0.1)]);

@@ -39,10 +39,7 @@ test('decodes a valid request, inputs in model order', (t) => {
 });
 
 test('id and parameters pass through; unknown top-level and input keys are ignored', (t) => {
-  const req = validateInferRequest(
-    { id: 'req-42', parameters: { priority: 1 }, future_field: true, inputs: [{ ...INPUT, extra: 1 }, IDS] },
-    MODEL,
-  );
+  const req = validateInferRequest({ id: 'req-42', parameters: { priority: 1 }, future_field: true, inputs: [{ ...INPUT, extra: 1 }, IDS] }, MODEL);
   t.is(req.id, 'req-42');
   t.deepEqual(req.parameters, { priority: 1 });
   t.is(req.inputs.length, 2);
@@ -50,7 +47,15 @@ test('id and parameters pass through; unknown top-level and input keys are ignor
 
 test('nested and flat data give the same tensor', (t) => {
   const flat = validateInferRequest(withInput({ data: [1, 2, 3, 4, 5, 6, 7, 8] }), MODEL);
-  const nested = validateInferRequest(withInput({ data: [[1, 2, 3, 4], [5, 6, 7, 8]] }), MODEL);
+  const nested = validateInferRequest(
+    withInput({
+      data: [
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+      ],
+    }),
+    MODEL,
+  );
   t.deepEqual(nested, flat);
   t.deepEqual(nested.inputs[0]?.data, new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]));
 });
@@ -112,7 +117,12 @@ test(
   { inputs: [INPUT, { ...IDS, name: 'mask' }] },
   "input 'mask': model 'iris' has no such input (its inputs: 'input', 'ids')",
 );
-test('an input named like a prototype key', rejects, { inputs: [{ ...INPUT, name: 'constructor' }] }, "input 'constructor': model 'iris' has no such input (its inputs: 'input', 'ids')");
+test(
+  'an input named like a prototype key',
+  rejects,
+  { inputs: [{ ...INPUT, name: 'constructor' }] },
+  "input 'constructor': model 'iris' has no such input (its inputs: 'input', 'ids')",
+);
 test('a duplicate input', rejects, { inputs: [INPUT, IDS, INPUT] }, "input 'input' appears more than once");
 test('a missing model input', rejects, { inputs: [INPUT] }, "missing input 'ids' (model 'iris' requires: 'input', 'ids')");
 test('an unknown datatype', rejects, withInput({ datatype: 'FLOAT32' }), `input 'input': unknown datatype "FLOAT32" (expected one of ${DATATYPE_LIST})`);
@@ -156,9 +166,29 @@ test('array input parameters', rejects, withInput({ parameters: [1] }), "input '
 test('missing data', rejects, withInput({ data: undefined }), "input 'input': data is missing");
 test('non-array data', rejects, withInput({ data: 'abc' }), 'input \'input\': data must be an array, got "abc"');
 test('too few flat values', rejects, withInput({ data: [1, 2, 3] }), "input 'input': data has 3 elements, expected 8 (the element count of shape [2,4])");
-test('ragged nested data', rejects, withInput({ data: [[1, 2, 3, 4], [5, 6, 7]] }), "input 'input': data[1] has 3 elements, expected 4 (dimension 1 of shape [2,4])");
-test('too deep nested data', rejects, withInput({ data: [[[1], 2, 3, 4], [5, 6, 7, 8]] }), "input 'input': data[0][0] is an array, but shape [2,4] has only 2 dimensions");
-test('a string in FP32 data', rejects, withInput({ data: [1, 2, 3, 'a', 5, 6, 7, 8] }), "input 'input': element 3 is \"a\", expected a number (FP32)");
+test(
+  'ragged nested data',
+  rejects,
+  withInput({
+    data: [
+      [1, 2, 3, 4],
+      [5, 6, 7],
+    ],
+  }),
+  "input 'input': data[1] has 3 elements, expected 4 (dimension 1 of shape [2,4])",
+);
+test(
+  'too deep nested data',
+  rejects,
+  withInput({
+    data: [
+      [[1], 2, 3, 4],
+      [5, 6, 7, 8],
+    ],
+  }),
+  "input 'input': data[0][0] is an array, but shape [2,4] has only 2 dimensions",
+);
+test('a string in FP32 data', rejects, withInput({ data: [1, 2, 3, 'a', 5, 6, 7, 8] }), 'input \'input\': element 3 is "a", expected a number (FP32)');
 test(
   'an unsafe INT64',
   rejects,

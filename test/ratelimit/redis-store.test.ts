@@ -37,7 +37,7 @@ redisTest('the Lua script decides exactly like the JS token bucket (passed clock
   const store = await connectRedisStore(storeConfig(), { log, now: () => now });
   t.teardown(() => store.close());
   let seed = 42;
-  const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
   const policy = { ratePerSecond: 7.5, burst: 12 };
   let local: BucketState | undefined;
   for (let i = 0; i < 300; i++) {
@@ -78,7 +78,10 @@ redisTest('Redis down: open rules decide with the local fallback bucket, closed 
   await lost;
   const during = [await store.take(open), await store.take(open), await store.take(open), await store.take(open)];
   t.true(during.every((d) => d.degraded));
-  t.deepEqual(during.map((d) => d.allowed), [true, true, true, false]); // the local bucket still limits
+  t.deepEqual(
+    during.map((d) => d.allowed),
+    [true, true, true, false],
+  ); // the local bucket still limits
   await t.throwsAsync(store.take(closed), { instanceOf: StoreUnavailableError });
   t.like(store.stats, { storeErrors: 5, fallbackDecisions: 4, failedClosed: 1, disconnects: 1 });
 

@@ -42,7 +42,11 @@ function steadyLoad(gw: RunningGateway) {
   return Object.assign(load, { report });
 }
 
-const noErrors = (r: LoadResult) => `non-2xx: ${JSON.stringify(r.statuses)} ${r.failures.slice(0, 3).map((f) => f.body).join(' | ')}`;
+const noErrors = (r: LoadResult) =>
+  `non-2xx: ${JSON.stringify(r.statuses)} ${r.failures
+    .slice(0, 3)
+    .map((f) => f.body)
+    .join(' | ')}`;
 /** The served backend of a version: the same object for as long as reloads reuse it. */
 const backendOf = (gw: RunningGateway, version: string) => gw.state.current.catalog.get('iris')!.versions.get(version)!.backend;
 
@@ -73,7 +77,10 @@ test('a valid change under load: applied by the watcher, unchanged backends reus
   load.report(t, 'reload and weight shift under load', result);
   t.deepEqual(result.failures, [], noErrors(result));
   const late = result.samples.filter((s) => s.index >= result.samples.length - 100);
-  t.true(late.every((s) => s.version === '2'), `late versions: ${JSON.stringify(late.map((s) => s.version))}`);
+  t.true(
+    late.every((s) => s.version === '2'),
+    `late versions: ${JSON.stringify(late.map((s) => s.version))}`,
+  );
   t.true(result.samples.some((s) => s.version === '1'));
   t.like((await postJson(`${gw.url}/v2/models/iris/versions/3/infer`, irisRequest())).body, { model_version: '3' });
 });
@@ -95,7 +102,10 @@ test('a changed version gets a new backend; the old one closes only after its in
   const inFlight = postJson(`${gw.url}/v2/models/iris/versions/1/infer`, irisRequest());
   while (old.calls === 0) await new Promise((resolve) => setImmediate(resolve));
 
-  await writeConfig(file, fileConfig({ iris: { ...iris({ '1': 1 }).iris, versions: { '1': irisVersion('iris-v1.onnx', { workers: 2 }), '2': irisVersion('iris-v2.onnx') } } }));
+  await writeConfig(
+    file,
+    fileConfig({ iris: { ...iris({ '1': 1 }).iris, versions: { '1': irisVersion('iris-v1.onnx', { workers: 2 }), '2': irisVersion('iris-v2.onnx') } } }),
+  );
   const report = await gw.controller.watcher!.check().then(() => gw.controller.status().reload.lastAttempt);
   t.like(report, { outcome: 'applied', backends: { added: ['iris/1'], reused: ['iris/2'], retired: ['iris/1'] } });
   t.false(old.closed, 'closed while its call was in flight');
@@ -143,8 +153,13 @@ test('an invalid change under load keeps the old config serving; the error is lo
   t.is(rejected.at(-1)!.level, 50);
   t.is(lines.filter((l) => l.level === 50).length, bad.length, 'one error line per refused reload, not two');
   const status = await admin(gw, 'GET', '/admin/status');
-  t.like(status.body, { generation: 1, reload: { lastAttempt: { outcome: 'rejected', trigger: 'file-change' }, lastApplied: { outcome: 'applied', trigger: 'start' } } });
-  t.deepEqual((status.body.reload as { lastAttempt: { problems: string[] } }).lastAttempt.problems, ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);
+  t.like(status.body, {
+    generation: 1,
+    reload: { lastAttempt: { outcome: 'rejected', trigger: 'file-change' }, lastApplied: { outcome: 'applied', trigger: 'start' } },
+  });
+  t.deepEqual((status.body.reload as { lastAttempt: { problems: string[] } }).lastAttempt.problems, [
+    "models.iris.shadow.targets.0.version: version '9' is not one of 1, 2",
+  ]);
   t.like((await admin(gw, 'GET', '/admin/models')).body, { reload: { outcome: 'rejected' } });
   const forced = await admin(gw, 'POST', '/admin/reload');
   t.is(forced.status, 422);
@@ -166,7 +181,10 @@ test('a Kubernetes ConfigMap update (..data symlink swap) is detected and applie
   t.teardown(() => gw.stop());
   const load = steadyLoad(gw);
   await load.completed(50);
-  for (const [generation, weights, expected] of [[2, { '2': 1 }, '2'], [3, { '1': 1 }, '1']] as const) {
+  for (const [generation, weights, expected] of [
+    [2, { '2': 1 }, '2'],
+    [3, { '1': 1 }, '1'],
+  ] as const) {
     const next = gw.controller.nextReload();
     await volume.update(fileConfig(iris(weights)));
     t.like(await next, { outcome: 'applied', generation, trigger: 'file-change' });
@@ -191,7 +209,11 @@ test('runtime overrides survive an unrelated reload and yield to one that change
   // Unrelated change (the other model goes away): the override stays.
   await writeConfig(file, fileConfig(iris({ '1': 90, '2': 10 })));
   t.like(await admin(gw, 'POST', '/admin/reload'), { status: 200, body: { outcome: 'applied' } });
-  t.like((await admin(gw, 'GET', '/admin/models/iris')).body, { weightsSource: 'override', weights: { '1': 50, '2': 50 }, configWeights: { '1': 90, '2': 10 } });
+  t.like((await admin(gw, 'GET', '/admin/models/iris')).body, {
+    weightsSource: 'override',
+    weights: { '1': 50, '2': 50 },
+    configWeights: { '1': 90, '2': 10 },
+  });
 
   // The config's weights for iris change: the config wins and the drop is reported.
   await writeConfig(file, fileConfig(iris({ '1': 80, '2': 20 })));
@@ -211,7 +233,10 @@ test('a runtime override is dropped, and reported, when a reload puts the model 
   withRollout.iris.rollout = { stable: '1', candidate: '2' };
   await writeConfig(file, fileConfig(withRollout));
   const report = await admin(gw, 'POST', '/admin/reload');
-  t.like(report.body, { outcome: 'applied', droppedOverrides: [{ model: 'iris', reason: 'the model is now under a progressive rollout, which owns its weights' }] });
+  t.like(report.body, {
+    outcome: 'applied',
+    droppedOverrides: [{ model: 'iris', reason: 'the model is now under a progressive rollout, which owns its weights' }],
+  });
   t.like((await admin(gw, 'GET', '/admin/models/iris')).body, { weightsSource: 'rollout', weights: { '1': 100, '2': 0 }, override: null });
   // Removing the rollout brings back the config's weights, not the old override.
   await writeConfig(file, fileConfig(iris({ '1': 90, '2': 10 })));
@@ -240,7 +265,9 @@ test('a model file replaced at the same path is reloaded; one that cannot load k
   const gw = await startFromFile(file);
   t.teardown(() => gw.stop());
   const row = IRIS_ROWS[irisDisagreementRows()[0]!]!;
-  const labelOf = async () => ((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([row]))).body.outputs as { name: string; data: number[] }[]).find((o) => o.name === 'label')!.data[0];
+  const labelOf = async () =>
+    ((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([row]))).body.outputs as { name: string; data: number[] }[]).find((o) => o.name === 'label')!
+      .data[0];
   const before = await labelOf();
 
   await copyFile(path.join(MODELS, 'iris-v2.onnx'), model);
@@ -271,7 +298,12 @@ test('the watcher coalesces a burst of writes into one check and ignores content
   await writeFile(file, 'a: 1\n');
   const changes: string[] = [];
   let notify: () => void = () => undefined;
-  const watcher = new ConfigWatcher({ file, settings: { debounceMs: 100, pollIntervalMs: 0 }, log, onChange: async (hash) => void (changes.push(`${hash.slice(0, 6)} ${readFileSync(file, 'utf8').trim()}`), notify()) });
+  const watcher = new ConfigWatcher({
+    file,
+    settings: { debounceMs: 100, pollIntervalMs: 0 },
+    log,
+    onChange: async (hash) => void (changes.push(`${hash.slice(0, 6)} ${readFileSync(file, 'utf8').trim()}`), notify()),
+  });
   await watcher.start();
   t.teardown(() => watcher.close());
   const changed = new Promise<void>((resolve) => (notify = resolve));

@@ -38,10 +38,26 @@ const counts = test.macro({
   title: (_ = '', err: unknown, expected: boolean) =>
     `${err instanceof GatewayError ? `${err.code} (${err.status})` : String(err)} ${expected ? 'counts' : 'does not count'} against the backend`,
 });
-for (const code of ['GW_ERR_BACKEND_FAILED', 'GW_ERR_BACKEND_UNAVAILABLE', 'GW_ERR_BACKEND_TIMEOUT', 'GW_ERR_DEADLINE_EXCEEDED', 'GW_ERR_BAD_GATEWAY', 'GW_ERR_MODEL_NOT_READY'] as const) {
+for (const code of [
+  'GW_ERR_BACKEND_FAILED',
+  'GW_ERR_BACKEND_UNAVAILABLE',
+  'GW_ERR_BACKEND_TIMEOUT',
+  'GW_ERR_DEADLINE_EXCEEDED',
+  'GW_ERR_BAD_GATEWAY',
+  'GW_ERR_MODEL_NOT_READY',
+] as const) {
   test(counts, new GatewayError(code), true);
 }
-for (const code of ['GW_ERR_INVALID_REQUEST', 'GW_ERR_BAD_JSON', 'GW_ERR_BODY_TOO_LARGE', 'GW_ERR_CLIENT_CLOSED', 'GW_ERR_OVERLOADED', 'GW_ERR_CIRCUIT_OPEN', 'GW_ERR_SHUTTING_DOWN', 'GW_ERR_INTERNAL'] as const) {
+for (const code of [
+  'GW_ERR_INVALID_REQUEST',
+  'GW_ERR_BAD_JSON',
+  'GW_ERR_BODY_TOO_LARGE',
+  'GW_ERR_CLIENT_CLOSED',
+  'GW_ERR_OVERLOADED',
+  'GW_ERR_CIRCUIT_OPEN',
+  'GW_ERR_SHUTTING_DOWN',
+  'GW_ERR_INTERNAL',
+] as const) {
   test(counts, new GatewayError(code), false);
 }
 test(counts, new TypeError('a bug in the gateway'), false);
@@ -96,8 +112,20 @@ test('the error percentage must be exceeded: half failures at 50% stay closed', 
 test('a failed result (a remote 5xx reply) counts as a failure but is still returned', async (t) => {
   const b = breaker({ volumeThreshold: 2 });
   const reply = { status: 502, body: { error: 'upstream says no' } };
-  t.is(await b.run(() => Promise.resolve(reply), (r) => r.status >= 500), reply);
-  t.is(await b.run(() => Promise.resolve(reply), (r) => r.status >= 500), reply);
+  t.is(
+    await b.run(
+      () => Promise.resolve(reply),
+      (r) => r.status >= 500,
+    ),
+    reply,
+  );
+  t.is(
+    await b.run(
+      () => Promise.resolve(reply),
+      (r) => r.status >= 500,
+    ),
+    reply,
+  );
   t.is(b.snapshot().state, 'open');
   b.shutdown();
 });

@@ -22,7 +22,10 @@ async function configWith(breaker: Record<string, unknown>): Promise<GatewayConf
 
 /** Backends are only constructed here, never started: the registry keys on the objects, not on what they do. */
 function catalogOf(config: GatewayConfig, reuse?: ModelCatalog): ModelCatalog {
-  return ModelCatalog.fromConfig(config, (model, version, backend) => reuse?.get(model)?.versions.get(version)?.backend ?? createBackend(model, version, backend, log));
+  return ModelCatalog.fromConfig(
+    config,
+    (model, version, backend) => reuse?.get(model)?.versions.get(version)?.backend ?? createBackend(model, version, backend, log),
+  );
 }
 
 async function openBreaker(registry: GuardRegistry): Promise<void> {

@@ -24,7 +24,9 @@ const T0 = 1_700_000_000_000;
 const config = (over: Record<string, unknown> = {}): RolloutConfig => rolloutSchema.parse({ stable: '1', candidate: '2', ...over });
 
 /** A window in which every gate passes with the defaults. */
-function window(over: { stable?: Partial<SideSummary>; candidate?: Partial<SideSummary>; compared?: number; agreed?: number; phaseCompared?: number } = {}): WindowSummary {
+function window(
+  over: { stable?: Partial<SideSummary>; candidate?: Partial<SideSummary>; compared?: number; agreed?: number; phaseCompared?: number } = {},
+): WindowSummary {
   return {
     stable: { calls: 500, errors: 0, p99Ms: 10, ...over.stable },
     candidate: { calls: 500, errors: 0, p99Ms: 11, ...over.candidate },
@@ -61,7 +63,17 @@ const isConflict = (t: ExecutionContext, fn: () => unknown, message?: RegExp) =>
 
 test('initialState: running in the shadow phase, revision 1, a start decision', (t) => {
   const s = initialState(T0, 7);
-  t.like(s, { status: 'running', phase: 'shadow', step: -1, phaseId: 7, phaseStartedAt: T0, startedAt: T0, revision: 1, stableP99Ms: null, lastEvaluation: null });
+  t.like(s, {
+    status: 'running',
+    phase: 'shadow',
+    step: -1,
+    phaseId: 7,
+    phaseStartedAt: T0,
+    startedAt: T0,
+    revision: 1,
+    stableP99Ms: null,
+    lastEvaluation: null,
+  });
   t.like(s.lastDecision, { at: T0, decision: 'start', actor: 'controller' });
   t.is(initialState(T0).phaseId, 1);
 });
@@ -90,7 +102,7 @@ test('effects of each step: stable 100−w / candidate w, shadow while w < 100, 
   });
 });
 
-test('effects of complete: the last step\'s split, shadow off, no failover', (t) => {
+test("effects of complete: the last step's split, shadow off, no failover", (t) => {
   t.deepEqual(effectsOf(config(), at('complete', 3)), { weights: { '2': 100 }, shadowPercent: 0, failover: false });
   // A rollout whose last step is below 100 % stays at that split.
   const partial = config({ steps: [10, 60] });
@@ -143,7 +155,10 @@ test('waiting gates without any samples have no value', (t) => {
 
 test('the gates are judged from exactly minSamples on', (t) => {
   const { gates } = evaluateGates(config(), at('running', 0), window({ compared: 100, candidate: { calls: 100 } }));
-  t.deepEqual(gates.map((g) => g.status), ['pass', 'pass', 'pass']);
+  t.deepEqual(
+    gates.map((g) => g.status),
+    ['pass', 'pass', 'pass'],
+  );
 });
 
 test('agreement passes exactly at the minimum and fails just below it', (t) => {
@@ -165,7 +180,10 @@ test('error rate passes exactly at the maximum and fails just above it', (t) => 
   t.is(pass.detail, 'candidate error rate 1.00% (maximum 1.00%) over 100 calls');
   const fail = gate(evaluateGates(c, at('running', 1), window({ candidate: { calls: 100, errors: 2 } })).gates, 'errorRate');
   t.like(fail, { status: 'fail', value: 0.02 });
-  t.is(gate(evaluateGates(config({ gates: { maxErrorRate: 0 } }), at('running', 1), window({ candidate: { calls: 1000, errors: 1 } })).gates, 'errorRate').status, 'fail');
+  t.is(
+    gate(evaluateGates(config({ gates: { maxErrorRate: 0 } }), at('running', 1), window({ candidate: { calls: 1000, errors: 1 } })).gates, 'errorRate').status,
+    'fail',
+  );
 });
 
 test('p99 limit is the ratio × stable when that allows more than the allowance', (t) => {
@@ -212,7 +230,11 @@ test("stable's p99 comes from the window when it had minSamples calls, else from
   const fallback = evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 99, p99Ms: 1000 }, candidate: { p99Ms: 30 } }));
   t.is(fallback.stableP99Ms, 20);
   t.like(gate(fallback.gates, 'p99'), { status: 'pass', limit: 30 });
-  t.is(gate(evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 0, p99Ms: null }, candidate: { p99Ms: 30.5 } })).gates, 'p99').status, 'fail');
+  t.is(
+    gate(evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 0, p99Ms: null }, candidate: { p99Ms: 30.5 } })).gates, 'p99')
+      .status,
+    'fail',
+  );
   // Enough stable calls but none timed (all refused by a guard): still the fallback.
   t.is(evaluateGates(c, at('running', 3, { stableP99Ms: 20 }), window({ stable: { calls: 500, p99Ms: null } })).stableP99Ms, 20);
 });
@@ -310,7 +332,7 @@ test('the last step, once held and passing, completes the rollout', (t) => {
   t.deepEqual(effectsOf(c, next), { weights: { '2': 100 }, shadowPercent: 0, failover: false });
 });
 
-test('a failing gate rolls back at once, with the failing gate\'s detail in the reason', (t) => {
+test("a failing gate rolls back at once, with the failing gate's detail in the reason", (t) => {
   const c = config();
   const s = at('running', 1, { phaseId: 3, phaseStartedAt: T0, revision: 4 });
   // Inside the step's hold time: a failure does not wait for it.
@@ -323,7 +345,10 @@ test('a failing gate rolls back at once, with the failing gate\'s detail in the 
   // Several failing gates are all named; a waiting one does not prevent the rollback.
   const many = evaluate(c, s, window({ compared: 100, agreed: 50, stable: { calls: 10 }, candidate: { calls: 100, errors: 100, p99Ms: 5 } }), T0 + 1000);
   t.is(many.status, 'rolled-back');
-  t.is(many.lastDecision.reason, 'rolled back in step 2/4 (25%): agreement 50.00% (minimum 99.00%) over 100 comparisons; candidate error rate 100.00% (maximum 1.00%) over 100 calls');
+  t.is(
+    many.lastDecision.reason,
+    'rolled back in step 2/4 (25%): agreement 50.00% (minimum 99.00%) over 100 comparisons; candidate error rate 100.00% (maximum 1.00%) over 100 calls',
+  );
 });
 
 test('a failing gate in the shadow phase rolls back too', (t) => {
@@ -358,7 +383,10 @@ test('lastEvaluation and stableP99Ms are recorded by every evaluation', (t) => {
   t.is(next.lastEvaluation?.at, T0 + 5);
   t.deepEqual(next.lastEvaluation?.window, w);
   t.deepEqual(next.lastEvaluation?.gates, next.lastDecision.gates);
-  t.deepEqual(next.lastEvaluation?.gates.map((g) => g.gate), ['agreement', 'errorRate', 'p99']);
+  t.deepEqual(
+    next.lastEvaluation?.gates.map((g) => g.gate),
+    ['agreement', 'errorRate', 'p99'],
+  );
   t.is(next.stableP99Ms, 12);
   // Later, without stable traffic, the last measured p99 is kept (and judged against).
   const later = evaluate(c, { ...next, phase: 'step', step: 3 }, window({ stable: { calls: 0, p99Ms: null }, candidate: { p99Ms: 17 } }), T0 + 10);
@@ -428,7 +456,7 @@ test('pause: only a running rollout, keeping its position and phase', (t) => {
   }
 });
 
-test('resume from paused: running again, and the phase\'s hold starts over under a new phaseId', (t) => {
+test("resume from paused: running again, and the phase's hold starts over under a new phaseId", (t) => {
   const c = config();
   const s = at('paused', 2, { phaseId: 6, phaseStartedAt: T0, revision: 3, stableP99Ms: 8 });
   const withEval = { ...s, lastEvaluation: { at: T0, gates: [], window: window() } };
@@ -451,7 +479,16 @@ test('resume from rolled-back restarts at the shadow phase with a new phaseId (r
   const rolled = evaluate(c, at('running', 2, { phaseId: 5, stableP99Ms: 9 }), window({ candidate: { errors: 500 } }), T0 + 1);
   t.is(rolled.status, 'rolled-back');
   const next = applyAction(c, rolled, 'resume', NOW);
-  t.like(next, { status: 'running', phase: 'shadow', step: -1, phaseId: 6, phaseStartedAt: NOW, revision: rolled.revision + 1, stableP99Ms: null, lastEvaluation: null });
+  t.like(next, {
+    status: 'running',
+    phase: 'shadow',
+    step: -1,
+    phaseId: 6,
+    phaseStartedAt: NOW,
+    revision: rolled.revision + 1,
+    stableP99Ms: null,
+    lastEvaluation: null,
+  });
   t.like(next.lastDecision, { at: NOW, decision: 'restart', actor: 'operator', reason: 'restarted by an operator after a rollback: shadow phase begins' });
   t.deepEqual(next.lastDecision.from, { status: 'rolled-back', phase: 'step', step: 2 });
   t.deepEqual(next.lastDecision.to, { status: 'running', phase: 'shadow', step: -1 });
@@ -536,7 +573,13 @@ test('promote is refused when rolled back, aborted or complete', (t) => {
 
 test('abort from every status but aborted: all traffic back to stable', (t) => {
   const c = config();
-  for (const [status, step] of [['running', -1], ['running', 2], ['paused', 1], ['rolled-back', 0], ['complete', 3]] as const) {
+  for (const [status, step] of [
+    ['running', -1],
+    ['running', 2],
+    ['paused', 1],
+    ['rolled-back', 0],
+    ['complete', 3],
+  ] as const) {
     const s = at(status, step, { revision: 4 });
     const next = applyAction(c, s, 'abort', NOW);
     t.like(next, { status: 'aborted', phase: s.phase, step, revision: 5 });

@@ -308,7 +308,15 @@ test('a reload keeps an unchanged rollout, restarts a changed one, and ends a re
   const changed = { ...ROLLOUT, steps: [10, 100] };
   t.like(await reload(irisWith(changed, configWeights)), { status: 200, body: { outcome: 'applied', generation: 3 } });
   const fresh = gw.rollouts.view('iris');
-  t.like(fresh, { status: 'running', phase: 'shadow', step: null, steps: [10, 100], revision: 1, weights: { '1': 100, '2': 0 }, lastDecision: { decision: 'start', actor: 'controller' } });
+  t.like(fresh, {
+    status: 'running',
+    phase: 'shadow',
+    step: null,
+    steps: [10, 100],
+    revision: 1,
+    weights: { '1': 100, '2': 0 },
+    lastDecision: { decision: 'start', actor: 'controller' },
+  });
   t.is(fresh.gates, null);
   t.like(gw.controller.model('iris'), { weightsSource: 'rollout', weights: { '1': 100, '2': 0 } });
   t.deepEqual(
@@ -363,7 +371,10 @@ test('weights are owned by the rollout: PUT and DELETE answer 409 naming `model-
   t.like(gw.controller.model('iris'), { weightsSource: 'rollout', weights: { '1': 100, '2': 0 } });
 
   t.like(await reload(irisWith(undefined)), { status: 200, body: { outcome: 'applied' } });
-  t.like(await admin(gw, 'PUT', '/admin/models/iris/weights', { '1': 50, '2': 50 }), { status: 200, body: { weightsSource: 'override', weights: { '1': 50, '2': 50 } } });
+  t.like(await admin(gw, 'PUT', '/admin/models/iris/weights', { '1': 50, '2': 50 }), {
+    status: 200,
+    body: { weightsSource: 'override', weights: { '1': 50, '2': 50 } },
+  });
   t.like(await admin(gw, 'DELETE', '/admin/models/iris/weights'), { status: 200, body: { weightsSource: 'default' } });
 });
 
@@ -401,7 +412,7 @@ test('without Redis, a restarted gateway starts the rollout again from the shado
 // `<model>:<hash of the rollout section>` and never deleted when #reconcile drops the entry. A section that comes
 // back (removed then added again, or changed and changed back) finds its old state and #adoptOrCreate adopts it with
 // decidedHere=false: the rollout resumes where it was (here: 25% of real traffic on the candidate at once, no shadow
-// phase), and no rollout.decision line or counter increment records the change. README: "a changed section starts a
+// phase), and no rollout.decision line or counter increment records the change. docs/rollouts.md: "a changed section starts a
 // new rollout from the shadow phase; removing it ends the rollout".
 test('a rollout section removed and added back starts a fresh rollout from the shadow phase', async (t) => {
   const { log, decisions } = sink();
@@ -428,7 +439,11 @@ test('a rollout section changed and changed back starts a fresh rollout, not the
   await reload(irisWith({ ...ROLLOUT, steps: [10, 100] }));
   t.like(gw.rollouts.view('iris'), { status: 'running', phase: 'shadow', revision: 1 });
   await reload(irisWith(ROLLOUT));
-  t.like(gw.rollouts.view('iris'), { status: 'running', phase: 'shadow', revision: 1, lastDecision: { decision: 'start' } }, 'not the aborted rollout of the first section');
+  t.like(
+    gw.rollouts.view('iris'),
+    { status: 'running', phase: 'shadow', revision: 1, lastDecision: { decision: 'start' } },
+    'not the aborted rollout of the first section',
+  );
   t.deepEqual(
     decisions().map((l) => l.decision),
     ['start', 'promote', 'abort', 'start', 'start'],

@@ -172,7 +172,10 @@ redisTest('compareAndSet: create only if absent, then only from the expected rev
   t.false(await a.compareAndSet(key, 1, { ...next, revision: 3 }), 'the old revision is spent');
 
   // Two replicas racing from the same revision: one write wins.
-  const raced = await Promise.all([a.compareAndSet(key, 2, { ...next, revision: 3, status: 'paused' }), b.compareAndSet(key, 2, { ...next, revision: 3, status: 'aborted' })]);
+  const raced = await Promise.all([
+    a.compareAndSet(key, 2, { ...next, revision: 3, status: 'paused' }),
+    b.compareAndSet(key, 2, { ...next, revision: 3, status: 'aborted' }),
+  ]);
   t.is(raced.filter(Boolean).length, 1);
   t.is((await a.read(key))?.status, raced[0] ? 'paused' : 'aborted');
 
@@ -182,7 +185,7 @@ redisTest('compareAndSet: create only if absent, then only from the expected rev
   t.is(await raw.hget(`${config.keyPrefix}state:${key}`, 'revision'), '3');
 });
 
-redisTest('forget deletes the state and this replica\'s samples: the same key starts afresh', async (t) => {
+redisTest("forget deletes the state and this replica's samples: the same key starts afresh", async (t) => {
   const config = storeConfig();
   const a = await open(t, config, { replicaId: 'a' });
   const key = 'iris:forget';
@@ -206,7 +209,11 @@ redisTest('collectSignals merges every live replica (own replaced by own); a sil
   const fromA = await a.collectSignals(key, snapshot(1, 11));
   t.is(fromA.length, 2);
   t.deepEqual(fromA.map((s) => s.buckets[0]!.stable.calls).sort(), [11, 20], "a's published entry is replaced by own");
-  t.deepEqual(fromA.find((s) => s.buckets[0]!.stable.calls === 20), snapshot(1, 20), "b's snapshot round-trips");
+  t.deepEqual(
+    fromA.find((s) => s.buckets[0]!.stable.calls === 20),
+    snapshot(1, 20),
+    "b's snapshot round-trips",
+  );
   const fromB = await b.collectSignals(key, snapshot(1, 21));
   t.deepEqual(fromB.map((s) => s.buckets[0]!.stable.calls).sort(), [10, 21]);
 

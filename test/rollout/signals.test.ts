@@ -83,7 +83,13 @@ test('a new phaseId resets the phase count and the buckets; the same phaseId kee
   signals.watch('iris', { stable: '1', candidate: '2', windowMs: WINDOW, phaseId: 2 });
   const snap = signals.snapshot('iris')!;
   t.deepEqual(snap, { phaseId: 2, phaseCompared: 0, buckets: [] });
-  t.deepEqual(summary(2), { stable: { calls: 0, errors: 0, p99Ms: null }, candidate: { calls: 0, errors: 0, p99Ms: null }, compared: 0, agreed: 0, phaseCompared: 0 });
+  t.deepEqual(summary(2), {
+    stable: { calls: 0, errors: 0, p99Ms: null },
+    candidate: { calls: 0, errors: 0, p99Ms: null },
+    compared: 0,
+    agreed: 0,
+    phaseCompared: 0,
+  });
 
   signals.recordComparison('iris', '1', '2', false);
   signals.recordCall('iris', '1', true, 2);
@@ -104,7 +110,10 @@ test('buckets of an older phase recorded before a phase change are never merged'
   signals.watch('iris', { stable: '1', candidate: '2', windowMs: WINDOW, phaseId: 2 });
   signals.recordCall('iris', '2', true, 3);
   const phase2 = signals.snapshot('iris')!;
-  t.deepEqual(phase2.buckets.map((b) => b.phaseId), [2]);
+  t.deepEqual(
+    phase2.buckets.map((b) => b.phaseId),
+    [2],
+  );
   // A replica still publishing phase 1 counts for nothing in phase 2, and vice versa.
   const merged = mergeWindow([phase1, phase2], 2, clock.t, WINDOW);
   t.is(merged.candidate.calls, 1);
@@ -112,7 +121,11 @@ test('buckets of an older phase recorded before a phase change are never merged'
   t.is(mergeWindow([phase1, phase2], 1, clock.t, WINDOW).candidate.calls, 1);
   t.is(mergeWindow([phase1, phase2], 1, clock.t, WINDOW).candidate.errors, 1);
   // A snapshot of the right phase carrying a bucket of another phase: that bucket is skipped.
-  const mixed: SignalSnapshot = { phaseId: 2, phaseCompared: 0, buckets: [bucket(T0, 1, { compared: 50, agreed: 50 }), bucket(T0 + 1000, 2, { compared: 3, agreed: 2 })] };
+  const mixed: SignalSnapshot = {
+    phaseId: 2,
+    phaseCompared: 0,
+    buckets: [bucket(T0, 1, { compared: 50, agreed: 50 }), bucket(T0 + 1000, 2, { compared: 3, agreed: 2 })],
+  };
   t.like(mergeWindow([mixed], 2, T0 + 2000, WINDOW), { compared: 3, agreed: 2 });
 });
 
@@ -128,7 +141,10 @@ test('buckets older than the window are dropped', (t) => {
   clock.t = T0 + WINDOW + BUCKET;
   t.is(summary().stable.calls, 1);
   clock.t = T0 + WINDOW + 2 * BUCKET;
-  t.deepEqual(signals.snapshot('iris')!.buckets.map((b) => b.start), [T0 + 5000]);
+  t.deepEqual(
+    signals.snapshot('iris')!.buckets.map((b) => b.start),
+    [T0 + 5000],
+  );
   t.is(summary().stable.calls, 1);
   clock.t = T0 + 5000 + WINDOW + 2 * BUCKET;
   t.deepEqual(signals.snapshot('iris')!.buckets, []);
@@ -144,18 +160,26 @@ test('a new bucket starts every windowMs / 20', (t) => {
     signals.recordCall('iris', '2', true, 1);
     clock.t += 250;
   }
-  t.deepEqual(signals.snapshot('iris')!.buckets.map((b) => [b.start - T0, b.candidate.calls]), [
-    [0, 4],
-    [1000, 4],
-    [2000, 2],
-  ]);
+  t.deepEqual(
+    signals.snapshot('iris')!.buckets.map((b) => [b.start - T0, b.candidate.calls]),
+    [
+      [0, 4],
+      [1000, 4],
+      [2000, 2],
+    ],
+  );
 });
 
 test('mergeWindow ignores buckets outside (now − windowMs, now], e.g. from a replica with a skewed clock', (t) => {
   const snap: SignalSnapshot = {
     phaseId: 1,
     phaseCompared: 0,
-    buckets: [bucket(T0 - WINDOW - BUCKET, 1, { compared: 1 }), bucket(T0 - WINDOW - BUCKET + 1, 1, { compared: 10 }), bucket(T0, 1, { compared: 100 }), bucket(T0 + 1, 1, { compared: 1000 })],
+    buckets: [
+      bucket(T0 - WINDOW - BUCKET, 1, { compared: 1 }),
+      bucket(T0 - WINDOW - BUCKET + 1, 1, { compared: 10 }),
+      bucket(T0, 1, { compared: 100 }),
+      bucket(T0 + 1, 1, { compared: 1000 }),
+    ],
   };
   t.is(mergeWindow([snap], 1, T0, WINDOW).compared, 110);
 });
@@ -194,8 +218,17 @@ test('mergeWindow sums several replicas and ignores snapshots of another phase',
   t.is(merged.candidate.p99Ms, Math.round(latencyOfIndex(latencyIndex(22)) * 1000) / 1000);
   t.is(merged.stable.p99Ms, Math.round(latencyOfIndex(latencyIndex(12)) * 1000) / 1000);
   // Merging adds, it does not modify the snapshots.
-  t.is(snapshots[0]!.buckets.reduce((n, b) => n + b.candidate.calls, 0), 10);
-  t.deepEqual(mergeWindow([], 4, T0, WINDOW), { stable: { calls: 0, errors: 0, p99Ms: null }, candidate: { calls: 0, errors: 0, p99Ms: null }, compared: 0, agreed: 0, phaseCompared: 0 });
+  t.is(
+    snapshots[0]!.buckets.reduce((n, b) => n + b.candidate.calls, 0),
+    10,
+  );
+  t.deepEqual(mergeWindow([], 4, T0, WINDOW), {
+    stable: { calls: 0, errors: 0, p99Ms: null },
+    candidate: { calls: 0, errors: 0, p99Ms: null },
+    compared: 0,
+    agreed: 0,
+    phaseCompared: 0,
+  });
   t.like(mergeWindow(snapshots, 3, T0 + 3000, WINDOW), { compared: 50, agreed: 0, phaseCompared: 50 });
 });
 

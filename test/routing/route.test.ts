@@ -55,7 +55,13 @@ test('a version in the path always wins', routes, '/v2/models/plain/versions/1/i
 test('the header is ignored where the model does not allow it', routes, '/v2/models/plain/infer', () => ({ 'x-model-version': '1' }), '2');
 test('the header is honoured where allowed', routes, '/v2/models/sticky/infer', () => ({ 'x-model-version': '2', 'x-user-id': 'someone-on-v1' }), '2');
 test('the path beats an allowed header', routes, '/v2/models/sticky/versions/1/infer', () => ({ 'x-model-version': '2' }), '1');
-test('a caller with the required scope may pin a version', routes, '/v2/models/guarded/infer', () => ({ 'x-model-version': '2', authorization: `Bearer ${token({ sub: 'ops', scope: 'iris:pin other' })}` }), '2');
+test(
+  'a caller with the required scope may pin a version',
+  routes,
+  '/v2/models/guarded/infer',
+  () => ({ 'x-model-version': '2', authorization: `Bearer ${token({ sub: 'ops', scope: 'iris:pin other' })}` }),
+  '2',
+);
 test('without the header the guarded model follows its weights, scope or not', routes, '/v2/models/guarded/infer', () => ({}), '1');
 test('no weights: the default version answers', routes, '/v2/models/unweighted/infer', () => ({}), '1');
 
@@ -69,9 +75,30 @@ const refuses = test.macro({
   title: (given = '') => `route refuses: ${given}`,
 });
 
-test('a pinned version the model does not have', refuses, '/v2/models/sticky/infer', () => ({ 'x-model-version': '7' }), 404, /model 'sticky' has no version '7' \(versions: 1, 2\)/);
-test('an anonymous caller pinning a guarded model', refuses, '/v2/models/guarded/infer', () => ({ 'x-model-version': '2' }), 403, /needs an authenticated caller with the scope 'iris:pin'/);
-test('a caller without the scope pinning a guarded model', refuses, '/v2/models/guarded/infer', () => ({ 'x-model-version': '2', authorization: `Bearer ${token({ sub: 'dev', scope: 'iris:infer' })}` }), 403, /needs the scope 'iris:pin'/);
+test(
+  'a pinned version the model does not have',
+  refuses,
+  '/v2/models/sticky/infer',
+  () => ({ 'x-model-version': '7' }),
+  404,
+  /model 'sticky' has no version '7' \(versions: 1, 2\)/,
+);
+test(
+  'an anonymous caller pinning a guarded model',
+  refuses,
+  '/v2/models/guarded/infer',
+  () => ({ 'x-model-version': '2' }),
+  403,
+  /needs an authenticated caller with the scope 'iris:pin'/,
+);
+test(
+  'a caller without the scope pinning a guarded model',
+  refuses,
+  '/v2/models/guarded/infer',
+  () => ({ 'x-model-version': '2', authorization: `Bearer ${token({ sub: 'dev', scope: 'iris:infer' })}` }),
+  403,
+  /needs the scope 'iris:pin'/,
+);
 
 test('sticky by header: each caller keeps its version, and callers spread over both', async (t) => {
   const seen = new Map<string, Set<string>>();
@@ -83,7 +110,10 @@ test('sticky by header: each caller keeps its version, and callers spread over b
       }),
     );
   }
-  t.true([...seen.values()].every((s) => s.size === 1), 'a caller changed version');
+  t.true(
+    [...seen.values()].every((s) => s.size === 1),
+    'a caller changed version',
+  );
   const onV2 = [...seen.values()].filter((s) => s.has('2')).length;
   // 40 callers at 50/50: both versions must have callers (P(all on one side) = 2^-39).
   t.true(onV2 > 0 && onV2 < 40, `${onV2} of 40 on v2`);
@@ -120,7 +150,8 @@ test('injected rng and hash: no sticky key → weighted random (rng decides); wi
     },
   );
   t.teardown(() => pinned.stop());
-  const ask = async (headers: Record<string, string> = {}) => (await postJson(`${pinned.url}/v2/models/m/infer`, irisRequest(), headers)).headers.get('x-model-version');
+  const ask = async (headers: Record<string, string> = {}) =>
+    (await postJson(`${pinned.url}/v2/models/m/infer`, irisRequest(), headers)).headers.get('x-model-version');
   t.is(await ask(), '2');
   next = 0.1;
   t.is(await ask(), '1');

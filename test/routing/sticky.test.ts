@@ -113,7 +113,13 @@ test('the choice is the lowest −ln(h)/w score (pinned hash values)', (t) => {
 });
 
 const keyFrom = test.macro({
-  exec(t, source: Parameters<typeof stickyKey>[0], headers: Record<string, string | string[] | undefined>, claims: Record<string, unknown> | undefined, expected: string | undefined) {
+  exec(
+    t,
+    source: Parameters<typeof stickyKey>[0],
+    headers: Record<string, string | string[] | undefined>,
+    claims: Record<string, unknown> | undefined,
+    expected: string | undefined,
+  ) {
     t.is(stickyKey(source, headers, claims), expected);
   },
   title: (given = '') => `sticky key: ${given}`,

@@ -21,7 +21,9 @@ test('defaults: admin on loopback:8081 without a token, reload watching, no traf
 });
 
 test('shadow and disagreement-log defaults', async (t) => {
-  const config = await parse(withIris({ shadow: { targets: [{ version: '2' }], compare: { probabilities: { mode: 'regression' } } } }, { disagreementLog: { path: 'd.jsonl' } }));
+  const config = await parse(
+    withIris({ shadow: { targets: [{ version: '2' }], compare: { probabilities: { mode: 'regression' } } } }, { disagreementLog: { path: 'd.jsonl' } }),
+  );
   t.deepEqual(config.models.iris!.shadow, {
     targets: [{ version: '2', percent: 100 }],
     timeoutMs: 5000,
@@ -37,7 +39,10 @@ test('sticky header names are lower-cased (HTTP headers are case-insensitive)', 
 });
 
 test('the admin token can come from the environment through ${VAR}', async (t) => {
-  const config = await parseConfig({ ...withIris({}), admin: { token: '${ADMIN_TOKEN}' } }, { baseDir: ROOT, source: 'test', env: { ADMIN_TOKEN: 'a-token-of-sixteen-chars' } });
+  const config = await parseConfig(
+    { ...withIris({}), admin: { token: '${ADMIN_TOKEN}' } },
+    { baseDir: ROOT, source: 'test', env: { ADMIN_TOKEN: 'a-token-of-sixteen-chars' } },
+  );
   t.is(config.admin.token, 'a-token-of-sixteen-chars');
 });
 
@@ -55,16 +60,26 @@ test('negative and fractional weights', rejects, withIris({ weights: { '1': -1, 
   'models.iris.weights.1: Too small: expected number to be >=0',
   'models.iris.weights.2: Invalid input: expected int, received number',
 ]);
-test('a shadow target that is not a version', rejects, withIris({ shadow: { targets: [{ version: '9' }] } }), ["models.iris.shadow.targets.0.version: version '9' is not one of 1, 2"]);
-test('a shadow target listed twice', rejects, withIris({ shadow: { targets: [{ version: '2' }, { version: '2', percent: 5 }] } }), ["models.iris.shadow.targets.1.version: version '2' is listed twice"]);
-test('a shadow percentage above 100', rejects, withIris({ shadow: { targets: [{ version: '2', percent: 150 }] } }), ['models.iris.shadow.targets.0.percent: Too big: expected number to be <=100']);
+test('a shadow target that is not a version', rejects, withIris({ shadow: { targets: [{ version: '9' }] } }), [
+  "models.iris.shadow.targets.0.version: version '9' is not one of 1, 2",
+]);
+test('a shadow target listed twice', rejects, withIris({ shadow: { targets: [{ version: '2' }, { version: '2', percent: 5 }] } }), [
+  "models.iris.shadow.targets.1.version: version '2' is listed twice",
+]);
+test('a shadow percentage above 100', rejects, withIris({ shadow: { targets: [{ version: '2', percent: 150 }] } }), [
+  'models.iris.shadow.targets.0.percent: Too big: expected number to be <=100',
+]);
 test('no shadow targets', rejects, withIris({ shadow: { targets: [] } }), ['models.iris.shadow.targets: list at least one shadow target']);
 test('an unknown comparison mode', rejects, withIris({ shadow: { targets: [{ version: '2' }], compare: { label: { mode: 'fuzzy' } } } }), [
   "models.iris.shadow.compare.label.mode: Invalid discriminator value. Expected 'classification' | 'regression' | 'ignore'",
 ]);
-test('sticky with both a header and a claim', rejects, withIris({ sticky: { header: 'x-user-id', claim: 'sub' } }), ['models.iris.sticky: set exactly one of header or claim']);
+test('sticky with both a header and a claim', rejects, withIris({ sticky: { header: 'x-user-id', claim: 'sub' } }), [
+  'models.iris.sticky: set exactly one of header or claim',
+]);
 test('sticky with neither', rejects, withIris({ sticky: {} }), ['models.iris.sticky: set exactly one of header or claim']);
-test('an invalid sticky header name', rejects, withIris({ sticky: { header: 'x user' } }), ['models.iris.sticky.header: header must be a valid HTTP header name']);
+test('an invalid sticky header name', rejects, withIris({ sticky: { header: 'x user' } }), [
+  'models.iris.sticky.header: header must be a valid HTTP header name',
+]);
 test('a short admin token', rejects, withIris({}, { admin: { token: 'short' } }), ['admin.token: admin.token must be at least 16 characters']);
 test('unknown keys in the new sections', rejects, withIris({ override: { enabled: true, scope: 'x' } }, { reload: { watchh: true } }), [
   "models.iris.override: unknown key 'scope'",

@@ -23,7 +23,9 @@ test('huge weights are rejected', problems, { '1': MAX_WEIGHT + 1 }, [`weight of
 test('all-zero weights are rejected', problems, { '1': 0, '2': 0 }, ['at least one weight must be above 0']);
 test('an empty map is rejected', problems, {}, ['weights must name at least one version']);
 for (const notAnObject of [null, [75, 25], 'x', 7]) {
-  test(`a non-object is rejected (${JSON.stringify(notAnObject)})`, problems, notAnObject, ['weights must be an object of version → integer weight, e.g. {"1": 90, "2": 10}']);
+  test(`a non-object is rejected (${JSON.stringify(notAnObject)})`, problems, notAnObject, [
+    'weights must be an object of version → integer weight, e.g. {"1": 90, "2": 10}',
+  ]);
 }
 
 test('unlisted versions get weight 0, in the model’s version order', (t) => {
@@ -35,8 +37,24 @@ test('unlisted versions get weight 0, in the model’s version order', (t) => {
 });
 
 test('"same weights" treats an unlisted version as weight 0', (t) => {
-  t.true(sameWeights([{ version: '1', weight: 5 }], [{ version: '1', weight: 5 }, { version: '2', weight: 0 }]));
-  t.false(sameWeights([{ version: '1', weight: 5 }], [{ version: '1', weight: 5 }, { version: '2', weight: 1 }]));
+  t.true(
+    sameWeights(
+      [{ version: '1', weight: 5 }],
+      [
+        { version: '1', weight: 5 },
+        { version: '2', weight: 0 },
+      ],
+    ),
+  );
+  t.false(
+    sameWeights(
+      [{ version: '1', weight: 5 }],
+      [
+        { version: '1', weight: 5 },
+        { version: '2', weight: 1 },
+      ],
+    ),
+  );
 });
 
 /** A uniform sweep of [0, 1): n evenly spaced values, so picks are exactly proportional. */
@@ -66,8 +84,14 @@ test('the last version gets the top of the range', proportions, { '1': 1, '3': 1
 
 test('rng values at the edges stay inside the range', (t) => {
   const choice = new WeightedChoice(completeWeights({ '1': 1, '2': 1 }, VERSIONS));
-  t.is(choice.pick(() => 0), '1');
-  t.is(choice.pick(() => 1 - Number.EPSILON), '2');
+  t.is(
+    choice.pick(() => 0),
+    '1',
+  );
+  t.is(
+    choice.pick(() => 1 - Number.EPSILON),
+    '2',
+  );
 });
 
 test('share and heaviest (ties go to the later version)', (t) => {

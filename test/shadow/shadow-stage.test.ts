@@ -71,10 +71,14 @@ test.serial('a request the shadow version answers itself is not mirrored to it',
 function postWithHost(host: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
     const body = JSON.stringify(irisRequest());
-    const req = http.request(`${gw.url}/v2/models/mirrored/infer`, { method: 'POST', headers: { host, 'content-type': 'application/json', ...headers } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
+    const req = http.request(
+      `${gw.url}/v2/models/mirrored/infer`,
+      { method: 'POST', headers: { host, 'content-type': 'application/json', ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -94,12 +98,26 @@ test.serial('disagreements are logged with the request id and both outputs; agre
   for (const [i, row] of rows.entries()) t.is((await infer('mirrored', [IRIS_ROWS[row]!], { 'x-request-id': `disagree-${i}` })).status, 200);
   t.is((await infer('mirrored', [IRIS_ROWS[0]!], { 'x-request-id': 'agree-0' })).status, 200);
   await gw.controller.shadow.idle();
-  const lines = (await readFile(logFile, 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as { requestId: string; comparison: { name: string }[]; primary: { name: string; data: number[] }[]; shadow: { name: string; data: number[] }[] });
+  const lines = (await readFile(logFile, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          requestId: string;
+          comparison: { name: string }[];
+          primary: { name: string; data: number[] }[];
+          shadow: { name: string; data: number[] }[];
+        },
+    );
   const ids = lines.map((l) => l.requestId);
   t.deepEqual(ids.filter((id) => id.startsWith('disagree-')).sort(), rows.map((_, i) => `disagree-${i}`).sort());
   t.false(ids.includes('agree-0'));
   for (const line of lines) {
-    t.deepEqual(line.comparison.map((c) => c.name), ['label']);
+    t.deepEqual(
+      line.comparison.map((c) => c.name),
+      ['label'],
+    );
     const label = (side: { name: string; data: number[] }[]) => side.find((o) => o.name === 'label')!.data[0];
     t.not(label(line.primary), label(line.shadow));
   }

@@ -42,7 +42,15 @@ test('a pair counts mirrored, compared, agreed, errors, timeouts and drops separ
     errors: { primary: 1, shadow: 1, shadowTimeouts: 1 },
   });
   t.deepEqual(pair!.outputs.label, { mode: 'classification', rows: 4, rowsAgreed: 2, agreementRate: 0.5, mismatches: 0 });
-  t.deepEqual(pair!.outputs.p, { mode: 'regression', rows: 2, rowsAgreed: 1, agreementRate: 0.5, mismatches: 0, maxAbsDiff: { mean: 0.2, max: 0.2 }, relL2: { mean: 0.1, max: 0.1 } });
+  t.deepEqual(pair!.outputs.p, {
+    mode: 'regression',
+    rows: 2,
+    rowsAgreed: 1,
+    agreementRate: 0.5,
+    mismatches: 0,
+    maxAbsDiff: { mean: 0.2, max: 0.2 },
+    relL2: { mean: 0.1, max: 0.1 },
+  });
   // Only answers are timed: 4 primary answers, 3 shadow answers.
   t.is(pair!.latencyMs.primary.count, 4);
   t.is(pair!.latencyMs.shadow.count, 3);
@@ -53,9 +61,15 @@ test('pairs are kept per (model, primary, shadow), ordered, and can be reset sel
   stats.record('iris', '2', '3', settled());
   stats.record('iris', '1', '3', settled());
   stats.record('other', '1', '2', settled());
-  t.deepEqual(stats.forModel('iris').map((p) => `${p.primaryVersion}→${p.shadowVersion}`), ['1→3', '2→3']);
+  t.deepEqual(
+    stats.forModel('iris').map((p) => `${p.primaryVersion}→${p.shadowVersion}`),
+    ['1→3', '2→3'],
+  );
   stats.reset('iris', (primary) => primary === '2');
-  t.deepEqual(stats.forModel('iris').map((p) => `${p.primaryVersion}→${p.shadowVersion}`), ['2→3']);
+  t.deepEqual(
+    stats.forModel('iris').map((p) => `${p.primaryVersion}→${p.shadowVersion}`),
+    ['2→3'],
+  );
   t.is(stats.forModel('other').length, 1);
   stats.reset('iris');
   t.deepEqual(stats.forModel('iris'), []);
@@ -84,6 +98,11 @@ test('latency percentiles are nearest-rank over the recent window; mean and max 
 
 test('an unbounded relative error is reported as null (JSON has no Infinity)', (t) => {
   const stats = new ShadowStats();
-  stats.record('m', '1', '2', { kind: 'settled', primary: { ok: true, ms: 1 }, shadow: { ok: true, ms: 1 }, comparison: { agreed: false, outputs: [{ name: 'y', mode: 'regression', rows: 1, rowsAgreed: 0, maxAbsDiff: 1, relL2: Infinity }] } });
+  stats.record('m', '1', '2', {
+    kind: 'settled',
+    primary: { ok: true, ms: 1 },
+    shadow: { ok: true, ms: 1 },
+    comparison: { agreed: false, outputs: [{ name: 'y', mode: 'regression', rows: 1, rowsAgreed: 0, maxAbsDiff: 1, relL2: Infinity }] },
+  });
   t.deepEqual(stats.forModel('m')[0]!.outputs.y!.relL2, { mean: null, max: null });
 });

@@ -52,7 +52,10 @@ test('4xx replies never open it', async (t) => {
 test('beyond the concurrency cap: 503 GW_ERR_OVERLOADED at once, no fallback, the backend never called', async (t) => {
   const u = await upstreamUnit(t, { fallback: '1', limits: { maxConcurrent: 1 } });
   let release!: () => void;
-  u.scriptV2(() => new Promise((resolve) => (release = () => resolve(remoteOk()))), async () => remoteOk());
+  u.scriptV2(
+    () => new Promise((resolve) => (release = () => resolve(remoteOk()))),
+    async () => remoteOk(),
+  );
   const held = u.run(u.ctx({ pinned: true }));
   await new Promise((resolve) => setImmediate(resolve));
   const err = await t.throwsAsync(u.run(u.ctx({ pinned: true })), { instanceOf: GatewayError });

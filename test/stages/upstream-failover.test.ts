@@ -100,7 +100,8 @@ async function start(t: ExecutionContext, options: { gates?: Record<string, unkn
   return { gw, clock, dice, refusing, backend: (v) => faults.made.get(`iris/${v}`)!.at(-1)!, refuser: () => refusers.at(-1)! };
 }
 
-const infer = (gw: RunningGateway, suffix = '/v2/models/iris/infer', body: unknown = irisRequest(), headers: Record<string, string> = {}) => postJson(`${gw.url}${suffix}`, body, headers);
+const infer = (gw: RunningGateway, suffix = '/v2/models/iris/infer', body: unknown = irisRequest(), headers: Record<string, string> = {}) =>
+  postJson(`${gw.url}${suffix}`, body, headers);
 
 /** The candidate's (or stable's) samples this replica holds for the rollout: calls, errors and timed calls. */
 async function samples(gw: RunningGateway, side: 'candidate' | 'stable' = 'candidate'): Promise<{ calls: number; errors: number; timed: number }> {
@@ -142,7 +143,10 @@ test('a failing candidate chosen by weight is answered by stable with x-model-fa
   await tick(s);
   const view = gw.rollouts.view('iris');
   t.like(view, { status: 'rolled-back', weights: { '1': 100, '2': 0 }, failover: false });
-  t.like(view.gates?.find((g) => g.gate === 'errorRate'), { status: 'fail', value: 1, samples: 3 });
+  t.like(
+    view.gates?.find((g) => g.gate === 'errorRate'),
+    { status: 'fail', value: 1, samples: 3 },
+  );
   t.regex(view.lastDecision.reason, /candidate error rate 100\.00%/);
 
   // Rolled back: the same dice now land on stable, with no failover involved.
@@ -211,7 +215,10 @@ test('a 4xx from the candidate (bad input) is not failed over and not counted as
   t.deepEqual(await samples(gw), { calls: 1, errors: 1, timed: 1 });
 
   await tick(s);
-  t.like(gw.rollouts.view('iris').gates?.find((g) => g.gate === 'errorRate'), { status: 'waiting', value: 1, samples: 1 });
+  t.like(
+    gw.rollouts.view('iris').gates?.find((g) => g.gate === 'errorRate'),
+    { status: 'waiting', value: 1, samples: 1 },
+  );
 });
 
 test('no failover in the shadow phase (candidate weight 0) nor after an abort', async (t) => {
@@ -251,7 +258,7 @@ test('no failover in the shadow phase (candidate weight 0) nor after an abort', 
   t.false(gw.controller.shadow.signals!.watching('iris'), 'an aborted rollout records no samples');
 });
 
-test('a paused step keeps failover on; calls refused by the candidate\'s open breaker are failed over and counted without latency', async (t) => {
+test("a paused step keeps failover on; calls refused by the candidate's open breaker are failed over and counted without latency", async (t) => {
   const s = await start(t, { v2: { breaker: { volumeThreshold: 2, resetTimeoutMs: 60_000 } } });
   const { gw } = s;
   await gw.rollouts.act('iris', 'promote');

@@ -42,14 +42,44 @@ const http = (validate: 'remote' | 'gateway') => () => {
 test('an http version with validate: remote forwards undecoded', decodes, http('remote'), false);
 test('an http version with validate: gateway is decoded and checked here first', decodes, http('gateway'), true);
 test('interceptors around a remote keep it pass-through', decodes, () => intercept(http('remote')(), new InFlightCalls().interceptor), false);
-test('an in-process ONNX version always needs tensors', decodes, () => createBackend('a', '1', { kind: 'onnx', path: '/x.onnx', workers: 1, intraOpThreads: 1, maxQueue: 1 }, log), true);
+test(
+  'an in-process ONNX version always needs tensors',
+  decodes,
+  () => createBackend('a', '1', { kind: 'onnx', path: '/x.onnx', workers: 1, intraOpThreads: 1, maxQueue: 1 }, log),
+  true,
+);
 
 const needs = test.macro((t, c: GatewayConfig, expected: Record<string, boolean>) => {
   const need = modelsNeedingTensors(c);
   t.deepEqual(Object.fromEntries(Object.keys(expected).map((m) => [m, need(m)])), expected);
 });
 test('nothing else needs tensors: every model may pass through', needs, config(), { a: false, b: false });
-test('a shadowed model needs them (copies and comparisons are tensors)', needs, config({}, { b: { versions: { '1': { backend: { kind: 'http', url: URL } }, '2': { backend: { kind: 'http', url: URL } } }, shadow: { targets: [{ version: '2' }] } } }), { a: false, b: true });
-test('a rows-cost rate limit on one model needs its batch size', needs, config({ rateLimits: { rules: [{ name: 'rows', models: ['a'], key: { header: 'x-user' }, ratePerSecond: 10, burst: 10, cost: 'rows' }] } }), { a: true, b: false });
-test('a rows-cost rate limit on every model needs them all', needs, config({ rateLimits: { rules: [{ name: 'rows', key: { header: 'x-user' }, ratePerSecond: 10, burst: 10, cost: 'rows' }] } }), { a: true, b: true });
-test('request-cost rate limits need no tensors', needs, config({ rateLimits: { rules: [{ name: 'req', key: { header: 'x-user' }, ratePerSecond: 10, burst: 10 }] } }), { a: false, b: false });
+test(
+  'a shadowed model needs them (copies and comparisons are tensors)',
+  needs,
+  config(
+    {},
+    {
+      b: { versions: { '1': { backend: { kind: 'http', url: URL } }, '2': { backend: { kind: 'http', url: URL } } }, shadow: { targets: [{ version: '2' }] } },
+    },
+  ),
+  { a: false, b: true },
+);
+test(
+  'a rows-cost rate limit on one model needs its batch size',
+  needs,
+  config({ rateLimits: { rules: [{ name: 'rows', models: ['a'], key: { header: 'x-user' }, ratePerSecond: 10, burst: 10, cost: 'rows' }] } }),
+  { a: true, b: false },
+);
+test(
+  'a rows-cost rate limit on every model needs them all',
+  needs,
+  config({ rateLimits: { rules: [{ name: 'rows', key: { header: 'x-user' }, ratePerSecond: 10, burst: 10, cost: 'rows' }] } }),
+  { a: true, b: true },
+);
+test(
+  'request-cost rate limits need no tensors',
+  needs,
+  config({ rateLimits: { rules: [{ name: 'req', key: { header: 'x-user' }, ratePerSecond: 10, burst: 10 }] } }),
+  { a: false, b: false },
+);

@@ -65,7 +65,10 @@ test('after traffic, /metrics has request, latency, upstream, shadow, rate-limit
   // limit, runs alone at once. Recorded in rows per run: 8 and 16.
   const batchedUrl = `${gw.url}/v2/models/batched/versions/1/infer`;
   const together = await Promise.all([1, 2, 3, 2].map((n, i) => postJson(batchedUrl, irisRequest(rows(n)), { 'x-tenant': `batch-${i}` })));
-  t.deepEqual(together.map((r) => r.status), [200, 200, 200, 200]);
+  t.deepEqual(
+    together.map((r) => r.status),
+    [200, 200, 200, 200],
+  );
   t.is((await postJson(batchedUrl, irisRequest(rows(16)), { 'x-tenant': 'batch-4' })).status, 200);
   // Shadow comparisons settle after the replies.
   for (let i = 0; i < 100 && (gw.controller.shadow.stats.forModel('iris')[0]?.compared ?? 0) < 3; i++) await new Promise((r) => setTimeout(r, 10));
@@ -166,7 +169,10 @@ test('a shadow dropped at the concurrency cap and a breaker opened by a dead rem
   for (let i = 0; i < 3; i++) t.is((await postJson(`${gw.url}/v2/models/iris/versions/1/infer`, irisRequest())).status, 200);
   const dead: number[] = [];
   for (let i = 0; i < 4; i++) dead.push((await postJson(`${gw.url}/v2/models/dead/versions/1/infer`, irisRequest())).status);
-  t.true(dead.every((s) => s >= 500), `statuses ${dead.join(',')}`);
+  t.true(
+    dead.every((s) => s >= 500),
+    `statuses ${dead.join(',')}`,
+  );
 
   const text = await (await fetch(`${gw.admin!.url}/metrics`)).text();
   const pair = '{model="iris",primary_version="1",shadow_version="2"}';

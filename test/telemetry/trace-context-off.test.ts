@@ -24,7 +24,6 @@ async function infersOf(remote: OipRecorder, count: number): Promise<RecordedReq
   throw new Error(`expected ${count} inference calls at ${remote.url}`);
 }
 
-
 test.serial('tracing off: the caller’s traceparent, tracestate and baggage reach the remote primary and the remote shadow unchanged', async (t) => {
   t.false(tracing.enabled);
   t.false(tracingEnabled());

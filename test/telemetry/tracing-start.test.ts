@@ -105,7 +105,13 @@ test.serial('resource: OTEL_RESOURCE_ATTRIBUTES adds and overrides attributes (p
     OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod, k8s.pod.name=gw-1,service.name=from-attrs,note=a%2Cb%3Dc',
     OTEL_SERVICE_NAME: 'edge-gateway',
   });
-  t.like(attrs, { 'service.name': 'edge-gateway', 'service.version': GATEWAY_VERSION, 'deployment.environment.name': 'prod', 'k8s.pod.name': 'gw-1', note: 'a,b=c' });
+  t.like(attrs, {
+    'service.name': 'edge-gateway',
+    'service.version': GATEWAY_VERSION,
+    'deployment.environment.name': 'prod',
+    'k8s.pod.name': 'gw-1',
+    note: 'a,b=c',
+  });
   t.is((await resourceWith({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=from-attrs' }))['service.name'], 'from-attrs');
 });
 

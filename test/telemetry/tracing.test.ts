@@ -23,14 +23,22 @@ async function spansWhen(predicate: (spans: ReadableSpan[]) => boolean): Promise
     if (predicate(spans)) return spans;
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error(`spans never matched: ${exporter.getFinishedSpans().map((s) => s.name).join(', ')}`);
+  throw new Error(
+    `spans never matched: ${exporter
+      .getFinishedSpans()
+      .map((s) => s.name)
+      .join(', ')}`,
+  );
 }
 
 test.serial('one request: server → stage spans → client span; each backend sees its own client span as parent; the shadow is linked', async (t) => {
   const { gw, primary: remote, shadow: shadowRemote } = await startMirroringToRecorders(t);
   exporter.reset();
 
-  const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]), { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`, baggage: 'tenant=acme' });
+  const res = await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]), {
+    traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+    baggage: 'tenant=acme',
+  });
   t.is(res.status, 200);
   const spans = await spansWhen((s) => s.some((x) => x.name === 'shadow iris:2') && s.some((x) => x.name === 'infer iris:2'));
   const byName = (name: string) => {
@@ -51,10 +59,7 @@ test.serial('one request: server → stage spans → client span; each backend s
   // Stage spans nest in chain order (an onion: each is the parent of the next).
   const chain = ['request-id', 'auth', 'rate-limit:admission', 'route', 'validate', 'rate-limit:routed', 'shadow', 'deadline', 'upstream'];
   const stageSpans = spans.filter((s) => s.name.startsWith('stage ') && s.spanContext().traceId === CALLER_TRACE);
-  t.deepEqual(
-    stageSpans.map((s) => s.name.slice(6)).sort(),
-    [...chain].sort(),
-  );
+  t.deepEqual(stageSpans.map((s) => s.name.slice(6)).sort(), [...chain].sort());
   let parent = server.spanContext().spanId;
   for (const name of chain) {
     const s = stageSpans.find((x) => x.name === `stage ${name}` && parentOf(x) === parent);

@@ -28,7 +28,19 @@ export const modelAuthSchema = z.strictObject({
 /** JWS algorithms an issuer may allow. HMAC (`HS*`) is not offered: a shared secret cannot live in a JWKS. */
 export const JWS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 /** Headers the gateway must never let a claim overwrite. */
-const RESERVED_HEADERS = new Set(['authorization', 'host', 'connection', 'content-length', 'content-type', 'transfer-encoding', 'te', 'upgrade', 'cookie', 'x-request-id', 'x-forwarded-for']);
+const RESERVED_HEADERS = new Set([
+  'authorization',
+  'host',
+  'connection',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'te',
+  'upgrade',
+  'cookie',
+  'x-request-id',
+  'x-forwarded-for',
+]);
 const identityHeaderName = httpHeaderName.refine((h) => !RESERVED_HEADERS.has(h), 'this header is reserved and cannot carry identity');
 
 /** Where an issuer's verification keys come from: exactly one of `file`, `keys`, `url`. */
@@ -67,7 +79,10 @@ export const issuerSchema = z.strictObject({
 /** JWT authentication of every model request (RFC 8725, RFC 6750). Absent: auth is off. */
 export const authSchema = z.strictObject({
   /** The `realm` in `WWW-Authenticate`. */
-  realm: z.string().regex(/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'realm is printable ASCII without quotes or backslashes').default('model-gateway'),
+  realm: z
+    .string()
+    .regex(/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'realm is printable ASCII without quotes or backslashes')
+    .default('model-gateway'),
   /** false: dry run — would-be denials are logged and counted, and the request goes on (without an identity). */
   enforce: z.boolean().default(true),
   issuers: z
@@ -106,4 +121,3 @@ export const authSchema = z.strictObject({
     })
     .prefault({}),
 });
-

@@ -25,7 +25,6 @@ const onnxBackend = z.strictObject({
     .optional(),
 });
 
-
 /** Retries of calls that never reached the remote (connection refused/reset before the request was sent). */
 export const retrySchema = z.strictObject({
   /** Retry such a call once; timeouts and anything the remote may have seen are never retried. */
@@ -59,7 +58,10 @@ const httpBackend = z.strictObject({
   /** Idle keep-alive connections are closed after this, ms; keep it below the remote's own keep-alive timeout. */
   keepAliveTimeoutMs: z.int().min(100).default(4_000),
   /** Largest accepted response body, bytes. */
-  maxResponseBytes: z.int().min(1024).default(64 * 1024 * 1024),
+  maxResponseBytes: z
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
   /** How often the remote's model metadata is fetched (and, until the first success, retried), ms. */
   probeIntervalMs: z.int().min(100).default(5_000),
   /** Metadata and readiness requests give up after this long, ms (gateway start waits at most this for the first). */
@@ -68,7 +70,6 @@ const httpBackend = z.strictObject({
   headers: z.record(z.string().regex(HEADER_NAME, 'header names must be valid HTTP tokens'), z.string()).default({}),
   retry: retrySchema.prefault({}),
 });
-
 
 export const backendSchema = z.discriminatedUnion('kind', [onnxBackend, httpBackend]);
 
@@ -102,4 +103,3 @@ export const versionSchema = z.strictObject({
   limits: limitsSchema.prefault({}),
   breaker: breakerSchema.prefault({}),
 });
-

@@ -4,9 +4,7 @@ import { z } from 'zod';
 
 /** Model and version names appear in URL paths and metric labels: keep them to a safe alphabet. */
 export const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-export const name = (what: string) =>
-  z.string().regex(NAME, `${what} must match ${NAME.source} (letters, digits, '_', '.', '-')`);
-
+export const name = (what: string) => z.string().regex(NAME, `${what} must match ${NAME.source} (letters, digits, '_', '.', '-')`);
 
 /** A valid HTTP header name (RFC 9110 token). */
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -33,7 +33,7 @@ export const stickySchema = z
   })
   .refine((s) => (s.header === undefined) !== (s.claim === undefined), 'set exactly one of header or claim');
 
-/** How one output of a primary and its shadow are compared (see README "Shadow comparison"). */
+/** How one output of a primary and its shadow are compared (docs/traffic.md "Shadow comparison"). */
 export const compareRuleSchema = z.discriminatedUnion('mode', [
   /** Top-1 per row: exact match for labels; argmax (or p ≥ 0.5 for a single score) for floating-point scores. */
   z.strictObject({ mode: z.literal('classification') }),
@@ -69,7 +69,7 @@ export const shadowSchema = z.strictObject({
 });
 
 /**
- * Progressive rollout of `candidate` over `stable` (see README "Progressive rollout"): a shadow phase, then weight
+ * Progressive rollout of `candidate` over `stable` (docs/rollouts.md): a shadow phase, then weight
  * steps, each advanced only while the gates pass on a sliding window; a failing gate rolls back to stable and holds.
  */
 export const rolloutSchema = z.strictObject({
@@ -127,9 +127,7 @@ export const modelSchema = z.strictObject({
    * Default: the version with the highest weight when `weights` is set, else the highest version.
    */
   defaultVersion: name('defaultVersion').optional(),
-  versions: z
-    .record(name('version'), versionSchema)
-    .refine((v) => Object.keys(v).length > 0, 'a model needs at least one version'),
+  versions: z.record(name('version'), versionSchema).refine((v) => Object.keys(v).length > 0, 'a model needs at least one version'),
   /** Unset: every unversioned inference goes to defaultVersion. */
   weights: weightsSchema.optional(),
   override: overrideSchema.prefault({}),
@@ -140,7 +138,7 @@ export const modelSchema = z.strictObject({
   timeoutMs: z.int().min(1).default(30_000),
   /** Version that serves a request whose chosen version's circuit breaker is open (answer carries x-model-fallback). */
   fallback: name('fallback').optional(),
-  /** Who may call this model (see README "Authentication and authorisation"); unset: any verified caller. */
+  /** Who may call this model (docs/security.md); unset: any verified caller. */
   auth: modelAuthSchema.optional(),
   /** Automated canary of one version over another; while it runs it owns this model's weights. */
   rollout: rolloutSchema.optional(),
@@ -167,8 +165,11 @@ export function checkTraffic(model: z.output<typeof modelSchema>): { path: (stri
     if (!known.includes(rollout.candidate)) problems.push({ path: ['rollout', 'candidate'], message: unknown(rollout.candidate) });
     if (rollout.stable === rollout.candidate) problems.push({ path: ['rollout', 'candidate'], message: 'must differ from rollout.stable' });
     const owned = model.shadow?.targets.findIndex((t) => t.version === rollout.candidate) ?? -1;
-    if (owned >= 0) problems.push({ path: ['shadow', 'targets', owned, 'version'], message: `version '${rollout.candidate}' is the rollout's candidate: the rollout mirrors traffic to it itself` });
+    if (owned >= 0)
+      problems.push({
+        path: ['shadow', 'targets', owned, 'version'],
+        message: `version '${rollout.candidate}' is the rollout's candidate: the rollout mirrors traffic to it itself`,
+      });
   }
   return problems;
 }
-

@@ -13,7 +13,10 @@ export const rateLimitKeySchema = z
     /** The client address; with trustedHops N ≥ 1 the N-th X-Forwarded-For entry from the right (1 = set by the Envoy in front). */
     clientAddress: z.strictObject({ trustedHops: z.int().min(0).max(10).default(0) }).optional(),
   })
-  .refine((k) => [k.claim, k.header, k.clientAddress].filter((v) => v !== undefined).length === 1, 'set exactly one of key.claim, key.header or key.clientAddress');
+  .refine(
+    (k) => [k.claim, k.header, k.clientAddress].filter((v) => v !== undefined).length === 1,
+    'set exactly one of key.claim, key.header or key.clientAddress',
+  );
 
 export const rateLimitRuleSchema = z.strictObject({
   /** Policy name: shown in the RateLimit headers and used in store keys. */
@@ -22,7 +25,10 @@ export const rateLimitRuleSchema = z.strictObject({
   models: z.array(name('model')).min(1).optional(),
   /** Versions (of those models) it applies to, the version actually serving; unset: every version. */
   versions: z.array(name('version')).min(1).optional(),
-  operations: z.array(z.enum(['infer', 'model-metadata', 'model-ready'])).min(1).default(['infer']),
+  operations: z
+    .array(z.enum(['infer', 'model-metadata', 'model-ready']))
+    .min(1)
+    .default(['infer']),
   key: rateLimitKeySchema,
   /** Sustained refill rate, tokens per second. */
   ratePerSecond: z.number().positive().max(1_000_000),
@@ -63,8 +69,5 @@ export const rateLimitsSchema = z.strictObject({
   enforce: z.boolean().default(true),
   /** Where buckets live; read once at start (a reload keeps the running store). */
   store: rateLimitStoreSchema.prefault({ kind: 'memory' }),
-  rules: z
-    .array(rateLimitRuleSchema)
-    .refine((rules) => new Set(rules.map((r) => r.name)).size === rules.length, 'rule names must be unique'),
+  rules: z.array(rateLimitRuleSchema).refine((rules) => new Set(rules.map((r) => r.name)).size === rules.length, 'rule names must be unique'),
 });
-

@@ -4,35 +4,44 @@
 import { z } from 'zod';
 
 /** The data-plane HTTP listener, its limits and the shutdown timeline. */
-export const serverSchema = z.strictObject({
-  /** Data-plane listen address. */
-  host: z.string().min(1).default('0.0.0.0'),
-  /** Data-plane port; 0 picks a free port. */
-  port: z.int().min(0).max(65535).default(8080),
-  /** Largest accepted request body, in bytes; larger bodies get 413 before they are read. */
-  maxBodyBytes: z.int().min(1024).default(16 * 1024 * 1024),
-  /** Idle keep-alive socket lifetime, ms. Must exceed the idle timeout of the Envoy in front (see README). */
-  keepAliveTimeoutMs: z.int().min(1000).default(75_000),
-  /** Time allowed to receive the request headers, ms. */
-  headersTimeoutMs: z.int().min(1000).default(10_000),
-  /** Time allowed to receive the whole request, ms (0 disables). */
-  requestTimeoutMs: z.int().min(0).default(60_000),
-  /**
-   * On SIGTERM: the hard deadline, counted from the signal, by which the process has exited, ms. Keep it below the
-   * pod's terminationGracePeriodSeconds (default 30 s), or the kubelet's SIGKILL cuts requests mid-reply.
-   */
-  shutdownTimeoutMs: z.int().min(0).default(25_000),
-  /**
-   * On SIGTERM: how long the gateway keeps accepting new connections after readiness starts failing, ms, while
-   * Kubernetes and the mesh's Envoys remove the pod from their endpoints. Must be below shutdownTimeoutMs.
-   */
-  drainDelayMs: z.int().min(0).default(5_000),
-  /** Largest accepted request head (request line and headers), bytes; larger ones get 431 (Node's maxHeaderSize). */
-  maxHeaderBytes: z.int().min(1024).max(1024 * 1024).default(16 * 1024),
-}).refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
-  path: ['drainDelayMs'],
-  message: 'must be below server.shutdownTimeoutMs (the drain delay counts against the same deadline)',
-});
+export const serverSchema = z
+  .strictObject({
+    /** Data-plane listen address. */
+    host: z.string().min(1).default('0.0.0.0'),
+    /** Data-plane port; 0 picks a free port. */
+    port: z.int().min(0).max(65535).default(8080),
+    /** Largest accepted request body, in bytes; larger bodies get 413 before they are read. */
+    maxBodyBytes: z
+      .int()
+      .min(1024)
+      .default(16 * 1024 * 1024),
+    /** Idle keep-alive socket lifetime, ms. Must exceed the idle timeout of the Envoy in front (docs/mesh.md). */
+    keepAliveTimeoutMs: z.int().min(1000).default(75_000),
+    /** Time allowed to receive the request headers, ms. */
+    headersTimeoutMs: z.int().min(1000).default(10_000),
+    /** Time allowed to receive the whole request, ms (0 disables). */
+    requestTimeoutMs: z.int().min(0).default(60_000),
+    /**
+     * On SIGTERM: the hard deadline, counted from the signal, by which the process has exited, ms. Keep it below the
+     * pod's terminationGracePeriodSeconds (default 30 s), or the kubelet's SIGKILL cuts requests mid-reply.
+     */
+    shutdownTimeoutMs: z.int().min(0).default(25_000),
+    /**
+     * On SIGTERM: how long the gateway keeps accepting new connections after readiness starts failing, ms, while
+     * Kubernetes and the mesh's Envoys remove the pod from their endpoints. Must be below shutdownTimeoutMs.
+     */
+    drainDelayMs: z.int().min(0).default(5_000),
+    /** Largest accepted request head (request line and headers), bytes; larger ones get 431 (Node's maxHeaderSize). */
+    maxHeaderBytes: z
+      .int()
+      .min(1024)
+      .max(1024 * 1024)
+      .default(16 * 1024),
+  })
+  .refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
+    path: ['drainDelayMs'],
+    message: 'must be below server.shutdownTimeoutMs (the drain delay counts against the same deadline)',
+  });
 
 export const loggingSchema = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -105,7 +114,10 @@ export const disagreementLogSchema = z.strictObject({
   /** Fraction of disagreements written, 0–1. */
   sampleRate: z.number().min(0).max(1).default(1),
   /** When the file would grow past this many bytes it is rotated to `<path>.1` (one old file kept). */
-  maxFileBytes: z.int().min(1024).default(64 * 1024 * 1024),
+  maxFileBytes: z
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
   /** Elements of each output written per line; longer outputs are cut and marked `truncated`. */
   maxElementsPerOutput: z.int().min(1).default(1024),
 });
@@ -141,7 +153,10 @@ export const extAuthzSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: z.int().min(0).max(65535).default(9191),
       /** Envoy's `path_prefix`: checked paths start with it and it is removed before matching the OIP path. */
-      pathPrefix: z.string().regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'pathPrefix is empty or /segment[/segment...]').default('/ext-authz'),
+      pathPrefix: z
+        .string()
+        .regex(/^(\/[A-Za-z0-9._~-]+)*$/, 'pathPrefix is empty or /segment[/segment...]')
+        .default('/ext-authz'),
     })
     .prefault({}),
   /** The gRPC service `envoy.service.auth.v3.Authorization/Check` (Envoy `grpc_service`). */
@@ -158,4 +173,3 @@ export const extAuthzSchema = z.strictObject({
    */
   rateLimits: z.boolean().default(true),
 });
-
