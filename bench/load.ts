@@ -1,9 +1,8 @@
-// The Node load driver: closed-loop max throughput or open-loop fixed rate, latency in µs from the intended send
-// time (no coordinated omission). Run it in its own process (bench/driver.ts) or import runLoad().
+// The load driver every benchmark uses: closed-loop max throughput or open-loop fixed rate, latency in µs from the
+// intended send time (no coordinated omission). Run it in its own process (bench/driver.ts) or import runLoad().
 
 import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
-import { percentile } from './stats.js';
 
 export interface LoadSpec {
   url: string;
@@ -19,11 +18,6 @@ export interface LoadSpec {
   rate?: number;
   durationMs: number;
   connections: number;
-  /**
-   * rate: run the schedule this long first and drop its samples (connections get opened and the path warmed up
-   * before the measured window; the window's first request is not a new connection's).
-   */
-  warmupMs?: number;
 }
 
 export interface LoadResult {
@@ -39,6 +33,11 @@ export interface LoadResult {
 
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
+}
+
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const body = spec.body !== undefined ? Buffer.from(spec.body) : readFileSync(spec.bodyFile ?? '');
   const pool = new Pool(spec.url, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 60_000 });
@@ -48,23 +47,19 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   let ok = 0;
   let errors = 0;
 
-  const one = async (intendedUs: number, counted = true): Promise<void> => {
-    let good = false;
+  const one = async (intendedUs: number): Promise<void> => {
+    sent++;
     try {
       const res = await pool.request({ origin: spec.url, path: spec.path, method: 'POST', headers, body });
       await res.body.dump({ limit: Infinity });
-      good = res.statusCode === 200;
+      if (res.statusCode === 200) ok++;
+      else errors++;
     } catch {
-      good = false;
+      errors++;
     }
-    if (!counted) return;
-    sent++;
-    if (good) ok++;
-    else errors++;
     latencies.push(nowUs() - intendedUs);
   };
 
-  if (spec.mode === 'rate' && (spec.warmupMs ?? 0) > 0) await runLoad({ ...spec, warmupMs: 0, durationMs: spec.warmupMs ?? 0, body, bodyFile: undefined }).catch(() => undefined);
   const start = nowUs();
   const end = start + spec.durationMs * 1000;
   if (spec.mode === 'max') {
