@@ -147,3 +147,27 @@ test('the pipeline contract imports no stage', (t) => {
   const offenders = files.filter((f) => f.startsWith('pipeline/') && graph.get(f)!.some((to) => to.startsWith('stages/')));
   t.deepEqual(offenders, []);
 });
+
+/** Every file `file` loads at start-up, read from the compiled output (type-only imports are gone there; dynamic
+ * `import()` is not followed). */
+function loadedAtStart(file: string): Set<string> {
+  const dist = path.join(ROOT, 'dist/src');
+  const seen = new Set<string>();
+  const visit = (f: string) => {
+    if (seen.has(f)) return;
+    seen.add(f);
+    const text = readFileSync(path.join(dist, f.replace(/\.ts$/, '.js')), 'utf8');
+    for (const to of importsOf(f, text.replace(/^import\s+['"]/gm, "import x from '"))) if (texts.has(to)) visit(to);
+  };
+  visit(file);
+  return seen;
+}
+
+test('the CLI entry and its light commands load none of the gateway: `version`, `token` and the admin commands start fast', (t) => {
+  const heavy = ['app/', 'stages/', 'server/', 'backends/', 'reload/', 'config/', 'auth/'];
+  for (const entry of ['cli.ts', 'commands/admin.ts', 'commands/token.ts']) {
+    const loaded = [...loadedAtStart(entry)].filter((f) => heavy.some((h) => f.startsWith(h)));
+    t.deepEqual(loaded, [], `${entry} loads ${loaded.join(', ')}`);
+  }
+  t.true(loadedAtStart('commands/start.ts').has('app/gateway.ts'), 'the check follows real imports');
+});
