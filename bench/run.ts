@@ -1,533 +1,269 @@
-// `npm run bench`: the gateway (all features on) against a direct backend and peer proxies — nginx, http-proxy and a
-// fastify stack — plus dynamic batching on/off and JSON vs binary tensors. Loopback only, a few minutes, one run.
+// `npm run bench` entry: a fair proxy benchmark (fixed nginx backend, gateway, fastify, http-proxy, nginx; 3 rounds) + ONNX rows.
+// Usage: node dist/bench/run.js [--quick] [--only target,...] [--skip-onnx] [--rounds N]
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { buildIdentityModel } from '../scripts/onnx-graph.js';
-import { mintToken } from '../src/commands/token.js';
-import type { LoadResult, LoadSpec } from './driver.js';
+import { parseArgs } from 'node:util';
+import { chartSvg } from './chart.js';
+import { DEFAULT_TIMINGS, DISTURBED_PCT, measure, QUICK_TIMINGS, type Request, type RoundFigures, type Timings } from './measure.js';
+import { countHits, findNginx, NGINX_WORKERS, nginxVersion, startBackend } from './nginx.js';
+import { ONNX_PLACEMENT, onnxRows, type OnnxFigures } from './onnx.js';
+import { cpuReading, DRIVER_CORE, foreignPct, killAll, log, onInterrupt, PIN, run, sleep, stop, stopAll, TARGET_CORE, waitQuiet } from './proc.js';
+import { goals, markdown, splitProblems, summarizeTarget, type MachineFacts, type TargetSummary } from './report.js';
+import { CLI, DESCRIPTIONS, GATEWAY_LOGGING_NOTE, PATH_A, PATH_B, PATH_SPLIT, ROOT, startTarget, TARGET_NAMES, type TargetName } from './targets.js';
+import { writeWrkScript } from './wrk.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'dist/src/cli.js');
-const JWKS = path.join(ROOT, 'examples/dev-keys/jwks.json');
-const MODELS = path.join(ROOT, 'examples/models');
-const CLK_TCK = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-  } catch {
-    return 100;
+/** Before each target: wait until no core is busier than this with other processes. */
+const QUIET_PCT = 15;
+/** Disturbed target rounds measured again, at most, per run. */
+const MAX_RETRIES = 6;
+
+const USAGE = `Usage: node dist/bench/run.js [--quick] [--only ${TARGET_NAMES.join(',')},onnx] [--skip-onnx] [--rounds N]
+  --quick      1 round, short windows (a smoke run, ~2 min)
+  --only       run only these targets (add "onnx" to keep the ONNX rows)
+  --skip-onnx  leave out the ONNX rows (batching on/off, JSON vs binary)
+  --rounds N   rounds of every target (default 3; --quick: 1)`;
+
+function which(bin: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
+    const file = path.join(dir, bin);
+    if (existsSync(file)) return file;
   }
-})();
-
-const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
-
-// ---------------------------------------------------------------------------------------------------------------
-// Processes
-
-interface Target {
-  name: string;
-  url: string;
-  child: ChildProcess;
-  /** Every pid whose CPU and memory count as this target's (nginx: master and workers). */
-  pids(): number[];
+  return undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.once('error', reject);
-  });
-}
-
-const children = new Set<ChildProcess>();
-function stopAll(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-}
-process.once('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-/** Spawns a process and resolves once `ready` matches its output (stdout or stderr). */
-function spawnReady(
-  name: string,
-  cmd: string,
-  args: string[],
-  ready: RegExp,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ child: ChildProcess; match: RegExpExecArray }> {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
-  children.add(child);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} not ready in 60 s:\n${out}`)), 60_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = ready.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, match: m });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}) before ready:\n${out}`));
-    });
-  });
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** utime + stime of the pids, seconds. */
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // the process is gone: nothing to add
-    }
-  }
-  return ticks / CLK_TCK;
-}
-
-/** Peak resident set (VmHWM) summed over the pids, MB. */
-function peakRssMb(pids: number[]): number {
-  let kb = 0;
-  for (const pid of pids) {
-    try {
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      kb += Number(m?.[1] ?? 0);
-    } catch {
-      // gone
-    }
-  }
-  return kb / 1024;
-}
-
-function ensureNginx(): string | undefined {
-  const which = (): string | undefined => {
-    for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']) if (existsSync(path.join(dir, 'nginx'))) return path.join(dir, 'nginx');
-    return undefined;
-  };
-  const found = which();
-  if (found) return found;
-  if (process.getuid?.() === 0) {
-    log('nginx not found; installing the Debian package (apt-get install -y nginx)');
+/** nginx and wrk, or a clear message and exit 1; nginx is installed from Debian when running as root. */
+function preconditions(needOnnx: boolean): { nginx: string } {
+  let nginx = findNginx();
+  if (!nginx && process.getuid?.() === 0 && which('apt-get')) {
+    log('nginx not found; running as root: apt-get install -y nginx');
     try {
       execFileSync('apt-get', ['install', '-y', 'nginx'], { stdio: 'ignore' });
     } catch {
       execFileSync('apt-get', ['update'], { stdio: 'ignore' });
       execFileSync('apt-get', ['install', '-y', 'nginx'], { stdio: 'ignore' });
     }
-    return which();
+    nginx = findNginx();
   }
-  log('nginx not found and not root: run `sudo apt-get install -y nginx` to add the nginx column; skipping it');
-  return undefined;
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 50));
+  const missing = [...(nginx ? [] : ['nginx']), ...(which('wrk') ? [] : ['wrk'])];
+  if (missing.length > 0) {
+    process.stderr.write(`bench: ${missing.join(' and ')} not found. Install: sudo apt-get install -y nginx wrk\n`);
+    process.exit(1);
   }
-  throw new Error(`nothing listening on ${port}`);
-}
-
-async function startNginx(bin: string, work: string, upstream: string): Promise<Target> {
-  const port = await freePort();
-  const prefix = path.join(work, 'nginx');
-  await mkdir(prefix, { recursive: true, mode: 0o777 });
-  const up = new URL(upstream);
-  // One worker: the Node peers are single-threaded too. Keep-alive to the upstream, no logs, no buffering to disk.
-  const conf = `
-worker_processes 1;
-daemon off;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-${process.getuid?.() === 0 ? 'user root;' : ''}
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body; proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fcgi; uwsgi_temp_path ${prefix}/uwsgi; scgi_temp_path ${prefix}/scgi;
-  client_max_body_size 16m;
-  client_body_buffer_size 16m;
-  keepalive_timeout 75s;
-  keepalive_requests 1000000;
-  upstream backend { server ${up.hostname}:${up.port}; keepalive 64; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering on;
+  for (const file of [CLI, path.join(ROOT, 'dist/bench/gc-probe.js'), path.join(ROOT, 'dist/bench/driver.js')])
+    if (!existsSync(file)) {
+      process.stderr.write(`bench: ${path.relative(ROOT, file)} is missing: run npm run build first\n`);
+      process.exit(1);
     }
+  if (needOnnx && !existsSync(path.join(ROOT, 'examples/models/mlp-large.onnx'))) {
+    process.stderr.write('bench: examples/models/mlp-large.onnx is missing: run npm run models first (or pass --skip-onnx)\n');
+    process.exit(1);
   }
-}`;
-  const file = path.join(prefix, 'nginx.conf');
-  await writeFile(file, conf);
-  const child = spawn(bin, ['-p', prefix, '-c', file], { stdio: 'ignore' });
-  children.add(child);
-  await waitForPort(port);
-  return { name: 'nginx', url: `http://127.0.0.1:${port}`, child, pids: () => [child.pid!, ...childPids(child.pid!)] };
+  return { nginx: nginx! };
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Load
-
-async function drive(spec: LoadSpec): Promise<LoadResult> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/bench/driver.js'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`driver exited ${code}`);
-  return JSON.parse(out) as LoadResult;
-}
-
-interface ProxyFigures {
-  name: string;
-  maxRps: number;
-  maxErrors: number;
-  cpuPer1k: number;
-  at1k: LoadResult;
-  at5k: LoadResult;
-  peakRssMb: number;
-}
-
-async function measureProxy(t: Target, path_: string, bodyFile: string, headers: Record<string, string>): Promise<ProxyFigures> {
-  const base = { url: t.url, path: path_, bodyFile, headers, connections: 64 };
-  log(`${t.name}: warm-up`);
-  await drive({ ...base, mode: 'rate', rate: 300, durationMs: 1000 });
-  log(`${t.name}: max throughput (closed loop, 32 in flight, 3 s)`);
-  const cpu0 = cpuSeconds(t.pids());
-  const max = await drive({ ...base, mode: 'max', concurrency: 32, durationMs: 3000 });
-  const cpu = cpuSeconds(t.pids()) - cpu0;
-  log(`${t.name}: ${max.rps.toFixed(0)} req/s, ${max.errors} errors; open loop at 1k rps (3 s)`);
-  const at1k = await drive({ ...base, mode: 'rate', rate: 1000, durationMs: 3000 });
-  log(`${t.name}: open loop at 5k rps (2 s)`);
-  const at5k = await drive({ ...base, mode: 'rate', rate: 5000, durationMs: 2000 });
+function machineFacts(nginx: string): MachineFacts {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const wrk = (() => {
+    try {
+      return execFileSync('wrk', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+        .split('\n')[0]!
+        .trim();
+    } catch (err) {
+      return (
+        String((err as { stdout?: string }).stdout ?? '')
+          .split('\n')[0]
+          ?.trim() || 'wrk'
+      );
+    }
+  })();
   return {
-    name: t.name,
-    maxRps: max.rps,
-    maxErrors: max.errors,
-    cpuPer1k: max.ok > 0 ? (cpu / max.ok) * 1000 : NaN,
-    at1k,
-    at5k,
-    peakRssMb: peakRssMb(t.pids()),
+    date: new Date().toISOString(),
+    cpuModel: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    kernel: `${os.type()} ${os.release()}`,
+    node: `Node ${process.version}`,
+    nginx: nginxVersion(nginx).replace(/^nginx version:\s*/, 'nginx '),
+    wrk: wrk.replace(/\s+Copyright.*$/, ''),
+    loadAtStart: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
+    pinning: PIN
+      ? `yes (taskset): drivers (wrk, Node driver) and the shared backend nginx on core ${DRIVER_CORE}, the measured target on core ${TARGET_CORE}`
+      : 'no (taskset missing or one core): every process shares the cores',
+    placement:
+      'the proxies forward to one shared backend nginx (pinned with the drivers); "direct" is its own fresh backend nginx on the target core, access log off',
+    gatewayLogging: GATEWAY_LOGGING_NOTE,
+    nginxWorkers: `master_process on, ${NGINX_WORKERS} worker per instance (backend, direct and proxy), access_log off except the shared backend's per-path counter (buffered)`,
+    onnxPlacement: ONNX_PLACEMENT,
+    notes: [],
   };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Scenarios
-
-async function prepareModels(work: string): Promise<{ dir: string; image: string }> {
-  const dir = path.join(work, 'models');
-  await mkdir(dir, { recursive: true });
-  await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, 'iris-v1.onnx'));
-  await copyFile(path.join(MODELS, 'mlp-large.onnx'), path.join(dir, 'mlp-large-v1.onnx'));
-  const image = path.join(work, 'image.onnx');
-  await writeFile(image, buildIdentityModel([{ name: 'pixels', outputName: 'pixels_out', elemType: 'FP32', shape: ['batch', 3, 224, 224] }]));
-  return { dir, image };
-}
-
-/** The gateway with every feature on: cached JWT verification, a rate limit that never triggers, breakers, a 90/10 split. */
-function gatewayConfig(port: number, direct: string): Record<string, unknown> {
-  const remote = { kind: 'http', url: direct, model: 'iris', version: '1' };
-  return {
-    server: { host: '127.0.0.1', port },
-    logging: { level: 'warn' },
-    admin: { enabled: false },
-    reload: { watch: false },
-    auth: { realm: 'bench', issuers: [{ issuer: 'model-gateway-dev', audiences: ['model-gateway'], algorithms: ['ES256'], jwks: { file: JWKS } }] },
-    rateLimits: { rules: [{ name: 'per-caller', key: { claim: 'sub' }, ratePerSecond: 1_000_000, burst: 1_000_000 }] },
-    models: {
-      iris: { versions: { a: { backend: remote }, b: { backend: remote } }, weights: { a: 90, b: 10 } },
-    },
-  };
-}
-
-/** A second gateway for the tensor-encoding figures: the image model in-process, so the gateway decodes and encodes. */
-function imageGatewayConfig(port: number, image: string): Record<string, unknown> {
-  return {
-    server: { host: '127.0.0.1', port },
-    logging: { level: 'warn' },
-    admin: { enabled: false },
-    reload: { watch: false },
-    models: { image: { versions: { '1': { backend: { kind: 'onnx', path: image } } } } },
-  };
-}
-
-interface BatchingFigures {
-  batching: 'off' | 'on';
-  rps: number;
-  p99Us: number;
-  loopP99Ms: number;
-  loopMaxMs: number;
-}
-
-async function measureBatching(dir: string, bodyFile: string, on: boolean): Promise<BatchingFigures> {
-  const port = await freePort();
-  const args = [path.join(ROOT, 'dist/bench/loop-probe.js'), dir, String(port), ...(on ? ['32', '500'] : [])];
-  const { child, match } = await spawnReady(`serve-model (batching ${on ? 'on' : 'off'})`, process.execPath, args, /ready (\S+)/);
-  const url = match[1]!;
-  const base: LoadSpec = {
-    url,
-    path: '/v2/models/mlp-large/versions/1/infer',
-    bodyFile,
-    headers: { 'content-type': 'application/json' },
-    connections: 32,
-    mode: 'max',
-    concurrency: 32,
-    durationMs: 1000,
-  };
-  await drive(base);
-  const report = (): Promise<{ p99Ms: number; maxMs: number }> =>
-    new Promise((resolve) => {
-      let buf = '';
-      const onData = (d: Buffer) => {
-        buf += d.toString();
-        const line = buf.split('\n').find((l) => l.startsWith('{'));
-        if (line) {
-          child.stdout!.off('data', onData);
-          resolve(JSON.parse(line) as { p99Ms: number; maxMs: number });
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stdin!.write('report\n');
-    });
-  await report();
-  log(`mlp-large, batching ${on ? 'on' : 'off'}: closed loop, 32 in flight, 4 s`);
-  const load = await drive({ ...base, durationMs: 4000 });
-  const loop = await report();
-  child.kill('SIGTERM');
-  return { batching: on ? 'on' : 'off', rps: load.rps, p99Us: load.p99Us, loopP99Ms: loop.p99Ms, loopMaxMs: loop.maxMs };
-}
-
-interface BinaryFigures {
-  encoding: 'JSON' | 'binary';
-  requestBytes: number;
-  responseBytes: number;
-  gatewayCpuMsPerRequest: number;
-}
-
-async function measureEncoding(gateway: Target, binary: boolean): Promise<BinaryFigures> {
-  const n = 3 * 224 * 224;
-  const values = new Float32Array(n);
-  for (let i = 0; i < n; i++) values[i] = Math.round(((i * 7919) % 2000) - 1000) / 1000;
-  const url = `${gateway.url}/v2/models/image/infer`;
-  let body: Buffer;
-  const headers: Record<string, string> = {};
-  if (binary) {
-    const raw = Buffer.from(values.buffer);
-    const head = Buffer.from(
-      JSON.stringify({
-        inputs: [{ name: 'pixels', shape: [1, 3, 224, 224], datatype: 'FP32', parameters: { binary_data_size: raw.length } }],
-        parameters: { binary_data_output: true },
-      }),
-    );
-    body = Buffer.concat([head, raw]);
-    headers['inference-header-content-length'] = String(head.length);
-    headers['content-type'] = 'application/octet-stream';
-  } else {
-    body = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixels', shape: [1, 3, 224, 224], datatype: 'FP32', data: Array.from(values) }] }));
-    headers['content-type'] = 'application/json';
-  }
-  const once = async (): Promise<number> => {
-    const res = await fetch(url, { method: 'POST', body, headers });
-    const bytes = (await res.arrayBuffer()).byteLength;
-    if (res.status !== 200) throw new Error(`image ${binary ? 'binary' : 'JSON'}: status ${res.status}`);
-    return bytes;
-  };
-  for (let i = 0; i < 3; i++) await once();
-  // At least 20 requests and 2 s: CPU time comes in clock ticks (10 ms), so a fast encoding needs many requests for
-  // its per-request figure to mean anything.
-  const cpu0 = cpuSeconds(gateway.pids());
-  const started = Date.now();
-  let responseBytes = 0;
-  let rounds = 0;
-  while (rounds < 20 || Date.now() - started < 2_000) {
-    responseBytes = await once();
-    rounds++;
-  }
-  const cpu = cpuSeconds(gateway.pids()) - cpu0;
-  return { encoding: binary ? 'binary' : 'JSON', requestBytes: body.length, responseBytes, gatewayCpuMsPerRequest: (cpu / rounds) * 1000 };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Report
-
-const f = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const ms = (us: number): string => f(us / 1000, 2);
-
-function markdown(meta: Record<string, string>, proxies: ProxyFigures[], batching: BatchingFigures[], encodings: BinaryFigures[]): string {
-  const direct = proxies.find((p) => p.name === 'direct')!;
-  const fastify = proxies.find((p) => p.name === 'fastify');
-  const lines = [
-    `Run ${meta.date} on ${meta.machine}; ${meta.node}; load avg at start ${meta.load}. Loopback, one driver process, every process on the same cores — figures are noisy.`,
-    '',
-    '| target | max req/s | × direct | Δp50 @1k | Δp99 @1k | Δp50 @5k | Δp99 @5k | errors (max/1k/5k) | CPU-s / 1k req | peak RSS MB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-  ];
-  for (const p of proxies) {
-    const self = p.name === 'direct';
-    lines.push(
-      `| ${p.name} | ${f(p.maxRps)} | ${f(p.maxRps / direct.maxRps, 2)} | ${self ? ms(p.at1k.p50Us) : ms(p.at1k.p50Us - direct.at1k.p50Us)} | ${self ? ms(p.at1k.p99Us) : ms(p.at1k.p99Us - direct.at1k.p99Us)} | ${self ? ms(p.at5k.p50Us) : ms(p.at5k.p50Us - direct.at5k.p50Us)} | ${self ? ms(p.at5k.p99Us) : ms(p.at5k.p99Us - direct.at5k.p99Us)} | ${p.maxErrors}/${p.at1k.errors}/${p.at5k.errors} | ${f(p.cpuPer1k, 3)} | ${f(p.peakRssMb)} |`,
-    );
-  }
-  lines.push(
-    '',
-    'Latency columns are ms; for `direct` they are its own p50/p99, for the others the added latency over direct (open loop, measured from the intended send time).',
-  );
-  const gw = proxies.find((p) => p.name === 'gateway');
-  if (gw) {
-    lines.push('', '| target (gateway) | figure | goal |', '|---|---:|---|');
-    lines.push(`| Δp99 at 1k rps | ${ms(gw.at1k.p99Us - direct.at1k.p99Us)} ms | ≤ 1 ms |`);
-    lines.push(`| max RPS vs direct | ${f(gw.maxRps / direct.maxRps, 2)}× | ≥ 0.45× |`);
-    if (fastify) lines.push(`| max RPS vs fastify | ${f(gw.maxRps / fastify.maxRps, 2)}× | ≥ 1.5× |`);
-    lines.push(`| CPU per 1k requests | ${f(gw.cpuPer1k, 3)} s | ≤ 0.12 s |`, `| peak RSS | ${f(gw.peakRssMb)} MB | ≤ 150 MB |`);
-  }
-  if (batching.length === 2) {
-    const [off, on] = batching as [BatchingFigures, BatchingFigures];
-    lines.push('', '| mlp-large, 1 row, 32 in flight, 1 worker | req/s | p99 ms | event-loop p99 ms | event-loop max ms |', '|---|---:|---:|---:|---:|');
-    for (const b of batching) lines.push(`| batching ${b.batching} | ${f(b.rps)} | ${ms(b.p99Us)} | ${f(b.loopP99Ms, 2)} | ${f(b.loopMaxMs, 2)} |`);
-    lines.push(`| on / off | ${f(on.rps / off.rps, 2)}× (goal ≥ 2.5×) | | (goal < 5 ms) | |`);
-  }
-  if (encodings.length === 2) {
-    const [json, bin] = encodings as [BinaryFigures, BinaryFigures];
-    lines.push(
-      '',
-      '| 1×3×224×224 FP32 through the gateway (in-process identity) | request bytes | response bytes | gateway CPU ms / request |',
-      '|---|---:|---:|---:|',
-    );
-    for (const e of encodings) lines.push(`| ${e.encoding} | ${e.requestBytes} | ${e.responseBytes} | ${f(e.gatewayCpuMsPerRequest, 2)} |`);
-    lines.push(
-      `| JSON / binary | ${f((json.requestBytes + json.responseBytes) / (bin.requestBytes + bin.responseBytes), 1)}× bytes (goal ≥ 4×) | | ${f(json.gatewayCpuMsPerRequest / bin.gatewayCpuMsPerRequest, 1)}× CPU (goal ≥ 20×) |`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      'skip-onnx': { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = only?.filter((n) => n !== 'onnx' && !(TARGET_NAMES as readonly string[]).includes(n)) ?? [];
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: --only: unknown target(s) ${unknown.join(', ')}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const targets = TARGET_NAMES.filter((n) => !only || only.includes(n));
+  const withOnnx = !values['skip-onnx'] && (!only || only.includes('onnx'));
+  const timings: Timings = { ...(values.quick ? QUICK_TIMINGS : DEFAULT_TIMINGS) };
+  if (values.rounds !== undefined) timings.rounds = Math.max(1, Number(values.rounds) || 1);
+
+  const { nginx } = preconditions(withOnnx);
+  // The bench process itself (checks, /proc readings) stays off the target core.
+  if (PIN) execFileSync('taskset', ['-a', '-p', '-c', DRIVER_CORE, String(process.pid)], { stdio: 'ignore' });
+  const meta = machineFacts(nginx);
+  // The load average lags (it still counts the last minute's work); what others use right now is the better warning.
+  const before = cpuReading();
+  await sleep(1000);
+  const othersAtStart = foreignPct(before, cpuReading());
+  if (othersAtStart > QUIET_PCT)
+    meta.warning = `other processes used ${othersAtStart.toFixed(0)} % of a core when the bench started; it waits for quiet before each target and measures disturbed rounds again`;
   const started = Date.now();
-  const loadAtStart = os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
+  log(`${meta.cpuModel} × ${meta.cores}, ${meta.kernel}, ${meta.node}, ${meta.nginx}; load ${meta.loadAtStart}; pinning ${PIN ? 'on' : 'off'}`);
   const work = await mkdtemp(path.join(os.tmpdir(), 'mg-bench-'));
-  const { dir, image } = await prepareModels(work);
-  const token = await mintToken(['--scope', 'iris:infer', '--ttl', '1h', '--sub', 'bench']);
-  const irisBody = path.join(work, 'iris.json');
-  await writeFile(irisBody, JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }));
-  const mlpBody = path.join(work, 'mlp.json');
-  await writeFile(
-    mlpBody,
-    JSON.stringify({
-      inputs: [{ name: 'input', shape: [1, 512], datatype: 'FP32', data: Array.from({ length: 512 }, (_, i) => Math.round(Math.sin(i) * 1e4) / 1e4) }],
-    }),
-  );
+  onInterrupt(() => rmSync(work, { recursive: true, force: true }));
+  let ok = false;
+  try {
+    const token = (await run('token', process.execPath, [CLI, 'token', '--scope', 'iris:infer', '--sub', 'bench', '--ttl', '2h'])).trim();
+    if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) throw new Error(`model-gateway token printed no JWT: ${token.slice(0, 200)}`);
+    const body = JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] });
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+    const scripts: Record<string, string> = {};
+    for (const p of [PATH_A, PATH_SPLIT])
+      scripts[p] = await writeWrkScript(path.join(work, `${p.split('/')[3]}.lua`), { method: 'POST', path: p, body, headers });
+    const req: Request = { script: scripts[PATH_A]!, body, headers, scripts };
 
-  log('starting the direct backend (serve-model)');
-  const directPort = await freePort();
-  const d = await spawnReady(
-    'serve-model',
-    process.execPath,
-    [CLI, 'serve-model', '--model-dir', dir, '--port', String(directPort), '--log-level', 'warn'],
-    /serve-model ready on (\S+)/,
-  );
-  const direct: Target = { name: 'direct', url: d.match[1]!, child: d.child, pids: () => [d.child.pid!] };
+    const hitsLog = path.join(work, 'backend-hits.log');
+    const backend = await startBackend(nginx, 'backend', path.join(work, 'backend'), { accessLog: hitsLog, core: DRIVER_CORE });
+    log(`shared backend nginx on ${backend.url} (core ${PIN ? DRIVER_CORE : 'any'})`);
 
-  log('starting the gateway');
-  const gwConfig = path.join(work, 'gateway.yaml');
-  await writeFile(gwConfig, JSON.stringify(gatewayConfig(await freePort(), direct.url)));
-  const g = await spawnReady('gateway', process.execPath, [CLI, 'start', '--config', gwConfig], /model-gateway ready on (\S+)/);
-  const gateway: Target = { name: 'gateway', url: g.match[1]!, child: g.child, pids: () => [g.child.pid!] };
+    const rounds: RoundFigures[] = [];
+    const disturbed: RoundFigures[] = [];
+    let retries = 0;
+    let offset = 0;
+    const adminToken = 'bench-admin-token-0123456789';
+    for (let round = 1; round <= timings.rounds; round++) {
+      const order = targets.map((_, i) => targets[(i + round - 1) % targets.length]!);
+      log(`round ${round}/${timings.rounds}: ${order.join(', ')}`);
+      for (const name of order) {
+        for (let attempt = 1; ; attempt++) {
+          const quiet = await waitQuiet(QUIET_PCT, values.quick ? 20_000 : 90_000);
+          offset = countHits(hitsLog, offset).offset;
+          const t = await startTarget(name, { nginx, work, backend: backend.url, round, adminToken });
+          log(`${name}: ready in ${t.readyMs.toFixed(0)} ms on ${t.url}`);
+          let figures: RoundFigures;
+          try {
+            const measured = await measure(t, round, req, timings);
+            await t.stop();
+            await sleep(300); // the backend's access log flushes every 200 ms
+            const counted = countHits(hitsLog, offset);
+            offset = counted.offset;
+            figures = { ...measured, backendHits: counted.hits, backendNon2xx: counted.non2xx, attempt, quietBefore: quiet };
+          } finally {
+            await t.stop();
+          }
+          // A round another process disturbed is measured again, once per target and round, a few times per run.
+          if (figures.foreignPct > DISTURBED_PCT && attempt === 1 && retries < MAX_RETRIES) {
+            retries++;
+            log(`${name}: round ${round} was disturbed by other processes (${figures.foreignPct.toFixed(0)} % of a core); measuring it again`);
+            disturbed.push(figures);
+            continue;
+          }
+          rounds.push(figures);
+          break;
+        }
+      }
+    }
 
-  const peers: Target[] = [];
-  const nginxBin = ensureNginx();
-  if (nginxBin) peers.push(await startNginx(nginxBin, work, direct.url));
-  const hp = await spawnReady(
-    'http-proxy',
-    process.execPath,
-    [path.join(ROOT, 'dist/bench/peers/http-proxy.js'), String(await freePort()), direct.url],
-    /ready (\S+)/,
-  );
-  peers.push({ name: 'http-proxy', url: hp.match[1]!, child: hp.child, pids: () => [hp.child.pid!] });
-  const irisPath = '/v2/models/iris/versions/1/infer';
-  const fy = await spawnReady(
-    'fastify',
-    process.execPath,
-    [path.join(ROOT, 'dist/bench/peers/fastify.js'), String(await freePort()), direct.url, JWKS, irisPath, irisPath],
-    /ready (\S+)/,
-  );
-  peers.push({ name: 'fastify', url: fy.match[1]!, child: fy.child, pids: () => [fy.child.pid!] });
+    const waited = rounds.filter((r) => r.quietBefore.waitedMs > 1000);
+    if (waited.length > 0)
+      meta.notes.push(
+        `Other processes were using the cores: before ${waited.length} target round(s) the bench waited for a quiet machine (${waited.map((r) => `${r.target} r${r.round} ${(r.quietBefore.waitedMs / 1000).toFixed(0)} s`).join(', ')}).`,
+      );
+    if (disturbed.length > 0)
+      meta.notes.push(
+        `${disturbed.length} target round(s) were disturbed by other processes (other processes used > ${DISTURBED_PCT} % of a core during a measured window) and measured again: ${disturbed.map((r) => `${r.target} r${r.round} (${r.foreignPct.toFixed(0)} %)`).join(', ')}; the first attempts are in the JSON (disturbedAndRepeated).`,
+      );
+    const still = rounds.filter((r) => r.foreignPct > DISTURBED_PCT);
+    if (still.length > 0)
+      meta.notes.push(
+        `**Still disturbed and kept: ${still.map((r) => `${r.target} r${r.round} (${r.foreignPct.toFixed(0)} %)`).join(', ')} — read those figures with care.**`,
+      );
 
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-  const proxies: ProxyFigures[] = [];
-  proxies.push(await measureProxy(direct, irisPath, irisBody, headers));
-  proxies.push(await measureProxy(gateway, '/v2/models/iris/infer', irisBody, headers));
-  for (const p of peers) proxies.push(await measureProxy(p, p.name === 'fastify' ? '/v2/models/iris/infer' : irisPath, irisBody, headers));
-  for (const p of peers) p.child.kill('SIGTERM');
+    let onnx: OnnxFigures | undefined;
+    if (withOnnx) onnx = await onnxRows(work, values.quick ?? false);
+    await stop(backend.proc);
 
-  gateway.child.kill('SIGTERM');
-  direct.child.kill('SIGTERM');
-
-  log('JSON vs binary tensors through a gateway serving an identity model in-process');
-  const imageConfig = path.join(work, 'image-gateway.yaml');
-  await writeFile(imageConfig, JSON.stringify(imageGatewayConfig(await freePort(), image)));
-  const ig = await spawnReady('image gateway', process.execPath, [CLI, 'start', '--config', imageConfig], /model-gateway ready on (\S+)/);
-  const imageGateway: Target = { name: 'image gateway', url: ig.match[1]!, child: ig.child, pids: () => [ig.child.pid!] };
-  const encodings = [await measureEncoding(imageGateway, false), await measureEncoding(imageGateway, true)];
-  imageGateway.child.kill('SIGTERM');
-
-  const batching = [await measureBatching(dir, mlpBody, false), await measureBatching(dir, mlpBody, true)];
-
-  const cpus = os.cpus();
-  const meta = {
-    date: new Date().toISOString(),
-    machine: `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${os.platform()} ${os.release()}`,
-    node: `Node ${process.version}`,
-    load: loadAtStart,
-    durationS: ((Date.now() - started) / 1000).toFixed(0),
-  };
-  const report = markdown(meta, proxies, batching, encodings);
-  const outDir = path.join(ROOT, 'bench/results');
-  await mkdir(outDir, { recursive: true });
-  const stamp = meta.date.replace(/[:.]/g, '-');
-  await writeFile(path.join(outDir, `bench-${stamp}.json`), `${JSON.stringify({ meta, proxies, batching, encodings }, null, 2)}\n`);
-  await writeFile(path.join(outDir, `bench-${stamp}.md`), report);
-  process.stdout.write(`\n${report}\nwritten to bench/results/bench-${stamp}.{json,md} (${meta.durationS} s)\n`);
+    const summaries: TargetSummary[] = targets.map((name: TargetName) => {
+      const s = summarizeTarget(
+        name,
+        DESCRIPTIONS[name],
+        rounds.filter((r) => r.target === name),
+        { a: PATH_A, b: PATH_B },
+        { driver: DRIVER_CORE, target: TARGET_CORE },
+      );
+      if (name === 'direct') {
+        if (Object.keys(s.backendHits).length > 0) s.failures.push('requests reached the shared backend');
+      } else s.failures.push(...splitProblems(s, name === 'gateway-all' || name === 'gateway-noauth' || name === 'fastify' ? 0.1 : 0));
+      return s;
+    });
+    const goalList = goals(rounds);
+    const report = markdown(meta, timings, summaries, goalList, onnx);
+    const outDir = path.join(ROOT, 'bench/results');
+    await mkdir(outDir, { recursive: true });
+    const stamp = meta.date.replace(/[:.]/g, '-');
+    const base = path.join(outDir, `bench-${stamp}`);
+    const durationS = Math.round((Date.now() - started) / 1000);
+    await writeFile(
+      `${base}.json`,
+      `${JSON.stringify({ meta: { ...meta, durationS, quick: values.quick, targets }, timings, summaries, goals: goalList, rounds, disturbedAndRepeated: disturbed, onnx }, null, 2)}\n`,
+    );
+    await writeFile(`${base}.md`, report);
+    const bars = (f: (s: TargetSummary) => TargetSummary['maxRps']): { label: string; value: TargetSummary['maxRps'] }[] =>
+      summaries.map((s) => ({ label: s.target, value: f(s) }));
+    await writeFile(
+      `${base}.svg`,
+      chartSvg(`model-gateway bench ${meta.date.slice(0, 16)}Z — ${meta.cpuModel} × ${meta.cores}, ${timings.rounds} round(s)`, [
+        { title: 'max throughput (wrk, 64 connections)', unit: 'req/s', bars: bars((s) => s.maxRps) },
+        { title: 'CPU per request (all target processes)', unit: 'CPU µs / request', bars: bars((s) => s.cpuUsPerReq), digits: 1 },
+      ]),
+    );
+    process.stdout.write(`\n${report}\nwritten to ${path.relative(ROOT, base)}.{json,md,svg} (${durationS} s)\n`);
+    ok = true;
+  } finally {
+    await stopAll();
+    if (ok) await rm(work, { recursive: true, force: true });
+    else log(`work dir kept for inspection: ${work}`);
+  }
 }
 
-main().then(
-  () => stopAll(),
-  (err: unknown) => {
-    log(`failed: ${(err as Error).stack ?? String(err)}`);
-    stopAll();
-    process.exitCode = 1;
-  },
-);
+main().catch((err: unknown) => {
+  log(`failed: ${(err as Error).stack ?? String(err)}`);
+  killAll();
+  process.exitCode = 1;
+});

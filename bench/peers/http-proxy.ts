@@ -6,7 +6,7 @@ import httpProxy from 'http-proxy';
 
 const port = Number(process.argv[2] ?? 0);
 const target = process.argv[3] ?? 'http://127.0.0.1:8000';
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const proxy = httpProxy.createProxyServer({ target, agent, xfwd: false });
 proxy.on('error', (_err, _req, res) => {
   if (res instanceof http.ServerResponse && !res.headersSent) {
@@ -20,4 +20,4 @@ server.listen(port, '127.0.0.1', () => {
   const address = server.address();
   process.stdout.write(`ready http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}\n`);
 });
-process.on('SIGTERM', () => process.exit(0));
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));

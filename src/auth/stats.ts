@@ -3,8 +3,10 @@
 export class AuthStats {
   /** Tokens verified cryptographically (cache misses). */
   verified = 0;
-  /** Requests answered from the verified-token cache. */
+  /** Requests answered from the verified-token cache (the per-connection memo included). */
   cacheHits = 0;
+  /** Of those, the ones the connection's own memo answered (no hashing). */
+  connectionHits = 0;
   /** Enforced denials by error code. */
   readonly denied: Record<string, number> = {};
   /** Denials that dry-run mode let through, by error code. */

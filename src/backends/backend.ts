@@ -92,7 +92,7 @@ export interface ForwardedRequest {
    * a StreamedBody can be opened again from its first byte for a retry.
    */
   body: Buffer | StreamedBody;
-  /** The client's end-to-end headers: hop-by-hop and credential headers already removed. */
+  /** The client's end-to-end headers: hop-by-hop and credential headers already removed; the backend adds its own to it. */
   headers: Record<string, string>;
   /**
    * Headers the gateway itself vouches for (verified identity, a forwarded verified token, the request id). They are

@@ -6,6 +6,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
 import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
 import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf, RawBody } from '../protocol/binary.js';
+import { replaceTopLevel, topLevelMembers } from '../protocol/json-splice.js';
 import { SHADOW_HEADER } from '../protocol/shadow-mark.js';
 import type { ForwardedResponse } from './backend.js';
 
@@ -56,15 +57,21 @@ const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization
  * separately as `gatewayHeaders` and are applied last by the backend.
  */
 export function clientHeaders(incoming: IncomingHttpHeaders, peer?: string): Record<string, string> {
-  const listed = new Set(
-    String(incoming.connection ?? '')
-      .split(',')
-      .map((t) => t.trim().toLowerCase())
-      .filter((t) => t !== ''),
-  );
+  // Names the client's `Connection:` lists are hop-by-hop too; the usual values (none, keep-alive) list nothing else.
+  const connection = incoming.connection;
+  const listed =
+    connection === undefined || connection === 'keep-alive' || connection === 'close'
+      ? undefined
+      : new Set(
+          String(connection)
+            .split(',')
+            .map((t) => t.trim().toLowerCase())
+            .filter((t) => t !== ''),
+        );
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_ONLY.has(name) || listed.has(name)) continue;
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_ONLY.has(name) || listed?.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   // Append, never replace or trust: the remote sees the client's chain plus the peer this gateway saw (as Envoy does
@@ -90,8 +97,8 @@ export interface RemoteReply {
   /** JSON body, or for a binary tensor response the rewritten JSON part and the remote's tensor bytes, uncopied. */
   body: Record<string, unknown> | RawBody;
   headers: Record<string, string>;
-  /** The JSON body, or the JSON part of a binary response (names already replaced). */
-  json: Record<string, unknown>;
+  /** The JSON body, or the JSON part of a binary response (names already replaced); absent when it was not parsed. */
+  json?: Record<string, unknown>;
   /** A binary response's tensor bytes (a view of the remote's body). */
   binary?: Buffer;
 }
@@ -157,16 +164,35 @@ function binaryReplyFromRemote(res: ForwardedResponse, header: string, names: { 
 }
 
 /**
- * The reply for a remote's answer: 2xx → the inference body with `model_name`/`model_version` replaced by the gateway's
- * names; 4xx/5xx → the remote's
- * status and error message (with its Retry-After). A remote 404 means the backend's model/version is misconfigured,
- * not that the caller asked for something unknown, so it becomes a 502.
+ * A remote's JSON inference answer with the gateway's names, without parsing its tensors: the two values are spliced
+ * into the remote's bytes. Only the object's top level is scanned, so an answer that is not one JSON object with an
+ * `outputs` array is still a 502.
  */
-export function replyFromRemote(res: ForwardedResponse, names: { model: string; version: string }, label: string): RemoteReply {
+function renamedAnswer(res: ForwardedResponse, names: { model: string; version: string }, label: string): RemoteReply {
+  const members = topLevelMembers(res.body);
+  if (!members || !members.some((m) => m.key === 'outputs' && res.body[m.start] === 0x5b))
+    throw badGateway(label, 'a response that is not an OIP inference response');
+  const chunks = replaceTopLevel(res.body, members, { model_name: names.model, model_version: names.version });
+  return { status: res.status, body: new RawBody(chunks), headers: { 'content-type': 'application/json' } };
+}
+
+/**
+ * The reply for a remote's answer: 2xx → the inference body with `model_name`/`model_version` replaced by the
+ * gateway's names (spliced into the remote's bytes, unless `parse` asks for the decoded JSON too, e.g. for a shadow
+ * comparison); 4xx/5xx → the remote's status and error message (with its Retry-After). A remote 404 means the
+ * backend's model/version is misconfigured, not that the caller asked for something unknown, so it becomes a 502.
+ */
+export function replyFromRemote(
+  res: ForwardedResponse,
+  names: { model: string; version: string },
+  label: string,
+  options: { parse?: boolean } = {},
+): RemoteReply {
   if (res.status >= 200 && res.status < 300) {
     // The caller asked the gateway for its model and version; the remote's own names are an implementation detail.
     const header = res.headers[BINARY_HEADER];
     if (header !== undefined) return binaryReplyFromRemote(res, header, names, label);
+    if (options.parse !== true) return renamedAnswer(res, names, label);
     const body = parseResponseJson(res.body, label);
     body.model_name = names.model;
     body.model_version = names.version;

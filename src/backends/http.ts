@@ -124,7 +124,8 @@ export class HttpBackend implements Backend {
 
   forward(request: ForwardedRequest): Promise<ForwardedResponse> {
     if (this.#closed) return Promise.reject(new GatewayError('GW_ERR_SHUTTING_DOWN'));
-    const headers: Record<string, string> = { ...request.headers, ...this.#configuredHeaders, ...request.gatewayHeaders };
+    // The client's headers object is the request's own (clientHeaders made it): the backend's and the gateway's go on top.
+    const headers = Object.assign(request.headers, this.#configuredHeaders, request.gatewayHeaders);
     const { body } = request;
     // A body still arriving streams through with the client's framing: its declared length, else chunked.
     if (!Buffer.isBuffer(body) && body.length !== undefined) headers['content-length'] = String(body.length);

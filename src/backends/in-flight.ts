@@ -7,14 +7,21 @@ export class InFlightCalls {
   #idle: (() => void)[] = [];
 
   /** The interceptor that counts; compose it outermost so every call through the backend is seen. */
-  readonly interceptor: BackendInterceptor = aroundEveryCall(async (_operation, call) => {
+  readonly interceptor: BackendInterceptor = aroundEveryCall((_operation, call) => {
     this.#count++;
+    let pending;
     try {
-      return await call();
-    } finally {
-      if (--this.#count === 0) for (const resolve of this.#idle.splice(0)) resolve();
+      pending = call();
+    } catch (err) {
+      this.#done();
+      return Promise.reject(err);
     }
+    return pending.finally(() => this.#done());
   });
+
+  #done(): void {
+    if (--this.#count === 0) for (const resolve of this.#idle.splice(0)) resolve();
+  }
 
   get count(): number {
     return this.#count;

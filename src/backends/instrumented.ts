@@ -24,35 +24,53 @@ function outcomeOf(result: unknown): 'ok' | 'error' {
 
 export function instrumented(opts: InstrumentOptions): BackendInterceptor {
   const { model, version, kind, metrics, traced } = opts;
+  // Bound once per version, not per call.
+  const durations = metrics && {
+    ok: metrics.upstreamDuration.labels({ model, version, backend: kind, outcome: 'ok' }),
+    error: metrics.upstreamDuration.labels({ model, version, backend: kind, outcome: 'error' }),
+  };
 
-  async function measure<T>(operation: string, call: (span: Span | undefined) => Promise<T>): Promise<T> {
+  /** Observes the call's latency and outcome; with tracing, inside its client span. */
+  function measure<T>(operation: string, call: (span: Span | undefined) => Promise<T>): Promise<T> {
     const started = performance.now();
-    const observe = (outcome: 'ok' | 'error') =>
-      metrics?.upstreamDuration.observe({ model, version, backend: kind, outcome }, (performance.now() - started) / 1000);
-    const run = async (span: Span | undefined): Promise<T> => {
-      try {
-        const result = await call(span);
-        const outcome = outcomeOf(result);
-        observe(outcome);
-        if (span && outcome === 'error') span.setStatus({ code: SpanStatusCode.ERROR, message: `backend answered ${(result as ForwardedResponse).status}` });
-        return result;
-      } catch (err) {
-        observe('error');
-        span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-        if (span && isGatewayError(err)) span.setAttribute('model_gateway.error.code', err.code);
-        throw err;
-      } finally {
-        span?.end();
-      }
-    };
-    if (!traced) return run(undefined);
+    const observe = (outcome: 'ok' | 'error') => durations?.[outcome].observe((performance.now() - started) / 1000);
+    if (!traced) {
+      // No span: two callbacks on the call's own promise, nothing else.
+      return call(undefined).then(
+        (result) => {
+          observe(outcomeOf(result));
+          return result;
+        },
+        (err: unknown) => {
+          observe('error');
+          throw err;
+        },
+      );
+    }
     return tracer().startActiveSpan(
       `${operation} ${model}:${version}`,
       { kind: SpanKind.CLIENT, attributes: { 'model_gateway.model': model, 'model_gateway.version': version, 'model_gateway.backend': kind } },
-      run,
+      async (span: Span): Promise<T> => {
+        try {
+          const result = await call(span);
+          const outcome = outcomeOf(result);
+          observe(outcome);
+          if (outcome === 'error') span.setStatus({ code: SpanStatusCode.ERROR, message: `backend answered ${(result as ForwardedResponse).status}` });
+          return result;
+        } catch (err) {
+          observe('error');
+          span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+          if (isGatewayError(err)) span.setAttribute('model_gateway.error.code', err.code);
+          throw err;
+        } finally {
+          span.end();
+        }
+      },
     );
   }
 
+  // Nothing to record: the calls pass through untouched.
+  if (!traced && durations === undefined) return (next) => next;
   return (next) => ({
     infer: (request, signal) => measure('infer', () => next.infer(request, signal)),
     ...(next.forward

@@ -24,28 +24,65 @@ export interface ContextInit {
   /** Name/value pairs as received, so a repeated Authorization is still seen; default: none. */
   readonly rawHeaders?: readonly string[];
   readonly clientAddress: string;
-  /** Aborted when the caller goes away; default: never. */
-  readonly signal?: AbortSignal;
+  /** The connection the request came on (its socket), for per-connection memos. */
+  readonly connection?: object;
   /** Default: an empty body (checks and metadata calls carry none). */
   readonly body?: RequestBody;
   /** Default: from `x-request-id`, else a new UUID. */
   readonly requestId?: string;
 }
 
-const NEVER = new AbortController().signal;
+/** A Context whose abort signal is made only when something asks for it (most checks and quick answers never do). */
+class RequestContext implements Context {
+  requestId: string;
+  readonly operation: Operation;
+  readonly modelName: string;
+  readonly pathVersion: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: readonly string[];
+  readonly clientAddress: string;
+  readonly connection: object | undefined;
+  readonly body: RequestBody;
+  target?: Context['target'];
+  failover?: Context['failover'];
+  identity?: Context['identity'];
+  inference?: Context['inference'];
+  shadowCopies?: number;
+  result?: Context['result'];
+  readonly responseHeaders: Record<string, string> = {};
+  readonly upstreamHeaders: Record<string, string> = {};
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  constructor(init: ContextInit) {
+    this.requestId = init.requestId ?? requestIdFrom(init.headers['x-request-id']);
+    this.operation = init.operation;
+    this.modelName = init.modelName;
+    this.pathVersion = init.pathVersion;
+    this.headers = init.headers;
+    this.rawHeaders = init.rawHeaders ?? [];
+    this.clientAddress = init.clientAddress;
+    this.connection = init.connection;
+    this.body = init.body ?? RequestBody.empty();
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
 
 export function createContext(init: ContextInit): Context {
-  return {
-    requestId: init.requestId ?? requestIdFrom(init.headers['x-request-id']),
-    operation: init.operation,
-    modelName: init.modelName,
-    pathVersion: init.pathVersion,
-    headers: init.headers,
-    rawHeaders: init.rawHeaders ?? [],
-    clientAddress: init.clientAddress,
-    signal: init.signal ?? NEVER,
-    body: init.body ?? RequestBody.empty(),
-    responseHeaders: {},
-    upstreamHeaders: {},
-  };
+  return new RequestContext(init);
 }

@@ -23,13 +23,20 @@ export interface Context {
    * a repeated Authorization header. Never forward from it: stages strip from `headers`.
    */
   readonly rawHeaders: readonly string[];
+  /**
+   * The connection the request came on (HTTP: its socket), as an identity only: per-connection memos (the verified
+   * token) key on it. Absent when the transport has none to offer.
+   */
+  readonly connection?: object;
   /** The peer address of the connection (the Envoy sidecar in a mesh; see rate-limit keys for X-Forwarded-For). */
   readonly clientAddress: string;
   /**
-   * Aborted when the client goes away or the request must stop; pass it to every upstream call. The deadline stage
-   * replaces it with one that also aborts when the model's deadline expires, so read it when calling, not earlier.
+   * Aborted when the request must stop: the client went away, or its deadline expired (the deadline stage calls
+   * abort()). One per request, made on first use; pass it to every upstream call.
    */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
+  /** Stops the request: aborts `signal` with `reason` (the first reason wins). */
+  abort(reason: unknown): void;
   /** The request body, read lazily so earlier stages can reject a request before it is read. */
   readonly body: RequestBody;
   /** Set by the route stage: the model version that serves this request. */

@@ -19,7 +19,7 @@ export class MemoryStore implements RateLimitStore {
     return this.#buckets.size;
   }
 
-  decide(request: BucketRequest): BucketOutcome {
+  decideNow(request: BucketRequest): BucketOutcome {
     const previous = this.#buckets.get(request.key);
     const { state, allowed } = takeTokens(previous, request.policy, request.cost, this.now());
     if (previous !== undefined) this.#buckets.delete(request.key);
@@ -32,7 +32,7 @@ export class MemoryStore implements RateLimitStore {
   }
 
   async take(request: BucketRequest): Promise<BucketOutcome> {
-    return this.decide(request);
+    return this.decideNow(request);
   }
 
   async close(): Promise<void> {

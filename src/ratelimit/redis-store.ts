@@ -120,7 +120,7 @@ export class RedisStore implements RateLimitStore {
       throw new StoreUnavailableError('rate-limit store is unavailable', { cause: err });
     }
     this.stats.fallbackDecisions++;
-    return { ...this.#o.fallback.decide(request), degraded: true };
+    return { ...this.#o.fallback.decideNow(request), degraded: true };
   }
 
   async close(): Promise<void> {

@@ -52,6 +52,8 @@ export interface RateLimitStore {
   readonly stats: RateLimitStats;
   /** Throws StoreUnavailableError only for failureMode closed. */
   take(request: BucketRequest): Promise<BucketOutcome>;
+  /** The same decision at once, for a store that keeps its buckets in process; absent when a server must be asked. */
+  decideNow?(request: BucketRequest): BucketOutcome;
   close(): Promise<void>;
 }
 

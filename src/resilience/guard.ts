@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { BackendBreaker, type BreakerSettings, type BreakerSnapshot, type BreakerState } from './breaker.js';
 import { systemClock, type Clock } from '../core/clock.js';
-import { ConcurrencyLimiter, type LimiterSnapshot, type LimitSettings } from './shedder.js';
+import { ConcurrencyLimiter, type LimiterSnapshot, type LimitSettings, type Release } from './shedder.js';
 
 export interface GuardSettings {
   limits: LimitSettings;
@@ -36,15 +36,28 @@ export class VersionGuard {
    * GW_ERR_CIRCUIT_OPEN); a full version refuses at once or after a bounded wait (503 GW_ERR_OVERLOADED). Either way
    * `call` has not run when those errors are thrown. `failed` marks resolved results that count as failures.
    */
-  async run<T>(signal: AbortSignal, call: () => Promise<T>, failed?: (result: T) => boolean): Promise<T> {
-    const breaker = this.#breaker;
-    breaker?.refuseIfOpen();
-    const release = await this.#limiter.acquire(signal);
+  run<T>(signal: AbortSignal, call: () => Promise<T>, failed?: (result: T) => boolean): Promise<T> {
     try {
-      return breaker ? await breaker.run(call, failed) : await call();
-    } finally {
-      release();
+      this.#breaker?.refuseIfOpen();
+    } catch (err) {
+      return Promise.reject(err);
     }
+    // A free slot is taken at once, without a promise; only a full version waits (or sheds).
+    const release = this.#limiter.tryAcquire(signal);
+    if (release !== undefined) return this.#within(release, call, failed);
+    return this.#limiter.acquire(signal).then((r) => this.#within(r, call, failed));
+  }
+
+  /** Runs `call` (through the breaker) holding a slot, and gives the slot back when it settles. */
+  #within<T>(release: Release, call: () => Promise<T>, failed?: (result: T) => boolean): Promise<T> {
+    let running: Promise<T>;
+    try {
+      running = this.#breaker ? this.#breaker.run(call, failed) : call();
+    } catch (err) {
+      release();
+      return Promise.reject(err);
+    }
+    return running.finally(release);
   }
 
   /** Calls `listener` on every breaker state change; returns the unsubscribe function (a no-op without a breaker). */

@@ -54,6 +54,14 @@ export class ConcurrencyLimiter {
    * A slot, or a 503 (GW_ERR_OVERLOADED) with Retry-After. The slot is taken synchronously when one is free, so a
    * burst cannot overshoot the cap between the check and the increment. Aborting `signal` while waiting gives up.
    */
+  /** A slot at once when one is free and nobody waits (the common case, no promise); undefined otherwise. */
+  tryAcquire(signal: AbortSignal): Release | undefined {
+    if (signal.aborted || this.#inFlight >= this.#settings.maxConcurrent || this.#waiting.length > 0) return undefined;
+    this.#inFlight++;
+    this.#admitted++;
+    return this.#releaser();
+  }
+
   acquire(signal: AbortSignal): Promise<Release> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const { maxConcurrent, maxQueue, maxQueueWaitMs } = this.#settings;

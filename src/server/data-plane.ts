@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AccessLog } from '../telemetry/access-log.js';
-import { statusClass, type GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { tracer, tracingEnabled } from '../telemetry/tracing.js';
 import type { ServerConfig } from '../config/schema.js';
 import { ERROR_CODES } from '../errors/codes.js';
@@ -26,22 +26,40 @@ import { GATEWAY_NAME, GATEWAY_VERSION } from '../core/version.js';
 /** OIP extensions the data plane implements, listed in server metadata. */
 const SERVER_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>, close: boolean): void {
+/** Bodies up to this size are copied into one buffer: one write beats several for them. */
+const SMALL_BODY_BYTES = 16 * 1024;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders, close: boolean): void {
+  // `headers` is this reply's own object (see headersOf): the framing headers go on it, not on a copy.
+  if (close) headers.connection = 'close';
   if (body instanceof RawBody) {
-    const out: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', ...headers, 'content-length': body.byteLength };
-    if (close) out.connection = 'close';
-    res.writeHead(status, out);
-    // Corked so the JSON part and the tensors leave in as few packets as one concatenated buffer would, without the copy.
-    res.cork();
-    for (const chunk of body.chunks) res.write(chunk);
-    res.end();
+    headers['content-type'] ??= 'application/octet-stream';
+    headers['content-length'] = body.byteLength;
+    res.writeHead(status, headers);
+    const { chunks } = body;
+    // Small bodies (a remote's answer with the names spliced in) leave with the headers in one write; large ones are
+    // corked so the JSON part and the tensors leave in as few packets as one buffer would, without the copy.
+    if (chunks.length === 1) res.end(chunks[0]);
+    else if (body.byteLength <= SMALL_BODY_BYTES) res.end(Buffer.concat(chunks, body.byteLength));
+    else {
+      res.cork();
+      for (const chunk of chunks) res.write(chunk);
+      res.end();
+    }
     return;
   }
   const payload = JSON.stringify(body);
-  const out: http.OutgoingHttpHeaders = { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
-  if (close) out.connection = 'close';
-  res.writeHead(status, out);
+  headers['content-type'] = 'application/json';
+  headers['content-length'] = Buffer.byteLength(payload);
+  res.writeHead(status, headers);
   res.end(payload);
+}
+
+/** One object with the request's headers and the reply's (the reply's win). */
+function headersOf(base: Readonly<Record<string, string>>, extra: Readonly<Record<string, string>> | undefined): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = { ...base };
+  if (extra !== undefined) Object.assign(out, extra);
+  return out;
 }
 
 /** Raw responses for requests Node's parser rejected before any handler ran. */
@@ -122,7 +140,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
 
   function sendError(res: ServerResponse, err: GatewayError): void {
     const mapped = toResponse(err);
-    send(res, mapped.status, mapped.body, mapped.headers, state.draining);
+    send(res, mapped.status, mapped.body, headersOf(mapped.headers, undefined), state.draining);
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -162,11 +180,8 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     const started = performance.now();
     // Unknown model names come from clients: one label for all of them keeps the series count bounded.
     const modelLabel = generation.catalog.get(modelName) ? modelName : 'unknown';
-    metrics?.inFlight.inc({ model: modelLabel });
-    const aborter = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) aborter.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
-    });
+    const inFlight = metrics?.inFlightOf(modelLabel);
+    inFlight?.inc();
     const ctx = createContext({
       operation,
       modelName,
@@ -174,8 +189,11 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       clientAddress: peerAddress(req.socket.remoteAddress),
-      signal: aborter.signal,
+      connection: req.socket,
       body: new RequestBody(req, config.maxBodyBytes),
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) ctx.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
     });
     const span = tracingEnabled() ? startServerSpan(req, operation, pathVersion !== undefined, modelName) : undefined;
     let status = 500;
@@ -187,7 +205,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       status = reply.status;
       fallbackFrom = reply.headers?.[FALLBACK_HEADER] ?? ctx.responseHeaders[FALLBACK_HEADER];
       if (res.destroyed) return;
-      send(res, reply.status, reply.body, { ...ctx.responseHeaders, ...reply.headers }, state.draining || ctx.body.abandoned);
+      send(res, reply.status, reply.body, headersOf(ctx.responseHeaders, reply.headers), state.draining || ctx.body.abandoned);
     } catch (err) {
       const mapped = toResponse(err);
       status = mapped.status;
@@ -196,13 +214,11 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
       else if (mapped.status >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.body.error }, 'request failed');
       if (res.destroyed) return;
-      send(res, mapped.status, mapped.body, { ...ctx.responseHeaders, ...mapped.headers }, state.draining || ctx.body.abandoned);
+      send(res, mapped.status, mapped.body, headersOf(ctx.responseHeaders, mapped.headers), state.draining || ctx.body.abandoned);
     } finally {
       const seconds = (performance.now() - started) / 1000;
-      const labels = { model: modelLabel, version: ctx.target?.version ?? '', operation, status_class: statusClass(status) };
-      metrics?.inFlight.dec({ model: modelLabel });
-      metrics?.requests.inc(labels);
-      metrics?.requestDuration.observe(labels, seconds);
+      inFlight?.dec();
+      metrics?.answered(modelLabel, ctx.target?.version ?? '', operation, status, seconds);
       if (span) {
         span.setAttribute('http.response.status_code', status);
         if (ctx.target) span.setAttribute('model_gateway.version', ctx.target.version);
@@ -210,20 +226,21 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
         if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();
       }
-      accessLog?.({
-        requestId: ctx.requestId,
-        traceId: span?.spanContext().traceId ?? traceIdFrom(req.headers.traceparent),
-        method: req.method ?? '',
-        path: (req.url ?? '').slice(0, 256),
-        model: modelName.slice(0, 128),
-        version: ctx.target?.version,
-        status,
-        latencyMs: seconds * 1000,
-        subject: ctx.identity?.subject,
-        shadows: ctx.shadowCopies ?? 0,
-        fallbackFrom,
-        errorCode,
-      });
+      if (accessLog?.wants())
+        accessLog({
+          requestId: ctx.requestId,
+          traceId: span?.spanContext().traceId ?? traceIdFrom(req.headers.traceparent),
+          method: req.method ?? '',
+          path: (req.url ?? '').slice(0, 256),
+          model: modelName.slice(0, 128),
+          version: ctx.target?.version,
+          status,
+          latencyMs: seconds * 1000,
+          subject: ctx.identity?.subject,
+          shadows: ctx.shadowCopies ?? 0,
+          fallbackFrom,
+          errorCode,
+        });
     }
   }
 

@@ -7,7 +7,7 @@ import { identityHeaderNames, identityHeaders, stripIdentityHeaders, type Identi
 import type { AuthStats } from '../auth/stats.js';
 import type { TokenVerifier } from '../auth/verify.js';
 import { isGatewayError, type GatewayError } from '../errors/gateway-error.js';
-import type { Identity, Stage } from '../pipeline/stage.js';
+import type { Context, Identity, Next, Reply, Stage } from '../pipeline/stage.js';
 import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 
@@ -48,49 +48,65 @@ export function authStage(options: AuthStageOptions): Stage {
   const { verifier, realm, stats } = auth;
   const dryRunLog = new LogThrottle(log, options.now);
 
+  /** The decision once the caller is known (or known to have no valid token): allow, dry-run, or refuse. */
+  function decide(ctx: Context, identity: Identity | undefined, failure: GatewayError | undefined, next: Next): Promise<Reply> {
+    const policy = auth!.policies.get(ctx.modelName) ?? auth!.defaultPolicy;
+    const model = ctx.modelName.slice(0, 128);
+    let denial = failure;
+    if (denial === undefined) {
+      if (identity === undefined) {
+        if (!policy.allowAnonymous) denial = authError('GW_ERR_UNAUTHENTICATED', realm, `model '${model}' needs a bearer token`);
+      } else {
+        const requirement = ctx.operation === 'infer' ? policy.infer : policy.metadata;
+        denial = checkAccess(identity, requirement, realm, `${ctx.operation === 'infer' ? 'inference on' : 'reading'} model '${model}'`);
+      }
+    }
+    // A verified token may be forwarded (gateway-owned, so it survives the remote backend's header filtering);
+    // the client's header itself never is.
+    if (auth!.forwardToken && identity !== undefined && typeof ctx.headers.authorization === 'string') {
+      ctx.upstreamHeaders.authorization = ctx.headers.authorization;
+    }
+    delete ctx.headers.authorization;
+    if (denial !== undefined) {
+      if (policy.enforce) {
+        stats.count(stats.denied, denial.code);
+        throw denial;
+      }
+      stats.count(stats.dryRunDenied, denial.code);
+      dryRunLog.warn(
+        `${model}:${denial.code}`,
+        { dryRun: true, requestId: ctx.requestId, model, code: denial.code, status: denial.status, reason: denial.message, subject: identity?.subject },
+        'auth dry run: this request would have been denied',
+      );
+    }
+    if (identity !== undefined) {
+      ctx.identity = identity;
+      Object.assign(ctx.upstreamHeaders, identityHeaders(identity, headerConfig));
+    }
+    return next();
+  }
+
+  const refusal = (err: unknown): GatewayError => {
+    if (!isGatewayError(err)) throw err;
+    return err;
+  };
+
   return {
     name: 'auth',
-    async handle(ctx, next) {
+    handle(ctx, next) {
       stripIdentityHeaders(ctx.headers, owned);
-      const policy = auth.policies.get(ctx.modelName) ?? auth.defaultPolicy;
-      const model = ctx.modelName.slice(0, 128);
-      let identity: Identity | undefined;
-      let denial: GatewayError | undefined;
+      let found;
       try {
-        identity = await verifier.authenticate(ctx.headers, ctx.rawHeaders);
-        if (identity === undefined) {
-          if (!policy.allowAnonymous) denial = authError('GW_ERR_UNAUTHENTICATED', realm, `model '${model}' needs a bearer token`);
-        } else {
-          const requirement = ctx.operation === 'infer' ? policy.infer : policy.metadata;
-          denial = checkAccess(identity, requirement, realm, `${ctx.operation === 'infer' ? 'inference on' : 'reading'} model '${model}'`);
-        }
+        found = verifier.authenticateNow(ctx.headers, ctx.rawHeaders, ctx.connection);
       } catch (err) {
-        if (!isGatewayError(err)) throw err;
-        denial = err;
+        return decide(ctx, undefined, refusal(err), next);
       }
-      // A verified token may be forwarded (gateway-owned, so it survives the remote backend's header filtering);
-      // the client's header itself never is.
-      if (auth.forwardToken && identity !== undefined && typeof ctx.headers.authorization === 'string') {
-        ctx.upstreamHeaders.authorization = ctx.headers.authorization;
-      }
-      delete ctx.headers.authorization;
-      if (denial !== undefined) {
-        if (policy.enforce) {
-          stats.count(stats.denied, denial.code);
-          throw denial;
-        }
-        stats.count(stats.dryRunDenied, denial.code);
-        dryRunLog.warn(
-          `${model}:${denial.code}`,
-          { dryRun: true, requestId: ctx.requestId, model, code: denial.code, status: denial.status, reason: denial.message, subject: identity?.subject },
-          'auth dry run: this request would have been denied',
-        );
-      }
-      if (identity !== undefined) {
-        ctx.identity = identity;
-        Object.assign(ctx.upstreamHeaders, identityHeaders(identity, headerConfig));
-      }
-      return next();
+      // A known token (the connection's or the cache's) is decided now; only a new one waits for its verification.
+      if (!('pending' in found)) return decide(ctx, found.identity, undefined, next);
+      return found.pending.then(
+        (identity) => decide(ctx, identity, undefined, next),
+        (err: unknown) => decide(ctx, undefined, refusal(err), next),
+      );
     },
   };
 }

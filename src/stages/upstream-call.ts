@@ -27,9 +27,11 @@ async function forwardToRemote(ctx: Context, target: ServedVersion, remote: Forw
     gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders),
     signal: ctx.signal,
   });
-  const reply = replyFromRemote(res, { model: target.model, version: target.version }, label);
-  // Tensors are decoded only when an earlier stage needed the request decoded (e.g. a shadow compares outputs).
-  if (ctx.inference !== undefined && reply.status < 300) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };
+  // The answer's tensors are decoded only when an earlier stage needed the request decoded (a shadow compares
+  // outputs); otherwise its bytes pass through with the gateway's names spliced in.
+  const decode = ctx.inference !== undefined;
+  const reply = replyFromRemote(res, { model: target.model, version: target.version }, label, { parse: decode });
+  if (decode && reply.status < 300 && reply.json) ctx.result = { outputs: decodeOutputs(reply.json, label, reply.binary) };
   return { status: reply.status, body: reply.body, headers: reply.headers };
 }
 

@@ -16,15 +16,16 @@ export interface ValidateStageOptions {
 export function validateStage({ needsTensors }: ValidateStageOptions = { needsTensors: () => false }): Stage {
   return {
     name: 'validate',
-    async handle(ctx, next) {
+    handle(ctx, next) {
       if (ctx.operation !== 'infer') return next();
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('validate ran before route') });
-      if (needsDecoding(target) || needsTensors(target.model)) {
-        // A rollout candidate that is not ready fails in the upstream stage, where stable answers: decode for stable.
-        ctx.inference = await decodeFor(ctx, ctx.failover && !target.backend.ready() ? ctx.failover : target);
-      }
-      return next();
+      if (!needsDecoding(target) && !needsTensors(target.model)) return next();
+      // A rollout candidate that is not ready fails in the upstream stage, where stable answers: decode for stable.
+      return decodeFor(ctx, ctx.failover && !target.backend.ready() ? ctx.failover : target).then((request) => {
+        ctx.inference = request;
+        return next();
+      });
     },
   };
 }

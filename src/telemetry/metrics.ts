@@ -83,6 +83,33 @@ export class GatewayMetrics {
     }
   }
 
+  // Children bound per label set, once: prom-client would otherwise hash a label object on every call.
+  readonly #inFlightOf = new Map<string, ReturnType<GatewayMetrics['inFlight']['labels']>>();
+  readonly #answeredOf = new Map<
+    string,
+    { count: ReturnType<GatewayMetrics['requests']['labels']>; duration: ReturnType<GatewayMetrics['requestDuration']['labels']> }
+  >();
+
+  /** The in-flight gauge of one model (bound once). */
+  inFlightOf(model: string): ReturnType<GatewayMetrics['inFlight']['labels']> {
+    let child = this.#inFlightOf.get(model);
+    if (child === undefined) this.#inFlightOf.set(model, (child = this.inFlight.labels({ model })));
+    return child;
+  }
+
+  /** Counts one answered request and records its duration. */
+  answered(model: string, version: string, operation: string, status: number, seconds: number): void {
+    const statusClassLabel = statusClass(status);
+    const key = `${model}\n${version}\n${operation}\n${statusClassLabel}`;
+    let children = this.#answeredOf.get(key);
+    if (children === undefined) {
+      const labels = { model, version, operation, status_class: statusClassLabel };
+      this.#answeredOf.set(key, (children = { count: this.requests.labels(labels), duration: this.requestDuration.labels(labels) }));
+    }
+    children.count.inc();
+    children.duration.observe(seconds);
+  }
+
   /** The Prometheus text exposition. */
   async exposition(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };

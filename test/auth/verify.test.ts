@@ -57,6 +57,40 @@ test('a cached token is never used past its exp: at exp + tolerance it is verifi
   await rejects(t, v.verify(token), /expired/);
 });
 
+test('a keep-alive connection remembers its last verified token: the same token again is recognised there, another is verified on its own', async (t) => {
+  const c = clock();
+  const key = ecKey('k1');
+  const v = verifier([key.jwk], c.now);
+  const alice = tokenFor(key, claims(T0));
+  const bob = tokenFor(key, claims(T0, { sub: 'bob' }));
+  const conn = {};
+  t.is((await v.verify(alice, conn)).subject, 'alice');
+  t.is((await v.verify(alice, conn)).subject, 'alice');
+  t.like(v.stats, { verified: 1, cacheHits: 1, connectionHits: 1 });
+  // A different token on the same connection never gets the remembered identity.
+  t.is((await v.verify(bob, conn)).subject, 'bob');
+  t.like(v.stats, { verified: 2, connectionHits: 1 });
+  // Another connection with alice's token: the shared cache answers, and that connection remembers it from now on.
+  const other = {};
+  t.is((await v.verify(alice, other)).subject, 'alice');
+  t.is((await v.verify(alice, other)).subject, 'alice');
+  t.like(v.stats, { verified: 2, cacheHits: 3, connectionHits: 2 });
+  // Past exp the memo is dead too: the verifier decides again (and refuses once beyond the tolerance).
+  c.advance(60_000 + 31_000);
+  await rejects(t, v.verify(alice, other), /expired/);
+  t.is(v.stats.connectionHits, 2);
+});
+
+test('with the token cache off (maxEntries 0) connections remember nothing either', async (t) => {
+  const key = ecKey('k1');
+  const v = verifier([key.jwk], clock().now, { tokenCache: { maxEntries: 0 } });
+  const token = tokenFor(key, claims(T0));
+  const conn = {};
+  await v.verify(token, conn);
+  await v.verify(token, conn);
+  t.like(v.stats, { verified: 2, cacheHits: 0, connectionHits: 0 });
+});
+
 test('the cache is bounded (least recently used evicted) and its entries live at most maxTtlMs', async (t) => {
   const c = clock();
   const key = ecKey('k1');

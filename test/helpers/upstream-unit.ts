@@ -87,7 +87,7 @@ export async function upstreamUnit(t: ExecutionContext, options: UpstreamUnitOpt
   const fallbacks = new Map(options.fallback ? [['iris', version(options.fallback)] as const] : []);
   const stage = upstreamStage({ catalog, guards: registry.bind(config, catalog), fallbacks, ...(options.signals ? { signals: options.signals } : {}) });
   /** An inference routed to version 2: by weight with stable (1) behind it (`failover`), or pinned by path. */
-  const ctx = (o: { pinned?: boolean; failover?: boolean; signal?: AbortSignal } = {}): Context => {
+  const ctx = (o: { pinned?: boolean; failover?: boolean } = {}): Context => {
     const req = new IncomingMessage(new Socket());
     req.push(JSON.stringify(irisRequest([IRIS_ROW])));
     req.push(null);
@@ -98,7 +98,6 @@ export async function upstreamUnit(t: ExecutionContext, options: UpstreamUnitOpt
       pathVersion: o.pinned ? '2' : undefined,
       headers: {},
       clientAddress: '127.0.0.1',
-      ...(o.signal ? { signal: o.signal } : {}),
       body: new RequestBody(req, 1 << 20),
     });
     c.target = version('2');

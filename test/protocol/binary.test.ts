@@ -221,7 +221,7 @@ test('a remote binary answer: names rewritten in the JSON part, header recompute
   t.like(JSON.parse(Buffer.from(head).toString()), { model_name: 'flowers', model_version: '2' });
   t.is(reply.headers['inference-header-content-length'], String(head.byteLength));
   t.is(tensors.buffer, res.body.buffer);
-  const outputs = decodeOutputs(reply.json, 'model flowers version 2', reply.binary);
+  const outputs = decodeOutputs(reply.json!, 'model flowers version 2', reply.binary);
   t.deepEqual(Array.from(outputs[0]!.data as Float32Array), [1, 2]);
 });
 
@@ -229,8 +229,8 @@ const remoteFails = test.macro((t, res: ForwardedResponse, decode: boolean, mess
   const label = 'model flowers version 2';
   const err = t.throws(
     () => {
-      const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, label);
-      if (decode) decodeOutputs(reply.json, label, reply.binary);
+      const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, label, { parse: decode });
+      if (decode) decodeOutputs(reply.json!, label, reply.binary);
     },
     { instanceOf: GatewayError },
   );

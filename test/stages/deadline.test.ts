@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import { RequestBody } from '../../src/http/request-body.js';
 import type { ServedVersion } from '../../src/models/catalog.js';
+import { createContext } from '../../src/pipeline/context.js';
 import type { Context, Operation, Reply } from '../../src/pipeline/stage.js';
 import { deadlineStage } from '../../src/stages/deadline.js';
 import { ROOT, gatewayConfig, irisModels } from '../helpers/gateway.js';
@@ -31,21 +32,18 @@ function incoming(): { req: IncomingMessage; end(): void } {
   };
 }
 
-function ctxFor(req: IncomingMessage, client: AbortController, operation: Operation = 'infer'): Context {
-  return {
+function ctxFor(req: IncomingMessage, operation: Operation = 'infer'): Context {
+  const ctx = createContext({
     requestId: 'r1',
     operation,
     modelName: 'iris',
     pathVersion: '1',
     headers: {},
-    rawHeaders: [],
     clientAddress: '127.0.0.1',
-    signal: client.signal,
     body: new RequestBody(req, 1 << 20),
-    target: { model: 'iris', version: '1' } as ServedVersion,
-    responseHeaders: {},
-    upstreamHeaders: {},
-  };
+  });
+  ctx.target = { model: 'iris', version: '1' } as ServedVersion;
+  return ctx;
 }
 
 /** A downstream call that only ends when its signal aborts, like a backend call to a hung remote. */
@@ -62,7 +60,7 @@ test('expiry aborts the downstream signal with GW_ERR_DEADLINE_EXCEEDED (504) at
   const s = await stage(clock);
   const { req, end } = incoming();
   end();
-  const ctx = ctxFor(req, new AbortController());
+  const ctx = ctxFor(req);
   const seen: AbortSignal[] = [];
   const reply = s.handle(ctx, hangingNext(ctx, seen));
   await ctx.body.bytes();
@@ -81,7 +79,7 @@ test('the clock starts once the body has been received, not before', async (t) =
   const clock = new ManualClock();
   const s = await stage(clock);
   const { req, end } = incoming();
-  const ctx = ctxFor(req, new AbortController());
+  const ctx = ctxFor(req);
   const seen: AbortSignal[] = [];
   const reply = s.handle(ctx, hangingNext(ctx, seen));
   clock.advance(5_000); // a slow upload: not the model's time
@@ -99,20 +97,19 @@ test('a reply in time is returned and its timer cancelled; a client abort still 
   const s = await stage(clock);
   const { req, end } = incoming();
   end();
-  const ctx = ctxFor(req, new AbortController());
+  const ctx = ctxFor(req);
   t.deepEqual(await s.handle(ctx, () => Promise.resolve({ status: 200, body: { ok: true } })), { status: 200, body: { ok: true } });
   t.is(clock.pending, 0);
 
-  const client = new AbortController();
   const second = incoming();
   second.end();
-  const ctx2 = ctxFor(second.req, client);
+  const ctx2 = ctxFor(second.req);
   const seen: AbortSignal[] = [];
   const reply = s.handle(ctx2, hangingNext(ctx2, seen));
   await ctx2.body.bytes();
   await new Promise<void>((resolve) => setImmediate(resolve));
   const gone = new GatewayError('GW_ERR_CLIENT_CLOSED');
-  client.abort(gone);
+  ctx2.abort(gone); // the client went away
   t.is(await t.throwsAsync(reply), gone);
   t.is(seen[0]!.reason, gone);
 });
@@ -120,10 +117,11 @@ test('a reply in time is returned and its timer cancelled; a client abort still 
 test('metadata and readiness calls get no deadline and keep their signal', async (t) => {
   const s = await stage(new ManualClock());
   const { req } = incoming();
-  const client = new AbortController();
-  const ctx = ctxFor(req, client, 'model-metadata');
+  const ctx = ctxFor(req, 'model-metadata');
+  const before = ctx.signal;
   await s.handle(ctx, () => Promise.resolve({ status: 200, body: {} }));
-  t.is(ctx.signal, client.signal);
+  t.is(ctx.signal, before);
+  t.false(ctx.signal.aborted);
 });
 
 /** Lets the stage and the downstream call run up to their next real wait (body read, timer started). */
@@ -164,7 +162,7 @@ function controlledNext(ctx: Context): { next: () => Promise<Reply>; signal: () 
 function start(s: Awaited<ReturnType<typeof stage>>) {
   const { req, end } = incoming();
   end();
-  const ctx = ctxFor(req, new AbortController());
+  const ctx = ctxFor(req);
   const downstream = controlledNext(ctx);
   const reply = s.handle(ctx, downstream.next);
   const outcome: { settled?: 'replied' | 'failed'; value?: unknown } = {};

@@ -59,10 +59,17 @@ test('sampling keeps the configured share of non-5xx lines and every 5xx line', 
   t.is(out[0]!.latencyMs, 1.235);
 });
 
-test('disabled: nothing is written', (t) => {
+test('disabled: nothing is written, and the data plane is told not to build entries', (t) => {
   const { stream, lines } = sink();
-  createAccessLog(createLogger('info', stream), { enabled: false, sampleRate: 1 })(entry(500));
+  const off = createAccessLog(createLogger('info', stream), { enabled: false, sampleRate: 1 });
+  off(entry(500));
   t.is(lines().length, 0);
+  t.false(off.wants());
+});
+
+test('the log level decides too: below info no entry is wanted; at info it is', (t) => {
+  t.false(createAccessLog(createLogger('warn'), { enabled: true, sampleRate: 1 }).wants());
+  t.true(createAccessLog(createLogger('info'), { enabled: true, sampleRate: 1 }).wants());
 });
 
 const ISSUER = 'https://idp.example';
