@@ -1,7 +1,7 @@
 // `model-gateway check-config FILE`: the validation `start` and reload run, without starting anything.
 
 import { loadConfig } from '../config/load.js';
-import type { CommandIo } from './run.js';
+import type { CommandIo } from './io.js';
 
 export const CHECK_CONFIG_USAGE = `  model-gateway check-config FILE
       Validate a config file without starting: the schema and \${VAR}s, that every file it reads (onnx model paths,

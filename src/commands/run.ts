@@ -2,13 +2,9 @@
 // load the gateway. The CLI entry (src/cli.ts) and in-process tests both call run().
 
 import { GATEWAY_VERSION } from '../core/version.js';
+import type { CommandIo } from './io.js';
 
-/** What a command writes to, and reads its environment from (tests run commands in process with their own). */
-export interface CommandIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-}
+export type { CommandIo } from './io.js';
 
 /** Resolves the exit code, or -1 for a command that keeps the process serving. */
 type Command = (argv: string[], io: CommandIo) => Promise<number>;

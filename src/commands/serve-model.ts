@@ -6,7 +6,7 @@ import { stopOnSignals } from '../app/signals.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createLogger } from '../telemetry/log.js';
-import type { CommandIo } from './run.js';
+import type { CommandIo } from './io.js';
 
 export const SERVE_MODEL_USAGE = `  model-gateway serve-model (--model-dir DIR | --config FILE) [--host ADDR] [--port N] [--workers N] [--log-level L]
                             [--max-batch-size N [--max-queue-delay-us US]]

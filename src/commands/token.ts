@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { JWK } from 'jose';
-import type { CommandIo } from './run.js';
+import type { CommandIo } from './io.js';
 
 /** The committed, published, development-only key (see examples/dev-keys/README.md). */
 export const DEV_KEY_FILE = path.resolve(import.meta.dirname, '../../../examples/dev-keys/private.jwk.json');

@@ -21,10 +21,17 @@ function sourceFiles(dir = SRC): string[] {
 /** The floor or file a source file belongs to: its top-level folder (`stages/`), or itself at the top (`cli.ts`). */
 const unitOf = (file: string): string => (file.includes('/') ? `${file.slice(0, file.indexOf('/'))}/` : file);
 
-/** Static imports and re-exports of project files (`import type` included: a type is a dependency too). */
-export function importsOf(file: string, text: string): string[] {
+/**
+ * Imports and re-exports of project files: static ones (`import type` included: a type is a dependency too) and lazy
+ * `import('./x.js')` calls (a command loaded on demand is still a dependency of its dispatcher).
+ */
+export function importsOf(file: string, text: string, lazy = true): string[] {
   const found: string[] = [];
-  for (const m of text.matchAll(/^(?:import|export)\s[^'";]*?from\s+'(\.{1,2}\/[^']+)'/gm)) {
+  const specifiers = [
+    ...text.matchAll(/^(?:import|export)\s[^'";]*?from\s+'(\.{1,2}\/[^']+)'/gm),
+    ...(lazy ? text.matchAll(/\bimport\(\s*'(\.{1,2}\/[^']+)'\s*\)/g) : []),
+  ];
+  for (const m of specifiers) {
     found.push(path.posix.normalize(path.posix.join(path.posix.dirname(file), m[1]!)).replace(/\.js$/, '.ts'));
   }
   return found;
@@ -127,10 +134,10 @@ test('the page parser and the import reader see what they should', (t) => {
       ['c.ts', 1],
     ],
   );
-  t.deepEqual(importsOf('stages/x.ts', "import type { A } from '../pipeline/stage.js';\nexport { b } from './b.js';\nimport fs from 'node:fs';"), [
-    'pipeline/stage.ts',
-    'stages/b.ts',
-  ]);
+  t.deepEqual(
+    importsOf('stages/x.ts', "import type { A } from '../pipeline/stage.js';\nexport { b } from './b.js';\nimport fs from 'node:fs';\nawait import('./c.js');"),
+    ['pipeline/stage.ts', 'stages/b.ts', 'stages/c.ts'],
+  );
 });
 
 test(`no source file is over ${MAX_LINES} lines`, (t) => {
@@ -157,7 +164,7 @@ function loadedAtStart(file: string): Set<string> {
     if (seen.has(f)) return;
     seen.add(f);
     const text = readFileSync(path.join(dist, f.replace(/\.ts$/, '.js')), 'utf8');
-    for (const to of importsOf(f, text.replace(/^import\s+['"]/gm, "import x from '"))) if (texts.has(to)) visit(to);
+    for (const to of importsOf(f, text.replace(/^import\s+['"]/gm, "import x from '"), false)) if (texts.has(to)) visit(to);
   };
   visit(file);
   return seen;
