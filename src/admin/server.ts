@@ -32,6 +32,8 @@ export interface AdminServerOptions {
   /** Progressive rollouts: GET /admin/models/{m}/rollout and POST .../rollout/{pause,resume,promote,abort}. */
   rollouts?: RolloutManager;
   env?: NodeJS.ProcessEnv;
+  /** Listen on a port of this process only, even in a cluster worker (whose ports Node otherwise shares). */
+  exclusive?: boolean;
 }
 
 export interface RunningAdmin {
@@ -219,7 +221,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     log.warn(`admin API endpoints refuse every call: set admin.token in the config or ${ADMIN_TOKEN_ENV} to enable them; /metrics is served`);
   }
   const server = createAdminServer(options);
-  server.listen(config.port, config.host);
+  // A cluster worker's admin port is its own (the supervisor relays to each); otherwise Node would share it.
+  server.listen({ port: config.port, host: config.host, exclusive: options.exclusive === true });
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;

@@ -28,9 +28,8 @@ import { registerStateMetrics } from './state-metrics.js';
 import { tracingEnabled } from '../telemetry/tracing.js';
 import { systemClock, type Clock, type Now } from '../core/clock.js';
 import { RolloutManager } from '../rollout/manager.js';
-import { connectRolloutStore, defaultReplicaId } from '../rollout/redis-store.js';
 import { RolloutSignals } from '../rollout/signals.js';
-import { LocalRolloutStore, type RolloutStore } from '../rollout/store.js';
+import { defaultReplicaId, LocalRolloutStore, type RolloutStore } from '../rollout/store.js';
 import { registerRolloutMetrics } from './state-metrics.js';
 
 export interface RunningGateway {
@@ -62,6 +61,8 @@ export interface RunningGateway {
 }
 
 export interface GatewayOptions {
+  /** A data-plane worker of a supervisor (server.workers > 1): its admin API listens on a port of its own. */
+  worker?: boolean;
   /** The file `config` was loaded from: enables hot reload (file watching and POST /admin/reload). */
   configFile?: string;
   /** Re-applied to every reloaded config, so command-line flags keep winning over the file. */
@@ -123,7 +124,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   // Read once at start, like the rate-limit store: rollouts keep their state and leadership across reloads.
   const replicaId = options.replicaId ?? defaultReplicaId();
   const rolloutStore: RolloutStore = config.coordination
-    ? await connectRolloutStore(config.coordination.redis, { log, replicaId, now: () => rolloutClock.now() })
+    ? // Redis (ioredis) is loaded only by a gateway that uses it.
+      await (await import('../rollout/redis-store.js')).connectRolloutStore(config.coordination.redis, { log, replicaId, now: () => rolloutClock.now() })
     : new LocalRolloutStore(replicaId);
   const rollouts = await RolloutManager.start({
     gateway: controller,
@@ -164,6 +166,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
       log,
       ...(adminAuthorizer ? { authorize: adminAuthorizer } : {}),
       ...(options.env ? { env: options.env } : {}),
+      ...(options.worker ? { exclusive: true } : {}),
     });
     await controller.watch();
     // Last, so a failure here leaves nothing of it to close; checks read the controller's current config.

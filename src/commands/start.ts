@@ -3,15 +3,16 @@
 
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { serveAsWorker, superviseWorkers, workerNumber } from '../app/cluster.js';
 import { startGateway, type RunningGateway } from '../app/gateway.js';
 import { stopOnSignals } from '../app/signals.js';
 import { ADMIN_TOKEN_ENV, adminToken } from '../admin/token.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { BackendMetadata } from '../protocol/oip.js';
-import { createLogger } from '../telemetry/log.js';
+import { createLogger, type Logger } from '../telemetry/log.js';
 import { startTracing } from '../telemetry/tracing.js';
-import type { CommandIo } from './run.js';
+import type { CommandIo } from './io.js';
 import { DEV_ISSUER } from './token.js';
 
 export const START_USAGE = `  model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N]
@@ -69,7 +70,7 @@ function adminHint(gw: RunningGateway, config: GatewayConfig, env: NodeJS.Proces
   return `admin calls are refused until admin.token or $${ADMIN_TOKEN_ENV} is set when the gateway starts; /metrics is served`;
 }
 
-function printBanner(gw: RunningGateway, config: GatewayConfig, io: CommandIo): void {
+function bannerLines(gw: RunningGateway, config: GatewayConfig, io: CommandIo): string[] {
   const lines = [`model-gateway ready on ${gw.url}`];
   for (const model of gw.state.current.catalog.all()) {
     // What a request without a version gets, from the routing view (the catalog's default knows nothing of weights).
@@ -94,7 +95,7 @@ function printBanner(gw: RunningGateway, config: GatewayConfig, io: CommandIo): 
     const meta = first.versions.get(routingDefault(first))!.backend.metadata();
     lines.push(`try:\n  ${exampleCurl(gw.url, first.name, meta, bannerAuthorization(config, first.name))}`);
   }
-  io.stderr(`${lines.join('\n')}\n`);
+  return lines;
 }
 
 function portFlag(flag: string, value: string): number {
@@ -124,14 +125,42 @@ export async function startCommand(argv: string[], io: CommandIo): Promise<numbe
     if (values.host !== undefined) c.server.host = values.host;
     if (adminPort !== undefined) c.admin.port = adminPort;
   };
-  adjustConfig(config);
-  const log = createLogger(config.logging.level);
+  const number = workerNumber();
+  const worker = number !== undefined;
+  // A worker's admin API is private (the supervisor relays to it): loopback, any free port, on every reload too.
+  const forProcess = (c: GatewayConfig) => {
+    adjustConfig(c);
+    if (worker) c.admin = { ...c.admin, host: '127.0.0.1', port: 0 };
+  };
+  forProcess(config);
+  // A worker's every line (access log included) names the worker.
+  const log = worker ? createLogger(config.logging.level).child({ worker: number }) : createLogger(config.logging.level);
+  if (config.server.workers > 1 && !worker) return supervise(config, log, io);
+
   // Before any pipeline is built: pipelines add spans only when tracing records (decided at build time).
-  const tracing = startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint, sampleRatio: config.telemetry.tracing.sampleRatio });
+  const tracing = await startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint, sampleRatio: config.telemetry.tracing.sampleRatio });
   if (tracing.enabled) log.info('tracing: exporting spans over OTLP/HTTP');
-  const gw = await startGateway(config, log, { configFile: file, adjustConfig, env: io.env });
+  const gw = await startGateway(config, log, { configFile: file, adjustConfig: forProcess, env: io.env, worker });
   log.info({ url: gw.url }, 'ready');
-  printBanner(gw, config, io);
+  const stop = async (drainDelayMs: number) => {
+    await gw.stop(drainDelayMs);
+    await tracing.shutdown();
+  };
+  if (worker) {
+    serveAsWorker(gw, bannerLines(gw, config, io), (drainDelayMs) => {
+      log.info({ drainDelayMs }, "stopping at the supervisor's request: draining in-flight requests");
+      stop(drainDelayMs).then(
+        () => process.disconnect(),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          process.exitCode = 1;
+          process.disconnect();
+        },
+      );
+    });
+    return -1;
+  }
+  io.stderr(`${bannerLines(gw, config, io).join('\n')}\n`);
 
   stopOnSignals(log, {
     deadlineMs: config.server.shutdownTimeoutMs,
@@ -140,9 +169,37 @@ export async function startCommand(argv: string[], io: CommandIo): Promise<numbe
       // someone at a terminal: no endpoints to wait for.
       const drainDelayMs = signal === 'SIGTERM' ? config.server.drainDelayMs : 0;
       log.info({ signal, drainDelayMs }, 'stopping: draining in-flight requests');
-      await gw.stop(drainDelayMs);
-      await tracing.shutdown();
+      await stop(drainDelayMs);
     },
   });
+  return -1;
+}
+
+/**
+ * `server.workers` > 1: this process supervises the workers (each runs this command again, as a worker) and serves
+ * the admin API by relaying to them; it prints worker 1's banner with the relay's address once every worker serves.
+ */
+async function supervise(config: GatewayConfig, log: Logger, io: CommandIo): Promise<number> {
+  const supervisor = await superviseWorkers(config, log, io.env);
+  stopOnSignals(log, {
+    // Each worker has shutdownTimeoutMs from the stop message; the supervisor waits a little longer for the last one.
+    deadlineMs: config.server.shutdownTimeoutMs + 2_000,
+    stop: async (signal) => {
+      log.info({ signal, workers: supervisor.workers }, 'stopping the data-plane workers');
+      const code = await supervisor.stop(signal);
+      if (code !== 0) throw new Error('some data-plane workers did not stop cleanly');
+    },
+  });
+  let banner: string[];
+  try {
+    banner = await supervisor.ready;
+  } catch (err) {
+    await supervisor.stop('SIGINT');
+    throw err;
+  }
+  const workerAdmin = /^admin API on (\S+)/.exec(banner.find((l) => l.startsWith('admin API on ')) ?? '')?.[1];
+  const lines = banner.map((l) => (workerAdmin && supervisor.admin ? l.replaceAll(workerAdmin, supervisor.admin.url) : l));
+  lines.splice(1, 0, `  ${supervisor.workers} data-plane workers (server.workers); admin changes are relayed to every worker`);
+  io.stderr(`${lines.join('\n')}\n`);
   return -1;
 }

@@ -56,7 +56,38 @@ export const configSchema = z
       }
     }
     for (const problem of checkSecurity(config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+    for (const problem of checkWorkers(config)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
   });
+
+/**
+ * Workers are replicas of one another: state they must agree on needs the store replicas share. In-memory buckets
+ * would give each worker its own (a caller spread over N connections would get N times its limit), and each worker
+ * would run its own rollout.
+ */
+function checkWorkers(config: {
+  server: { workers: number };
+  rateLimits?: { store: { kind: string } };
+  coordination?: unknown;
+  models: Record<string, { rollout?: unknown }>;
+}): { path: (string | number)[]; message: string }[] {
+  if (config.server.workers === 1) return [];
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  if (config.rateLimits && config.rateLimits.store.kind !== 'redis') {
+    problems.push({
+      path: ['rateLimits', 'store', 'kind'],
+      message: `server.workers is ${config.server.workers}: rate limits need the redis store, shared by the workers (memory buckets would be per worker)`,
+    });
+  }
+  for (const [name, model] of Object.entries(config.models)) {
+    if (model.rollout !== undefined && config.coordination === undefined) {
+      problems.push({
+        path: ['models', name, 'rollout'],
+        message: `server.workers is ${config.server.workers}: a rollout needs coordination.redis, so the workers follow one leader`,
+      });
+    }
+  }
+  return problems;
+}
 
 /** Cross-field checks of auth and rate limits: model auth and claim keys need `auth`; rules name real models and versions. */
 function checkSecurity(config: {

@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   GW_ERR_NO_ROLLOUT: { status: 404, message: 'the model has no rollout configured' },
   GW_ERR_ROLLOUT_CONFLICT: { status: 409, message: 'the rollout cannot do that in its current state' },
   GW_ERR_ROLLOUT_STORE_UNAVAILABLE: { status: 503, message: 'the shared rollout state (Redis) is unavailable' },
+  GW_ERR_WORKERS_DISAGREE: { status: 502, message: 'the data-plane workers answered an admin change differently' },
+  GW_ERR_WORKERS_UNAVAILABLE: { status: 503, message: 'no data-plane worker is ready to answer' },
   GW_ERR_INTERNAL: { status: 500, message: 'internal gateway error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

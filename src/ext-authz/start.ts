@@ -5,8 +5,8 @@ import type { GatewayConfig } from '../config/schema.js';
 import type { RateLimitStore } from '../ratelimit/store.js';
 import type { Logger } from '../telemetry/log.js';
 import { ExtAuthzDecider } from './decide.js';
-import { startExtAuthzGrpc, type RunningExtAuthzGrpc } from './grpc.js';
-import { startExtAuthzHttp, type RunningExtAuthzHttp } from './http.js';
+import type { RunningExtAuthzGrpc } from './grpc.js';
+import type { RunningExtAuthzHttp } from './http.js';
 
 export interface RunningExtAuthz {
   readonly http: RunningExtAuthzHttp | undefined;
@@ -40,6 +40,8 @@ export async function startExtAuthz(config: GatewayConfig, deps: ExtAuthzStartDe
   let grpc: RunningExtAuthzGrpc | undefined;
   try {
     if (httpConfig.enabled) {
+      // Each service (gRPC: grpc-js and the Envoy protos) is loaded only when it is enabled.
+      const { startExtAuthzHttp } = await import('./http.js');
       http = await startExtAuthzHttp(
         decider,
         { host: httpConfig.host, port: httpConfig.port, pathPrefix: httpConfig.pathPrefix, keepAliveTimeoutMs: config.server.keepAliveTimeoutMs },
@@ -48,6 +50,7 @@ export async function startExtAuthz(config: GatewayConfig, deps: ExtAuthzStartDe
       log.info({ url: http.url, pathPrefix: httpConfig.pathPrefix }, 'ext_authz HTTP service listening');
     }
     if (grpcConfig.enabled) {
+      const { startExtAuthzGrpc } = await import('./grpc.js');
       grpc = await startExtAuthzGrpc(decider, { host: grpcConfig.host, port: grpcConfig.port }, log);
       log.info({ address: grpc.address }, 'ext_authz gRPC service listening');
     }

@@ -1,7 +1,6 @@
 // Rollout state shared through Redis: a leader lease, compare-and-set state per rollout, and each replica's samples.
 
-import { createHash, randomBytes } from 'node:crypto';
-import os from 'node:os';
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { connectRedis } from '../redis/connect.js';
 import type { CoordinationConfig } from '../config/schema.js';
@@ -10,7 +9,7 @@ import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 import type { RolloutState } from './machine.js';
 import type { SignalSnapshot } from './signals.js';
-import type { RolloutStore } from './store.js';
+import { defaultReplicaId, type RolloutStore } from './store.js';
 
 export type RolloutRedisConfig = CoordinationConfig['redis'];
 
@@ -61,9 +60,6 @@ return removed
 const sha1 = (s: string) => createHash('sha1').update(s).digest('hex');
 
 /** `host:pid:random`: unique per process even when pids repeat across containers. */
-export function defaultReplicaId(): string {
-  return `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-}
 
 export interface RedisRolloutStoreOptions {
   config: RolloutRedisConfig;

@@ -1,5 +1,7 @@
 // Where rollout state lives: in this process (each replica on its own), or in Redis (shared by the replicas, one leader).
 
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type { RolloutState } from './machine.js';
 import type { SignalSnapshot } from './signals.js';
 
@@ -75,4 +77,9 @@ export class LocalRolloutStore implements RolloutStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** This replica's default name in shared rollout state: host, pid and a random suffix. */
+export function defaultReplicaId(): string {
+  return `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
 }

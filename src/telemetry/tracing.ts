@@ -3,17 +3,7 @@
 import { context, propagation, trace, type Tracer } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  SimpleSpanProcessor,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-  type SpanExporter,
-} from '@opentelemetry/sdk-trace';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../core/version.js';
 
 let recording = false;
@@ -103,14 +93,16 @@ export function resourceAttributesFrom(env: NodeJS.ProcessEnv): Record<string, s
  * gateway's name) and `service.version`, overridden by `OTEL_RESOURCE_ATTRIBUTES`, and `OTEL_SERVICE_NAME` over all.
  * The OTLP exporter reads its other settings (`OTEL_EXPORTER_OTLP_*HEADERS`, `*TIMEOUT`, ...) from `process.env`.
  */
-export function startTracing(options: TracingOptions = {}): Tracing {
+export async function startTracing(options: TracingOptions = {}): Promise<Tracing> {
   const env = options.env ?? process.env;
   propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }));
   const contextManager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(contextManager);
 
   const endpoint = tracingDisabledBy(env) ? undefined : tracesEndpoint(options.otlpEndpoint, env);
-  const exporter = options.exporter ?? (endpoint ? new OTLPTraceExporter({ url: endpoint }) : undefined);
+  // The SDK and the exporter are loaded only when spans are recorded: a gateway without tracing never pays their memory.
+  const exporter =
+    options.exporter ?? (endpoint ? new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({ url: endpoint }) : undefined);
   if (!exporter) {
     return {
       enabled: false,
@@ -121,6 +113,11 @@ export function startTracing(options: TracingOptions = {}): Tracing {
       },
     };
   }
+  const [
+    { BatchSpanProcessor, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, TracerProvider },
+    { resourceFromAttributes },
+    { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
+  ] = await Promise.all([import('@opentelemetry/sdk-trace'), import('@opentelemetry/resources'), import('@opentelemetry/semantic-conventions')]);
   const serviceName = envValue(env, 'OTEL_SERVICE_NAME');
   const provider = new TracerProvider({
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),

@@ -28,6 +28,7 @@ test('a minimal config gets every default', async (t) => {
     shutdownTimeoutMs: 25_000,
     drainDelayMs: 5_000,
     maxHeaderBytes: 16 * 1024,
+    workers: 1,
   });
   t.is(config.logging.level, 'info');
   t.deepEqual(config.models.iris!.versions['1']!.backend, {

@@ -7,7 +7,7 @@ import { irisRequest, postJson } from '../helpers/gateway.js';
 import { startMirroringToRecorders, type OipRecorder, type RecordedRequest } from '../helpers/oip-recorder.js';
 
 // What `model-gateway start` does without an OTLP endpoint: propagators and context manager, no provider.
-const tracing = startTracing({ env: {} });
+const tracing = await startTracing({ env: {} });
 test.after.always(() => tracing.shutdown());
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';

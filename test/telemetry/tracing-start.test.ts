@@ -9,51 +9,51 @@ import { startTracing, tracer, tracingEnabled, type Tracing, type TracingOptions
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../../src/core/version.js';
 
 /** Starts tracing and always shuts it down (the OpenTelemetry globals can only be registered once at a time). */
-function start(t: import('ava').ExecutionContext, options: TracingOptions): Tracing {
-  const tracing = startTracing(options);
+async function start(t: import('ava').ExecutionContext, options: TracingOptions): Promise<Tracing> {
+  const tracing = await startTracing(options);
   t.teardown(() => tracing.shutdown());
   return tracing;
 }
 
 const CONFIGURED = 'http://config-collector:4318/v1/traces';
 
-test.serial('no endpoint anywhere: nothing is recorded', (t) => {
-  const tracing = start(t, { env: { OTEL_SERVICE_NAME: 'x', OTEL_TRACES_EXPORTER: 'otlp' } });
+test.serial('no endpoint anywhere: nothing is recorded', async (t) => {
+  const tracing = await start(t, { env: { OTEL_SERVICE_NAME: 'x', OTEL_TRACES_EXPORTER: 'otlp' } });
   t.false(tracing.enabled);
   t.is(tracing.endpoint, undefined);
   t.false(tracingEnabled());
   t.false(tracer().startSpan('probe').isRecording());
 });
 
-test.serial('empty endpoint variables count as unset', (t) => {
-  const tracing = start(t, { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_EXPORTER_OTLP_ENDPOINT: ' ' } });
+test.serial('empty endpoint variables count as unset', async (t) => {
+  const tracing = await start(t, { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: '', OTEL_EXPORTER_OTLP_ENDPOINT: ' ' } });
   t.false(tracing.enabled);
 });
 
-test.serial('the config endpoint enables export, and wins over the environment', (t) => {
-  const tracing = start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://env:4318/v1/traces' } });
+test.serial('the config endpoint enables export, and wins over the environment', async (t) => {
+  const tracing = await start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://env:4318/v1/traces' } });
   t.true(tracing.enabled);
   t.is(tracing.endpoint, CONFIGURED);
   t.true(tracingEnabled());
   t.true(tracer().startSpan('probe').isRecording());
 });
 
-test.serial('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT enables export and is used as is, over OTEL_EXPORTER_OTLP_ENDPOINT', (t) => {
-  const tracing = start(t, { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces:4318/custom', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318' } });
+test.serial('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT enables export and is used as is, over OTEL_EXPORTER_OTLP_ENDPOINT', async (t) => {
+  const tracing = await start(t, { env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces:4318/custom', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318' } });
   t.true(tracing.enabled);
   t.is(tracing.endpoint, 'http://traces:4318/custom');
   t.true(tracingEnabled());
 });
 
-test.serial('OTEL_EXPORTER_OTLP_ENDPOINT enables export at its v1/traces path', (t) => {
-  const tracing = start(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318' } });
+test.serial('OTEL_EXPORTER_OTLP_ENDPOINT enables export at its v1/traces path', async (t) => {
+  const tracing = await start(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318' } });
   t.true(tracing.enabled);
   t.is(tracing.endpoint, 'http://base:4318/v1/traces');
   t.true(tracingEnabled());
 });
 
-test.serial('OTEL_EXPORTER_OTLP_ENDPOINT with a path and a trailing slash', (t) => {
-  t.is(start(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://base/otlp/' } }).endpoint, 'https://base/otlp/v1/traces');
+test.serial('OTEL_EXPORTER_OTLP_ENDPOINT with a path and a trailing slash', async (t) => {
+  t.is((await start(t, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://base/otlp/' } })).endpoint, 'https://base/otlp/v1/traces');
 });
 
 for (const [name, env] of [
@@ -62,8 +62,8 @@ for (const [name, env] of [
   ['OTEL_TRACES_EXPORTER=none', { OTEL_TRACES_EXPORTER: 'none' }],
   ['OTEL_TRACES_EXPORTER=otlp, none', { OTEL_TRACES_EXPORTER: 'otlp, none' }],
 ] as const) {
-  test.serial(`${name} turns export off despite a configured and an environment endpoint`, (t) => {
-    const tracing = start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318', ...env } });
+  test.serial(`${name} turns export off despite a configured and an environment endpoint`, async (t) => {
+    const tracing = await start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://base:4318', ...env } });
     t.false(tracing.enabled);
     t.is(tracing.endpoint, undefined);
     t.false(tracingEnabled());
@@ -71,12 +71,12 @@ for (const [name, env] of [
   });
 }
 
-test.serial('OTEL_SDK_DISABLED=false and OTEL_TRACES_EXPORTER=otlp leave export on', (t) => {
-  t.true(start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_SDK_DISABLED: 'false', OTEL_TRACES_EXPORTER: 'otlp' } }).enabled);
+test.serial('OTEL_SDK_DISABLED=false and OTEL_TRACES_EXPORTER=otlp leave export on', async (t) => {
+  t.true((await start(t, { otlpEndpoint: CONFIGURED, env: { OTEL_SDK_DISABLED: 'false', OTEL_TRACES_EXPORTER: 'otlp' } })).enabled);
 });
 
 test.serial('after shutdown nothing is recorded any more', async (t) => {
-  const tracing = start(t, { otlpEndpoint: CONFIGURED, env: {} });
+  const tracing = await start(t, { otlpEndpoint: CONFIGURED, env: {} });
   t.true(tracingEnabled());
   await tracing.shutdown();
   t.false(tracingEnabled());
@@ -86,7 +86,7 @@ test.serial('after shutdown nothing is recorded any more', async (t) => {
 /** The resource of a span recorded with this environment (tracing is shut down again before it returns). */
 async function resourceWith(env: NodeJS.ProcessEnv) {
   const exporter = new InMemorySpanExporter();
-  const tracing = startTracing({ exporter, env });
+  const tracing = await startTracing({ exporter, env });
   try {
     tracer().startSpan('probe').end();
     const [span] = exporter.getFinishedSpans();
@@ -122,7 +122,7 @@ test.serial('resource: a malformed OTEL_RESOURCE_ATTRIBUTES is discarded as a wh
   t.is((await resourceWith({ OTEL_RESOURCE_ATTRIBUTES: 'team=ml,bad=%E0%A4%A' })).team, undefined, 'an undecodable value discards the rest too');
 });
 
-test.serial('propagation is registered even when nothing is recorded', (t) => {
+test.serial('propagation is registered even when nothing is recorded', async (t) => {
   start(t, { env: {} });
   // A remote span context survives extraction and injection: what reaches remote backends with tracing off.
   const ctx = propagation.extract(ROOT_CONTEXT, { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });

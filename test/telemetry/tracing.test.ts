@@ -10,7 +10,7 @@ import { IRIS_ROW, irisRequest, postJson, startTestGateway } from '../helpers/ga
 import { startMirroringToRecorders } from '../helpers/oip-recorder.js';
 
 const exporter = new InMemorySpanExporter();
-const tracing = startTracing({ exporter });
+const tracing = await startTracing({ exporter });
 test.after.always(() => tracing.shutdown());
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

@@ -37,6 +37,12 @@ export const serverSchema = z
       .min(1024)
       .max(1024 * 1024)
       .default(16 * 1024),
+    /**
+     * Data-plane processes. 1: this process serves. N > 1: it becomes a supervisor that forks N gateway workers sharing
+     * the data-plane port (Node's cluster), restarts any that dies, and relays the admin API to all of them; workers
+     * are replicas, so rate limits and rollouts need their Redis store (read at start).
+     */
+    workers: z.int().min(1).max(64).default(1),
   })
   .refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
     path: ['drainDelayMs'],

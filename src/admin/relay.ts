@@ -1,0 +1,142 @@
+// The supervisor's admin API (server.workers > 1): one address for operators, relayed to the workers' own admin APIs.
+// Changes go to every worker (they must agree); views come from one worker (the first, or `?worker=N`); /metrics is
+// the workers' registries aggregated (prom-client's cluster aggregation: counters and histograms summed).
+
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { request } from 'undici';
+import type { AdminConfig } from '../config/schema.js';
+import { GatewayError } from '../errors/gateway-error.js';
+import { toResponse } from '../errors/to-response.js';
+import { RequestBody } from '../http/request-body.js';
+import type { RunningAdmin } from './server.js';
+
+/** Admin request bodies are tiny (a weight map, a rollout option). */
+const MAX_BODY_BYTES = 64 * 1024;
+/** One worker's answer may take this long (a reload loads models), ms. */
+const WORKER_TIMEOUT_MS = 120_000;
+
+/** The workers the relay can reach right now: number (1-based, stable across restarts) → admin base URL. */
+export type WorkerAdmins = () => ReadonlyMap<number, string>;
+
+export interface RelayOptions {
+  config: AdminConfig;
+  log: Logger;
+  workers: WorkerAdmins;
+  /** The workers' metrics, aggregated; absent when metrics are off. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+}
+
+interface Answer {
+  worker: number;
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Response headers worth passing back to the operator. */
+const PASSED = ['content-type', 'www-authenticate', 'retry-after', 'allow', 'cache-control'];
+
+async function ask(worker: number, base: string, req: IncomingMessage, path: string, body: Buffer): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (typeof req.headers.authorization === 'string') headers.authorization = req.headers.authorization;
+  if (typeof req.headers['content-type'] === 'string') headers['content-type'] = req.headers['content-type'];
+  const res = await request(new URL(path, base), {
+    method: (req.method ?? 'GET') as 'GET',
+    headers,
+    body: body.length > 0 ? body : null,
+    headersTimeout: WORKER_TIMEOUT_MS,
+    bodyTimeout: WORKER_TIMEOUT_MS,
+  });
+  const out: Record<string, string> = {};
+  for (const name of PASSED) {
+    const value = res.headers[name];
+    if (typeof value === 'string') out[name] = value;
+  }
+  return { worker, status: res.statusCode, headers: out, body: Buffer.from(await res.body.arrayBuffer()) };
+}
+
+function write(res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer | string): void {
+  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export async function startAdminRelay(options: RelayOptions): Promise<RunningAdmin> {
+  const { log } = options;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    const method = req.method ?? 'GET';
+    if (url.pathname === '/metrics' && options.metrics && (method === 'GET' || method === 'HEAD')) {
+      const { contentType, body } = await options.metrics();
+      return write(res, 200, { 'content-type': contentType }, method === 'HEAD' ? '' : body);
+    }
+    const workers = options.workers();
+    const path = `${url.pathname}${url.search}`;
+    const body = await new RequestBody(req, MAX_BODY_BYTES).bytes();
+    const read = method === 'GET' || method === 'HEAD';
+    if (read) {
+      const asked = url.searchParams.get('worker');
+      const number = asked === null ? Math.min(...workers.keys()) : Number(asked);
+      const base = workers.get(number);
+      if (base === undefined) {
+        throw new GatewayError(
+          'GW_ERR_WORKERS_UNAVAILABLE',
+          asked === null ? 'no data-plane worker is ready yet' : `no ready worker ${asked.slice(0, 8)} (ready: ${[...workers.keys()].join(', ') || 'none'})`,
+          {
+            headers: { 'retry-after': '1' },
+          },
+        );
+      }
+      const answer = await ask(number, base, req, path, body);
+      return write(res, answer.status, { ...answer.headers, 'x-model-gateway-worker': `${number}/${workers.size}` }, answer.body);
+    }
+    // A change: every worker makes it, or the operator learns which did not.
+    if (workers.size === 0) throw new GatewayError('GW_ERR_WORKERS_UNAVAILABLE', 'no data-plane worker is ready yet', { headers: { 'retry-after': '1' } });
+    const answers = await Promise.all([...workers].map(([n, base]) => ask(n, base, req, path, body).catch((err: unknown) => err as Error)));
+    const first = answers[0]!;
+    const agreed = answers.every((a) => !(a instanceof Error) && !(first instanceof Error) && a.status === first.status);
+    if (agreed && !(first instanceof Error)) {
+      log.info({ method, path: url.pathname, status: first.status, workers: answers.length }, 'admin change relayed to every worker');
+      return write(res, first.status, { ...first.headers, 'x-model-gateway-worker': `all/${answers.length}` }, first.body);
+    }
+    const detail = answers.map((a, i) =>
+      a instanceof Error
+        ? { worker: [...workers.keys()][i], error: a.message }
+        : { worker: a.worker, status: a.status, body: a.body.toString('utf8').slice(0, 2048) },
+    );
+    log.error({ method, path: url.pathname, workers: detail }, 'admin change answered differently by the workers');
+    write(res, 502, { 'content-type': 'application/json' }, JSON.stringify({ error: new GatewayError('GW_ERR_WORKERS_DISAGREE').message, workers: detail }));
+  }
+
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: WORKER_TIMEOUT_MS + 10_000, requireHostHeader: true }, (req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const mapped = toResponse(err);
+      if (mapped.unexpected !== undefined) log.error({ err: mapped.unexpected }, 'unexpected admin relay error');
+      if (res.headersSent) return void res.destroy();
+      write(
+        res,
+        mapped.status,
+        { ...mapped.headers, 'content-type': 'application/json', ...(req.complete ? {} : { connection: 'close' }) },
+        JSON.stringify(mapped.body),
+      );
+    });
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  server.listen(options.config.port, options.config.host);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const host = options.config.host === '0.0.0.0' || options.config.host === '::' ? '127.0.0.1' : options.config.host;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
