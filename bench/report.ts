@@ -16,6 +16,8 @@ export interface MachineFacts {
   pinning: string;
   placement: string;
   gatewayLogging: string;
+  /** Node/V8 flags the gateway targets ran with (`--gateway-node-options`), or `none`. */
+  gatewayNodeOptions?: string;
   nginxWorkers: string;
   onnxPlacement: string;
   /** Set when the machine was busy at the start (other processes compete for the cores). */
@@ -195,7 +197,13 @@ export function markdown(meta: MachineFacts, timings: Timings, summaries: Target
   L.push('## Machine', '');
   L.push(`- CPU: ${meta.cpuModel}, ${meta.cores} cores; kernel ${meta.kernel}; ${meta.node}; ${meta.nginx}; ${meta.wrk}`);
   L.push(`- load average at start: ${meta.loadAtStart}`);
-  L.push(`- pinning: ${meta.pinning}`, `- placement: ${meta.placement}`, `- nginx: ${meta.nginxWorkers}`, `- gateway logging: ${meta.gatewayLogging}`);
+  L.push(
+    `- pinning: ${meta.pinning}`,
+    `- placement: ${meta.placement}`,
+    `- nginx: ${meta.nginxWorkers}`,
+    `- gateway logging: ${meta.gatewayLogging}`,
+    `- gateway Node/V8 flags: ${meta.gatewayNodeOptions ?? 'none'}`,
+  );
   L.push(
     `- method: ${timings.rounds} round(s), targets interleaved (rotated order each round, every target restarted each round); warm-up ${timings.warmWindowS} s wrk windows until two in a row are within ${timings.steadyTolerance * 100} % (at most ${timings.warmMaxS} s); max throughput: wrk ${timings.threads} thread, ${timings.connections} connections, ${timings.maxS} s; latency: open-loop Node driver at ${timings.rate} req/s for ${timings.latencyS} s (after ${timings.latencyWarmupS} s not counted), from each request's intended send time`,
     '',

@@ -1,5 +1,5 @@
 // `npm run bench` entry: a fair proxy benchmark (fixed nginx backend, gateway, fastify, http-proxy, nginx; 3 rounds) + ONNX rows.
-// Usage: node dist/bench/run.js [--quick] [--only target,...] [--skip-onnx] [--rounds N]
+// Usage: node dist/bench/run.js [--quick] [--only target,...] [--skip-onnx] [--rounds N] [--gateway-node-options FLAGS]
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -25,7 +25,9 @@ const USAGE = `Usage: node dist/bench/run.js [--quick] [--only ${TARGET_NAMES.jo
   --quick      1 round, short windows (a smoke run, ~2 min)
   --only       run only these targets (add "onnx" to keep the ONNX rows)
   --skip-onnx  leave out the ONNX rows (batching on/off, JSON vs binary)
-  --rounds N   rounds of every target (default 3; --quick: 1)`;
+  --rounds N   rounds of every target (default 3; --quick: 1)
+  --gateway-node-options FLAGS
+               Node/V8 flags for the gateway targets only (e.g. "--max-semi-space-size=4"), stated in the report`;
 
 function which(bin: string): string | undefined {
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':').concat(['/usr/sbin', '/usr/local/sbin'])) {
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       'skip-onnx': { type: 'boolean', default: false },
       rounds: { type: 'string' },
+      'gateway-node-options': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -136,7 +139,9 @@ async function main(): Promise<void> {
   const { nginx } = preconditions(withOnnx);
   // The bench process itself (checks, /proc readings) stays off the target core.
   if (PIN) execFileSync('taskset', ['-a', '-p', '-c', DRIVER_CORE, String(process.pid)], { stdio: 'ignore' });
+  const gatewayNodeOptions = values['gateway-node-options']?.trim() ?? '';
   const meta = machineFacts(nginx);
+  meta.gatewayNodeOptions = gatewayNodeOptions || 'none';
   // The load average lags (it still counts the last minute's work); what others use right now is the better warning.
   const before = cpuReading();
   await sleep(1000);
@@ -174,7 +179,7 @@ async function main(): Promise<void> {
         for (let attempt = 1; ; attempt++) {
           const quiet = await waitQuiet(QUIET_PCT, values.quick ? 20_000 : 90_000);
           offset = countHits(hitsLog, offset).offset;
-          const t = await startTarget(name, { nginx, work, backend: backend.url, round, adminToken });
+          const t = await startTarget(name, { nginx, work, backend: backend.url, round, adminToken, gatewayNodeOptions });
           log(`${name}: ready in ${t.readyMs.toFixed(0)} ms on ${t.url}`);
           let figures: RoundFigures;
           try {

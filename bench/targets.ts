@@ -61,6 +61,8 @@ export interface TargetContext {
   backend: string;
   round: number;
   adminToken: string;
+  /** Extra Node/V8 flags for the gateway targets (`--gateway-node-options`), e.g. a smaller young generation. */
+  gatewayNodeOptions?: string;
 }
 
 /** The gateway's config for the bench (pure). `auth`: JWT, scope and rate limit on; else both off. */
@@ -88,9 +90,10 @@ export function gatewayConfig(o: { port: number; backend: string; auth: boolean;
   };
 }
 
-/** NODE_OPTIONS for a node target: the GC probe preloaded; the bench's own env otherwise, minus OTLP variables. */
-export function nodeEnv(gcFile: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, BENCH_GC_FILE: gcFile, NODE_OPTIONS: `--import=${new URL(`file://${GC_PROBE}`).href}` };
+/** NODE_OPTIONS for a node target: the GC probe preloaded (and `nodeOptions`); the bench's own env otherwise, minus OTLP variables. */
+export function nodeEnv(gcFile: string, extra: Record<string, string> = {}, nodeOptions = ''): NodeJS.ProcessEnv {
+  const probe = `--import=${new URL(`file://${GC_PROBE}`).href}`;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, BENCH_GC_FILE: gcFile, NODE_OPTIONS: nodeOptions ? `${probe} ${nodeOptions}` : probe };
   for (const k of Object.keys(env)) if (k.startsWith('OTEL_')) delete env[k];
   delete env.MODEL_GATEWAY_ADMIN_TOKEN;
   return env;
@@ -103,10 +106,11 @@ async function nodeTarget(
   ctx: TargetContext,
   p: { path: string; expect: Record<string, number> },
   extraEnv: Record<string, string> = {},
+  nodeOptions = '',
 ): Promise<RunningTarget> {
   const gcFile = path.join(ctx.work, `gc-${name}-${ctx.round}-${Date.now()}.json`);
   const t0 = performance.now();
-  const proc = start(name, process.execPath, args, { core: TARGET_CORE, env: nodeEnv(gcFile, extraEnv) });
+  const proc = start(name, process.execPath, args, { core: TARGET_CORE, env: nodeEnv(gcFile, extraEnv, nodeOptions) });
   const m = await waitFor(proc, ready);
   const readyMs = performance.now() - t0;
   const admin = /admin API on (\S+)/.exec(proc.output())?.[1];
@@ -147,7 +151,15 @@ export async function startTarget(name: TargetName, ctx: TargetContext): Promise
       const config = gatewayConfig({ port: await freePort(), backend: ctx.backend, auth: name === 'gateway-all', jwks: JWKS, adminToken: ctx.adminToken });
       // JSON is YAML: the config loader reads it as is.
       await writeFile(file, JSON.stringify(config, null, 2));
-      return nodeTarget(name, [CLI, 'start', '--config', file], /model-gateway ready on (\S+)[\s\S]*?(?:admin API on \S+|admin API off)/, ctx, split);
+      return nodeTarget(
+        name,
+        [CLI, 'start', '--config', file],
+        /model-gateway ready on (\S+)[\s\S]*?(?:admin API on \S+|admin API off)/,
+        ctx,
+        split,
+        {},
+        ctx.gatewayNodeOptions,
+      );
     }
     case 'fastify':
       return nodeTarget(
