@@ -2,6 +2,7 @@
 // config) over the OIP REST surface with the gateway's own server, catalog and in-process ONNX backend, no auth.
 
 import { once } from 'node:events';
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -35,6 +36,22 @@ export interface RepositoryModel {
  *   - flat files: `<model>-v<version>.onnx`, or `<model>.onnx` for version 1
  * Other files are ignored; the same model version found twice, or a name the gateway cannot serve, is an error.
  */
+/**
+ * What a directory entry is, following symbolic links: Kubernetes ConfigMap/Secret volumes and git-sync publish models
+ * as links (`model.onnx -> ..data/model.onnx`, a version directory -> a commit's), which must count as what they point to.
+ */
+async function kindOf(entry: Dirent, full: string): Promise<'file' | 'directory' | 'other' | 'broken'> {
+  if (entry.isFile()) return 'file';
+  if (entry.isDirectory()) return 'directory';
+  if (!entry.isSymbolicLink()) return 'other';
+  try {
+    const target = await stat(full);
+    return target.isFile() ? 'file' : target.isDirectory() ? 'directory' : 'other';
+  } catch {
+    return 'broken';
+  }
+}
+
 export async function scanModelDirectory(dir: string): Promise<RepositoryModel[]> {
   const root = path.resolve(dir);
   let entries;
@@ -55,12 +72,15 @@ export async function scanModelDirectory(dir: string): Promise<RepositoryModel[]
   for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
     if (entry.name.startsWith('.')) continue;
     const full = path.join(root, entry.name);
-    if (entry.isFile() && entry.name.endsWith('.onnx')) {
+    const kind = await kindOf(entry, full);
+    if (kind === 'broken') problems.push(`${entry.name}: a symbolic link to nothing`);
+    if (kind === 'file' && entry.name.endsWith('.onnx')) {
       const versioned = VERSIONED_FILE.exec(entry.name);
       if (versioned) add(versioned[1]!, versioned[2]!, full);
       else add(entry.name.slice(0, -'.onnx'.length), '1', full);
-    } else if (entry.isDirectory()) {
-      for (const version of (await readdir(full, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'))) {
+    } else if (kind === 'directory') {
+      for (const version of await readdir(full, { withFileTypes: true })) {
+        if (version.name.startsWith('.') || (await kindOf(version, path.join(full, version.name))) !== 'directory') continue;
         const file = path.join(full, version.name, 'model.onnx');
         if (
           await stat(file).then(

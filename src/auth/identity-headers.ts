@@ -9,16 +9,32 @@ export type IdentityHeaderConfig = AuthConfig['identityHeaders'];
 /** Used when auth is off, so a client still cannot pose as a verified caller to a backend that trusts these headers. */
 export const DEFAULT_IDENTITY_HEADERS: IdentityHeaderConfig = { subject: 'x-auth-subject', issuer: 'x-auth-issuer', claims: {} };
 
-/** Every header name the gateway owns for identity (lowercase). */
+/** Every header name the gateway owns for identity (lowercase, as configured). */
 export function identityHeaderNames(config: IdentityHeaderConfig): string[] {
   const names = [config.subject, config.issuer, ...Object.values(config.claims)];
   if (config.payload !== undefined) names.push(config.payload);
   return [...new Set(names)];
 }
 
-/** Removes client-sent copies: whatever forwards `headers` upstream can then never pass a forged identity on. */
-export function stripIdentityHeaders(headers: IncomingHttpHeaders, names: readonly string[]): void {
-  for (const name of names) delete headers[name];
+/**
+ * A header name as the many stacks that treat `-` and `_` alike see it (CGI/WSGI/PHP map both to `HTTP_X_AUTH_SUBJECT`;
+ * Node lower-cases names already): `x_auth_subject` and `X-Auth-Subject` are look-alikes of `x-auth-subject`.
+ */
+export const canonicalHeaderName = (name: string): string => name.toLowerCase().replaceAll('_', '-');
+
+/** The names of `headers` that are a gateway-owned name or a look-alike of one (`owned`: canonical names). */
+export function ownedHeadersIn(headers: IncomingHttpHeaders, owned: ReadonlySet<string>): string[] {
+  const found: string[] = [];
+  for (const name in headers) if (owned.has(name) || (name.includes('_') && owned.has(canonicalHeaderName(name)))) found.push(name);
+  return found;
+}
+
+/**
+ * Removes client-sent copies of gateway-owned headers and their look-alikes (`owned`: canonical names): whatever
+ * forwards `headers` upstream can then never pass a forged identity on, to a backend of any stack.
+ */
+export function stripIdentityHeaders(headers: IncomingHttpHeaders, owned: ReadonlySet<string>): void {
+  for (const name of ownedHeadersIn(headers, owned)) delete headers[name];
 }
 
 /**

@@ -172,17 +172,13 @@ export class RemoteKeySource implements KeySource {
   }
 
   async warm(): Promise<void> {
-    try {
-      await this.#refresh();
-    } catch (err) {
-      this.#o.log.warn({ err, url: this.#o.url }, 'JWKS not loaded at start; tokens of this issuer fail until it loads');
-    }
+    await this.#refresh('start').catch(() => undefined);
   }
 
   async candidates(header: JWSHeaderParameters): Promise<CryptoKey[]> {
     if (this.#set === undefined) {
       // A fetch under way (the start-up one, say) is awaited; a failed one is retried only after the cooldown.
-      if (this.#inflight === undefined && this.#o.now() - this.#attemptedAt >= this.#o.cooldownMs) void this.#refresh().catch(() => undefined);
+      if (this.#inflight === undefined && this.#o.now() - this.#attemptedAt >= this.#o.cooldownMs) void this.#refresh('no key set').catch(() => undefined);
       const cause = await this.#inflight?.then(
         () => undefined,
         (err: unknown) => err,
@@ -194,7 +190,7 @@ export class RemoteKeySource implements KeySource {
       this.#o.now() - this.#attemptedAt >= this.#o.cooldownMs
     ) {
       // Stale: refresh in the background and answer from the keys we have.
-      this.#refresh().catch((err: unknown) => this.#o.log.warn({ err, url: this.#o.url }, 'JWKS refresh failed; keeping the last good key set'));
+      this.#refresh('stale').catch(() => undefined);
     }
     try {
       return await lookup(this.#set, header);
@@ -203,19 +199,28 @@ export class RemoteKeySource implements KeySource {
       // An unknown kid may be a freshly rotated key: refetch (or join a fetch under way), never more than once per cooldown.
       if (this.#inflight === undefined && this.#o.now() - this.#attemptedAt < this.#o.cooldownMs) throw err;
       try {
-        await this.#refresh();
-      } catch (cause) {
-        this.#o.log.warn({ err: cause, url: this.#o.url }, 'JWKS refetch for an unknown kid failed');
-        throw err;
+        await this.#refresh('unknown kid');
+      } catch {
+        throw err; // the failed fetch was logged once, where it ran
       }
       return lookup(this.#set, header);
     }
   }
 
-  #refresh(): Promise<void> {
-    this.#inflight ??= this.#fetch().finally(() => {
-      this.#inflight = undefined;
-    });
+  /**
+   * One fetch at a time, shared by every caller that asks meanwhile; its failure is logged here, once, however many
+   * callers joined it (`why`: what started it).
+   */
+  #refresh(why: 'start' | 'no key set' | 'stale' | 'unknown kid'): Promise<void> {
+    this.#inflight ??= this.#fetch()
+      .catch((err: unknown) => {
+        const outcome = this.#set === undefined ? 'tokens of this issuer fail until a fetch succeeds' : 'the last good key set stays in use';
+        this.#o.log.warn({ err, url: this.#o.url, why }, `JWKS fetch failed; ${outcome}`);
+        throw err;
+      })
+      .finally(() => {
+        this.#inflight = undefined;
+      });
     return this.#inflight;
   }
 

@@ -207,6 +207,15 @@ export class TokenVerifier {
     }
     if (payload === undefined) throw this.#rejection(failure);
     if (typeof payload.sub !== 'string' || payload.sub === '') throw invalid('the token sub claim must be a non-empty string');
+    const maxLifetime = issuer.config.maxLifetimeSeconds;
+    if (maxLifetime !== undefined) {
+      // exp is verified present and numeric; iat, when present, must be numeric and not in the future.
+      const now = this.#deps.now() / 1000;
+      const iat = payload.iat;
+      if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw invalid('the token iat claim is not a number');
+      if (iat !== undefined && iat > now + issuer.config.clockToleranceSeconds) throw invalid('the token was issued in the future (iat)');
+      if (payload.exp! - (iat ?? now) > maxLifetime) throw invalid(`the token lifetime exceeds its issuer's maximum of ${maxLifetime} s`);
+    }
 
     const claims = Object.freeze({ ...payload });
     const identity: Identity = { issuer: issuer.config.issuer, subject: payload.sub, scopes: scopesOf(claims), claims };

@@ -4,7 +4,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
-import { decodeJsonData, encodeJsonData, flattenData } from '../protocol/tensor.js';
+import { oipMessageJson } from '../protocol/json-wire.js';
+import { decodeJsonData, flattenData } from '../protocol/tensor.js';
 import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf, RawBody } from '../protocol/binary.js';
 import { replaceTopLevel, topLevelMembers } from '../protocol/json-splice.js';
 import { SHADOW_HEADER } from '../protocol/shadow-mark.js';
@@ -51,6 +52,9 @@ const HOP_BY_HOP = new Set([
  */
 const GATEWAY_ONLY = new Set(['host', 'content-length', 'expect', 'authorization', 'cookie', 'x-model-version', 'x-request-id', SHADOW_HEADER]);
 
+/** Names whose underscore look-alikes are dropped too: the ones above, hop-by-hop ones and the X-Forwarded-For the gateway writes. */
+const LOOK_ALIKE_TARGETS = new Set([...GATEWAY_ONLY, ...HOP_BY_HOP, 'x-forwarded-for']);
+
 /**
  * The client's end-to-end headers for the remote (so `traceparent`, `tracestate`, `baggage`, the content type and
  * Triton's `inference-header-content-length` pass). Gateway-owned headers (verified identity, request id) travel
@@ -72,6 +76,8 @@ export function clientHeaders(incoming: IncomingHttpHeaders, peer?: string): Rec
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || HOP_BY_HOP.has(name) || GATEWAY_ONLY.has(name) || listed?.has(name)) continue;
+    // `x_forwarded_for`, `x_model_version`, ...: stacks that read `_` as `-` would take them for the gateway's own.
+    if (name.includes('_') && LOOK_ALIKE_TARGETS.has(name.replaceAll('_', '-'))) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   // Append, never replace or trust: the remote sees the client's chain plus the peer this gateway saw (as Envoy does
@@ -97,7 +103,7 @@ export interface RemoteReply {
   /** JSON body, or for a binary tensor response the rewritten JSON part and the remote's tensor bytes, uncopied. */
   body: Record<string, unknown> | RawBody;
   headers: Record<string, string>;
-  /** The JSON body, or the JSON part of a binary response (names already replaced); absent when it was not parsed. */
+  /** The JSON body, or the JSON part of a binary response, as the remote wrote it; absent when it was not parsed. */
   json?: Record<string, unknown>;
   /** A binary response's tensor bytes (a view of the remote's body). */
   binary?: Buffer;
@@ -154,13 +160,23 @@ function binaryReplyFromRemote(res: ForwardedResponse, header: string, names: { 
   }
   if (jsonLength === undefined || jsonLength > res.body.length)
     throw badGateway(label, `a binary response with an invalid ${BINARY_HEADER} (${header.slice(0, 32)})`);
-  const json = parseResponseJson(res.body.subarray(0, jsonLength), label);
-  json.model_name = names.model;
-  json.model_version = names.version;
-  const head = Buffer.from(JSON.stringify(json));
+  const jsonPart = res.body.subarray(0, jsonLength);
+  const json = parseResponseJson(jsonPart, label);
+  // The names are spliced into the remote's own JSON bytes, never re-encoded from the parse: a parse rounds 64-bit
+  // integers beyond 2^53 in the outputs left in JSON.
+  const head = spliceNames(jsonPart, names, label);
+  const headLength = head.reduce((n, c) => n + c.byteLength, 0);
   const binary = res.body.subarray(jsonLength);
-  const headers = { 'content-type': res.headers['content-type'] ?? 'application/octet-stream', [BINARY_HEADER]: String(head.length) };
-  return { status: res.status, body: new RawBody([head, binary]), headers, json, binary };
+  const headers = { 'content-type': res.headers['content-type'] ?? 'application/octet-stream', [BINARY_HEADER]: String(headLength) };
+  return { status: res.status, body: new RawBody([...head, binary]), headers, json, binary };
+}
+
+/** The remote's JSON object with `model_name`/`model_version` replaced by the gateway's, as byte chunks (no copy of the rest). */
+function spliceNames(bytes: Buffer, names: { model: string; version: string }, label: string): Buffer[] {
+  const members = topLevelMembers(bytes);
+  if (!members || !members.some((m) => m.key === 'outputs' && bytes[m.start] === 0x5b))
+    throw badGateway(label, 'a response that is not an OIP inference response');
+  return replaceTopLevel(bytes, members, { model_name: names.model, model_version: names.version });
 }
 
 /**
@@ -169,11 +185,7 @@ function binaryReplyFromRemote(res: ForwardedResponse, header: string, names: { 
  * `outputs` array is still a 502.
  */
 function renamedAnswer(res: ForwardedResponse, names: { model: string; version: string }, label: string): RemoteReply {
-  const members = topLevelMembers(res.body);
-  if (!members || !members.some((m) => m.key === 'outputs' && res.body[m.start] === 0x5b))
-    throw badGateway(label, 'a response that is not an OIP inference response');
-  const chunks = replaceTopLevel(res.body, members, { model_name: names.model, model_version: names.version });
-  return { status: res.status, body: new RawBody(chunks), headers: { 'content-type': 'application/json' } };
+  return { status: res.status, body: new RawBody(spliceNames(res.body, names, label)), headers: { 'content-type': 'application/json' } };
 }
 
 /**
@@ -192,11 +204,9 @@ export function replyFromRemote(
     // The caller asked the gateway for its model and version; the remote's own names are an implementation detail.
     const header = res.headers[BINARY_HEADER];
     if (header !== undefined) return binaryReplyFromRemote(res, header, names, label);
-    if (options.parse !== true) return renamedAnswer(res, names, label);
-    const body = parseResponseJson(res.body, label);
-    body.model_name = names.model;
-    body.model_version = names.version;
-    return { status: res.status, body, headers: {}, json: body };
+    const reply = renamedAnswer(res, names, label);
+    // Parsed only for the stages that compare tensors; the client still gets the remote's exact bytes.
+    return options.parse === true ? { ...reply, json: parseResponseJson(res.body, label) } : reply;
   }
   if (res.status < 400 || res.status > 599) throw badGateway(label, `an unexpected status ${res.status}`);
   const message = remoteErrorMessage(res.body);
@@ -209,13 +219,12 @@ export function replyFromRemote(
 
 /** The JSON body for a decoded request (used when a backend call starts from tensors, e.g. a shadow copy). */
 export function encodeInferRequest(request: InferenceRequest): Buffer {
-  const body = {
-    ...(request.id !== undefined ? { id: request.id } : {}),
-    ...(request.parameters !== undefined ? { parameters: request.parameters } : {}),
-    inputs: request.inputs.map((t) => ({ name: t.name, shape: t.shape, datatype: t.datatype, data: encodeJsonData(t) })),
-    ...(request.outputs !== undefined ? { outputs: request.outputs.map((name) => ({ name })) } : {}),
-  };
-  return Buffer.from(JSON.stringify(body));
+  const head = { ...(request.id !== undefined ? { id: request.id } : {}), ...(request.parameters !== undefined ? { parameters: request.parameters } : {}) };
+  // Exact, as every JSON the gateway writes: 64-bit inputs keep their digits; NaN/±Infinity (possible only from a
+  // binary client request) are refused rather than sent as null.
+  const inputs = request.inputs.map((t) => ({ fields: { name: t.name, shape: t.shape, datatype: t.datatype }, data: t }));
+  const tail = request.outputs !== undefined ? { outputs: request.outputs.map((name) => ({ name })) } : {};
+  return Buffer.from(oipMessageJson(head, 'inputs', inputs, tail));
 }
 
 /**

@@ -1,7 +1,7 @@
 // The ext_authz decision: runs a check from Envoy through the gateway's own auth and admission rate-limit stages.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import { DEFAULT_IDENTITY_HEADERS, identityHeaderNames } from '../auth/identity-headers.js';
+import { canonicalHeaderName, DEFAULT_IDENTITY_HEADERS, identityHeaderNames, ownedHeadersIn } from '../auth/identity-headers.js';
 import type { AuthStats } from '../auth/stats.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { ErrorCode } from '../errors/codes.js';
@@ -58,6 +58,8 @@ interface Built {
   config: GatewayConfig;
   chain: Pipeline;
   owned: string[];
+  /** `owned` as canonical names, to find look-alikes (`x_auth_subject`) in a request. */
+  canonical: ReadonlySet<string>;
 }
 
 /**
@@ -76,7 +78,8 @@ export class ExtAuthzDecider {
     if (this.#built?.config === config) return this.#built;
     const { log, rateLimitStore, authStats, now } = this.deps;
     const chain = extAuthzChain({ config, log, rateLimitStore, ...(authStats ? { authStats } : {}), ...(now ? { now } : {}) });
-    this.#built = { config, chain, owned: identityHeaderNames(config.auth?.identityHeaders ?? DEFAULT_IDENTITY_HEADERS) };
+    const owned = identityHeaderNames(config.auth?.identityHeaders ?? DEFAULT_IDENTITY_HEADERS);
+    this.#built = { config, chain, owned, canonical: new Set(owned.map(canonicalHeaderName)) };
     return this.#built;
   }
 
@@ -89,12 +92,15 @@ export class ExtAuthzDecider {
       return deny(new GatewayError('GW_ERR_EXT_AUTHZ_BAD_CHECK', 'the check has no valid request method'), {});
     }
     const route = matchRoute(pathOf(request.path));
+    // Look-alikes of the owned names the client sent (`x_auth_subject`): Envoy must remove them too, by their own names.
+    const lookAlikes = ownedHeadersIn(request.headers, built.canonical).filter((name) => !built.owned.includes(name));
     // Unknown paths are refused with the gateway's own 404: the check cannot know what an upstream would expose there.
     if (route === undefined) {
       return deny(new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${request.method} ${request.path.slice(0, 200)}`), {});
     }
+    if (route.kind === 'bad-name') return deny(new GatewayError('GW_ERR_INVALID_REQUEST', route.message), {});
     // Health and server metadata are public on the data plane too (kubelet and mesh probes carry no token).
-    if (route.kind !== 'model') return { allowed: true, upstreamHeaders: {}, removeUpstreamHeaders: built.owned, responseHeaders: {} };
+    if (route.kind !== 'model') return { allowed: true, upstreamHeaders: {}, removeUpstreamHeaders: [...built.owned, ...lookAlikes], responseHeaders: {} };
 
     // The method is not checked: the upstream answers 405, and a wrong method never skips authentication.
     // Envoy sends no body with a check, and these stages never read one.
@@ -122,7 +128,7 @@ export class ExtAuthzDecider {
     return {
       allowed: true,
       upstreamHeaders,
-      removeUpstreamHeaders: built.owned.filter((name) => upstreamHeaders[name] === undefined),
+      removeUpstreamHeaders: [...built.owned.filter((name) => upstreamHeaders[name] === undefined), ...lookAlikes],
       responseHeaders: { ...ctx.responseHeaders },
     };
   }

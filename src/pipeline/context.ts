@@ -8,6 +8,30 @@ import type { Context } from './stage.js';
 
 const ACCEPTABLE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
+/**
+ * The first value of header `name` (lower-case) as the client sent it. Node joins repeated lines of most headers into
+ * one string (`"a, b"`), which must never become a routing or limit key: a merged value without a comma came from one
+ * line; otherwise the raw lines say what the first one was (a single value may itself contain a comma).
+ */
+export function firstHeaderValue(headers: IncomingHttpHeaders, rawHeaders: readonly string[], name: string): string | undefined {
+  const merged = headers[name];
+  if (merged === undefined) return undefined;
+  if (typeof merged === 'string' && !merged.includes(',')) return merged;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) return rawHeaders[i + 1];
+  return Array.isArray(merged) ? merged[0] : merged;
+}
+
+/** How many lines of header `name` the client sent (0 when none; from the raw lines when the transport has them). */
+export function headerLineCount(headers: IncomingHttpHeaders, rawHeaders: readonly string[], name: string): number {
+  const merged = headers[name];
+  if (merged === undefined) return 0;
+  if (Array.isArray(merged)) return merged.length;
+  if (!merged.includes(',') || rawHeaders.length === 0) return 1;
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) n++;
+  return Math.max(n, 1);
+}
+
 /** A sane caller-supplied request id (Envoy sets one), else a new one. */
 export function requestIdFrom(header: string | string[] | undefined, generate: () => string = randomUUID): string {
   return typeof header === 'string' && ACCEPTABLE_REQUEST_ID.test(header) ? header : generate();
@@ -56,7 +80,7 @@ class RequestContext implements Context {
   #reason: unknown;
 
   constructor(init: ContextInit) {
-    this.requestId = init.requestId ?? requestIdFrom(init.headers['x-request-id']);
+    this.requestId = init.requestId ?? requestIdFrom(firstHeaderValue(init.headers, init.rawHeaders ?? [], 'x-request-id'));
     this.operation = init.operation;
     this.modelName = init.modelName;
     this.pathVersion = init.pathVersion;
@@ -65,6 +89,14 @@ class RequestContext implements Context {
     this.clientAddress = init.clientAddress;
     this.connection = init.connection;
     this.body = init.body ?? RequestBody.empty();
+  }
+
+  header(name: string): string | undefined {
+    return firstHeaderValue(this.headers, this.rawHeaders, name);
+  }
+
+  headerLines(name: string): number {
+    return headerLineCount(this.headers, this.rawHeaders, name);
   }
 
   get signal(): AbortSignal {

@@ -24,6 +24,13 @@ export interface Context {
    */
   readonly rawHeaders: readonly string[];
   /**
+   * The one rule for repeated headers the gateway reads (sticky and rate-limit keys, x-request-id, x-shadow): the first
+   * value the client sent, never Node's comma-joined merge. A header stages strip (identity, authorization) is gone.
+   */
+  header(name: string): string | undefined;
+  /** How many times the client sent header `name`: headers that must be unambiguous (x-model-version) refuse > 1. */
+  headerLines(name: string): number;
+  /**
    * The connection the request came on (HTTP: its socket), as an identity only: per-connection memos (the verified
    * token) key on it. Absent when the transport has none to offer.
    */

@@ -1,7 +1,8 @@
 // Triton's binary tensor data extension: splits a binary request body, decodes raw tensors, encodes binary outputs.
 
 import { GatewayError } from '../errors/gateway-error.js';
-import type { Datatype, InferenceRequest, Parameters, Tensor, TensorData } from './oip.js';
+import type { Datatype, InferenceRequest, Parameters, Tensor, TensorData, TensorMetadata } from './oip.js';
+import { oipMessageJson } from './json-wire.js';
 import { elementCount, formatShape, isTensorDataFor } from './tensor.js';
 
 /** The header naming how many leading body bytes are the JSON part; the rest are raw tensors. */
@@ -197,6 +198,56 @@ export function decodeBinaryData(datatype: Datatype, shape: readonly number[], b
   return data;
 }
 
+/**
+ * Triton's raw binary request (`Inference-Header-Content-Length: 0`): the whole body is the data of the model's only
+ * input, its shape deduced from the byte count, every output answered as binary — as the equivalent JSON header and
+ * binary part, so the request is then validated like any other. The input may have at most one variable dimension
+ * besides a variable first (batch) dimension, which is then 1 (Triton: "treated as a batch-1 request"); a BYTES
+ * input must have shape [1] (or [-1]) and the body is its one element. Anything else is a 400 saying why.
+ */
+export function rawBinaryRequest(inputs: readonly TensorMetadata[], body: Buffer): SplitBody {
+  const raw = `a raw binary request (${BINARY_HEADER}: 0)`;
+  if (inputs.length !== 1) throw invalid(`${raw} needs a model with exactly one input; this one has ${inputs.length}: send a JSON header`);
+  const input = inputs[0]!;
+  let shape: number[];
+  let binary = body;
+  if (input.datatype === 'BYTES') {
+    if (input.shape.length !== 1 || (input.shape[0] !== 1 && input.shape[0] !== -1))
+      throw invalid(`${raw} with a BYTES input needs its shape to be [1]; input '${input.name}' has ${formatShape(input.shape)}`);
+    shape = [1];
+    // The body is the one element: framed as the binary BYTES encoding (4-byte little-endian length, then the bytes).
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(body.length);
+    binary = Buffer.concat([length, body]);
+  } else {
+    shape = [...input.shape];
+    const variable = shape.flatMap((d, i) => (d < 0 ? [i] : []));
+    // A variable first dimension next to another variable one is the batch: a raw request is one item.
+    if (variable.length === 2 && variable[0] === 0) {
+      shape[0] = 1;
+      variable.shift();
+    }
+    if (variable.length > 1)
+      throw invalid(
+        `${raw} cannot deduce the shape ${formatShape(input.shape)} of input '${input.name}' (more than one variable dimension): send a JSON header`,
+      );
+    const width = ELEMENT_BYTES[input.datatype];
+    const fixed = shape.reduce((n, d) => (d < 0 ? n : n * d), 1) * width;
+    if (variable.length === 1) {
+      if (fixed === 0 || body.length % fixed !== 0)
+        throw invalid(`${raw}: ${body.length} bytes is not a whole number of ${formatShape(input.shape)} ${input.datatype} elements for input '${input.name}'`);
+      shape[variable[0]!] = body.length / fixed;
+    } else if (body.length !== fixed) {
+      throw invalid(`${raw}: input '${input.name}' of shape ${formatShape(input.shape)} ${input.datatype} needs ${fixed} bytes, the body has ${body.length}`);
+    }
+  }
+  const json = {
+    inputs: [{ name: input.name, datatype: input.datatype, shape, parameters: { binary_data_size: binary.length } }],
+    parameters: { binary_data_output: true },
+  };
+  return { json, binary };
+}
+
 /** Which outputs the caller wants in binary: all (request-level `binary_data_output`), some by name, or none. */
 export type BinaryOutputs = InferenceRequest['binaryOutputs'];
 
@@ -260,16 +311,16 @@ export function encodeBinaryResponse(
   head: { model_name: string; model_version?: string; id?: string; parameters?: Parameters },
   tensors: readonly Tensor[],
   binary: Exclude<BinaryOutputs, undefined>,
-  toJsonData: (t: Tensor) => unknown[],
 ): BinaryEncoded {
   const chunks: Uint8Array[] = [];
   const outputs = tensors.map((t) => {
-    const base = { name: t.name, datatype: t.datatype, shape: [...t.shape] };
-    if (binary !== 'all' && !binary.has(t.name)) return { ...base, data: toJsonData(t) };
+    const fields = { name: t.name, datatype: t.datatype, shape: [...t.shape] };
+    // Outputs left in the JSON part are written exactly, as in a JSON answer (json-wire.ts).
+    if (binary !== 'all' && !binary.has(t.name)) return { fields, data: t };
     const bytes = tensorBytes(t);
     chunks.push(bytes);
-    return { ...base, parameters: { binary_data_size: bytes.byteLength } };
+    return { fields: { ...fields, parameters: { binary_data_size: bytes.byteLength } } };
   });
-  const json = Buffer.from(JSON.stringify({ ...head, outputs }));
+  const json = Buffer.from(oipMessageJson(head, 'outputs', outputs));
   return { chunks: [json, ...chunks], jsonLength: json.length };
 }

@@ -22,8 +22,8 @@ export function isShadowRequest(request: InferenceRequest): boolean {
  * `-shadow` host (Envoy and Istio mirroring append that suffix). Such requests are served but not mirrored again,
  * so two mirroring hops can never amplify traffic.
  */
-export function isMirroredRequest(headers: IncomingHttpHeaders): boolean {
-  if (headers[SHADOW_HEADER] === 'true') return true;
+export function isMirroredRequest(headers: IncomingHttpHeaders, header: (name: string) => string | undefined): boolean {
+  if (header(SHADOW_HEADER)?.trim() === 'true') return true;
   const host = headers.host;
   if (typeof host !== 'string') return false;
   const name = host.startsWith('[') ? host : host.split(':')[0]!;

@@ -1,18 +1,10 @@
 // Validates a JSON OIP inference request against a model's metadata and decodes it; encodes JSON inference responses.
 
 import { GatewayError } from '../errors/gateway-error.js';
-import {
-  DATATYPES,
-  isDatatype,
-  type Datatype,
-  type TensorData,
-  type InferenceRequest,
-  type InferResponseBody,
-  type Parameters,
-  type Tensor,
-  type TensorMetadata,
-} from './oip.js';
-import { decodeJsonData, describeJson, elementCount, encodeJsonData, flattenData, formatShape } from './tensor.js';
+import { DATATYPES, isDatatype, type Datatype, type TensorData, type InferenceRequest, type Parameters, type Tensor, type TensorMetadata } from './oip.js';
+import { RawBody } from './binary.js';
+import { oipMessageJson } from './json-wire.js';
+import { decodeJsonData, describeJson, elementCount, flattenData, formatShape } from './tensor.js';
 
 /** Default cap on the total number of tensor elements in one request (64 Mi): a sanity bound, not a quota. */
 export const DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024;
@@ -193,13 +185,12 @@ function readOutputs(raw: unknown, meta: ModelSignature): string[] | undefined {
   return names;
 }
 
-/** Decoded output tensors → the OIP JSON response body. `id` is echoed only when the request carried one. */
-export function encodeInferResponse(args: { modelName: string; modelVersion: string; id?: string; outputs: Tensor[] }): InferResponseBody {
-  const body: InferResponseBody = {
-    model_name: args.modelName,
-    model_version: args.modelVersion,
-    ...(args.id !== undefined ? { id: args.id } : {}),
-    outputs: args.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: [...t.shape], data: encodeJsonData(t) })),
-  };
-  return body;
+/**
+ * Decoded output tensors → the OIP JSON response body, as exact JSON text (see json-wire.ts: 64-bit integers keep
+ * every digit; NaN/±Infinity are refused with 422). `id` is echoed only when the request carried one.
+ */
+export function encodeInferResponse(args: { modelName: string; modelVersion: string; id?: string; outputs: Tensor[] }): RawBody {
+  const head = { model_name: args.modelName, model_version: args.modelVersion, ...(args.id !== undefined ? { id: args.id } : {}) };
+  const entries = args.outputs.map((t) => ({ fields: { name: t.name, datatype: t.datatype, shape: [...t.shape] }, data: t }));
+  return new RawBody([Buffer.from(oipMessageJson(head, 'outputs', entries))]);
 }

@@ -33,7 +33,7 @@ function compileRule(rule: RateLimitRule, enforceAll: boolean): CompiledRule {
   const models = rule.models ? new Set(rule.models) : undefined;
   const versions = rule.versions ? new Set(rule.versions) : undefined;
   const operations = new Set<Operation>(rule.operations);
-  const phase: Phase = versions !== undefined || rule.cost === 'rows' ? 'routed' : 'admission';
+  const phase: Phase = versions !== undefined || rule.cost === 'rows' || rule.key.version ? 'routed' : 'admission';
   return {
     name: rule.name,
     phase,
@@ -51,23 +51,39 @@ function compileRule(rule: RateLimitRule, enforceAll: boolean): CompiledRule {
   };
 }
 
+/**
+ * The key of a request under a rule: its sources' values in a fixed order. A claim comes with its issuer (a `sub` is
+ * unique only within its issuer), so any key with a claim, or with several sources, is a JSON array — unambiguous
+ * whatever the values contain. A single header or address keeps its plain value (readable store keys). '' when the
+ * request has no value for any source: such requests share one bucket.
+ */
 function keyReader(key: RateLimitRule['key']): (ctx: Context) => string {
+  const parts: ((ctx: Context) => string)[] = [];
   if (key.claim !== undefined) {
     const claim = key.claim;
-    return (ctx) => {
-      const value = ctx.identity?.claims[claim];
-      return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
-    };
+    parts.push(
+      (ctx) => ctx.identity?.issuer ?? '',
+      (ctx) => {
+        const value = ctx.identity?.claims[claim];
+        return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
+      },
+    );
   }
   if (key.header !== undefined) {
     const header = key.header;
-    return (ctx) => {
-      const value = ctx.headers[header];
-      return (Array.isArray(value) ? value.join(',') : (value ?? '')).trim();
-    };
+    parts.push((ctx) => (ctx.header(header) ?? '').trim());
   }
-  const hops = key.clientAddress?.trustedHops ?? 0;
-  return (ctx) => clientAddress(ctx, hops);
+  if (key.clientAddress !== undefined) {
+    const hops = key.clientAddress.trustedHops;
+    parts.push((ctx) => clientAddress(ctx, hops));
+  }
+  if (key.model) parts.push((ctx) => ctx.modelName);
+  if (key.version) parts.push((ctx) => ctx.target?.version ?? '');
+  if (parts.length === 1) return parts[0]!;
+  return (ctx) => {
+    const values = parts.map((part) => part(ctx));
+    return values.every((v) => v === '') ? '' : JSON.stringify(values);
+  };
 }
 
 /**

@@ -53,18 +53,16 @@ const MAX_KEY_LENGTH = 512;
 
 /**
  * The caller's sticky key, or undefined when the request has none (then routing falls back to weighted random).
- * A repeated header uses its first value; claims may be strings or numbers.
+ * A repeated header uses its first value (`header` is the request's `Context.header`); claims may be strings or numbers.
  */
 export function stickyKey(
   source: StickySource,
-  headers: Readonly<Record<string, string | string[] | undefined>>,
+  header: (name: string) => string | undefined,
   claims: Readonly<Record<string, unknown>> | undefined,
 ): string | undefined {
   let raw: unknown;
-  if (source.header !== undefined) {
-    const value = headers[source.header];
-    raw = Array.isArray(value) ? value[0] : value;
-  } else {
+  if (source.header !== undefined) raw = header(source.header);
+  else {
     raw = claims?.[source.claim];
     if (typeof raw === 'number' && Number.isFinite(raw)) raw = String(raw);
   }

@@ -150,6 +150,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     if (!route) {
       return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`));
     }
+    if (route.kind === 'bad-name') return sendError(res, new GatewayError('GW_ERR_INVALID_REQUEST', route.message));
     if (!route.methods.includes(method)) {
       const allow = route.methods.join(', ');
       return sendError(res, new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } }));

@@ -3,7 +3,7 @@
 import type { AccessPolicy } from '../auth/authorize.js';
 import { checkAccess } from '../auth/authorize.js';
 import { authError } from '../auth/challenge.js';
-import { identityHeaderNames, identityHeaders, stripIdentityHeaders, type IdentityHeaderConfig } from '../auth/identity-headers.js';
+import { canonicalHeaderName, identityHeaderNames, identityHeaders, stripIdentityHeaders, type IdentityHeaderConfig } from '../auth/identity-headers.js';
 import type { AuthStats } from '../auth/stats.js';
 import type { TokenVerifier } from '../auth/verify.js';
 import { isGatewayError, type GatewayError } from '../errors/gateway-error.js';
@@ -35,7 +35,7 @@ export interface AuthStageOptions {
 
 export function authStage(options: AuthStageOptions): Stage {
   const { identityHeaders: headerConfig, authentication: auth, log } = options;
-  const owned = identityHeaderNames(headerConfig);
+  const owned = new Set(identityHeaderNames(headerConfig).map(canonicalHeaderName));
   if (auth === undefined) {
     return {
       name: 'auth',

@@ -28,6 +28,7 @@ import { routeStage } from './route.js';
 import { shadowStage } from './shadow.js';
 import { upstreamStage } from './upstream.js';
 import { validateStage } from './validate.js';
+import { versionChoiceStage, type ModelChoiceRules } from './version-choice.js';
 
 /** Process-wide state every generation's chain shares, so reloads keep buckets, key sets, breakers and samples. */
 export interface ChainState {
@@ -101,8 +102,9 @@ const ALLOW: Stage = { name: 'ext-authz:allow', handle: () => Promise.resolve({ 
 
 /**
  * Envoy's ext_authz checks: the gateway's own auth stage and, with `extAuthz.rateLimits`, its admission rate limits —
- * the same factories as the gateway's chain, so a check never disagrees with the data plane. Routed rules need the
- * serving version or the body, which a check does not have.
+ * the same factories as the gateway's chain, so a check never disagrees with the data plane — then the model (which
+ * must exist) and the version the caller names, authorised as the route stage does. Routed rules need the serving
+ * version or the body, which a check does not have.
  */
 export function extAuthzChain(
   deps: Pick<ChainDeps, 'config' | 'log' | 'rateLimitStore' | 'authStats' | 'remoteKeySources' | 'now'> & { rateLimitStore: RateLimitStore },
@@ -111,7 +113,7 @@ export function extAuthzChain(
   const now = deps.now ?? Date.now;
   const stages: Stage[] = [authStage(authStageOptions(config, deps))];
   if (config.extAuthz.rateLimits) stages.push(rateLimitStage('admission', { rules: compileRules(config.rateLimits), store: deps.rateLimitStore, log, now }));
-  stages.push(ALLOW);
+  stages.push(versionChoiceStage({ models: choiceRulesOf(config) }), ALLOW);
   return compose(stages);
 }
 
@@ -145,6 +147,16 @@ export function authStageOptions(
     log,
     now,
   };
+}
+
+/** Model → what an ext_authz check needs to decide a version choice. */
+function choiceRulesOf(config: GatewayConfig): Map<string, ModelChoiceRules> {
+  return new Map(
+    Object.entries(config.models).map(([name, model]) => [
+      name,
+      { versions: new Set(Object.keys(model.versions)), headerEnabled: model.override.enabled, requiredScope: model.override.requiredScope },
+    ]),
+  );
 }
 
 /** Model → `timeoutMs`. */

@@ -4,7 +4,15 @@ import { GatewayError } from '../errors/gateway-error.js';
 import type { ServedVersion } from '../models/catalog.js';
 import type { Context } from '../pipeline/stage.js';
 import type { InferenceRequest } from '../protocol/oip.js';
-import { BINARY_HEADER, binaryHeaderLength, binaryInputSlices, binaryOutputsOf, decodeBinaryData, splitBinaryBody } from '../protocol/binary.js';
+import {
+  BINARY_HEADER,
+  binaryHeaderLength,
+  binaryInputSlices,
+  binaryOutputsOf,
+  decodeBinaryData,
+  rawBinaryRequest,
+  splitBinaryBody,
+} from '../protocol/binary.js';
 import { validateInferRequest } from '../protocol/validate.js';
 
 /** False for a remote version with `validate: remote`: its body goes upstream as received, never parsed here. */
@@ -16,12 +24,15 @@ export function needsDecoding(target: ServedVersion): boolean {
 export async function decodeFor(ctx: Context, target: ServedVersion): Promise<InferenceRequest> {
   // Header checked before the body is read: a malformed value is refused without reading a large body.
   const jsonLength = binaryHeaderLength(ctx.headers[BINARY_HEADER]);
-  const split = jsonLength === undefined ? undefined : splitBinaryBody(await ctx.body.bytes(), jsonLength);
-  const body = split === undefined ? await ctx.body.json() : split.json;
+  const bytes = jsonLength === undefined ? undefined : await ctx.body.bytes();
+  const json = bytes === undefined ? await ctx.body.json() : undefined;
   if (!target.backend.ready()) {
     throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
   }
   const meta = target.backend.metadata();
+  // Length 0 is Triton's raw binary request: the body is the one input's data, described by the model's metadata.
+  const split = bytes === undefined ? undefined : jsonLength === 0 ? rawBinaryRequest(meta.inputs, bytes) : splitBinaryBody(bytes, jsonLength!);
+  const body = split === undefined ? json : split.json;
   const signature = { name: target.model, inputs: meta.inputs, outputs: meta.outputs };
   const slices = split === undefined ? undefined : binaryInputSlices(body, split.binary);
   const request = validateInferRequest(

@@ -1,5 +1,6 @@
 // Route: picks the serving version — the path's, else an allowed x-model-version header, else sticky/weighted choice, else the default.
 
+import { versionChoiceDenial } from '../auth/version-choice.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ModelCatalog, ServedModel } from '../models/catalog.js';
 import type { Context, Stage } from '../pipeline/stage.js';
@@ -14,21 +15,15 @@ export interface RouteStageOptions extends RouteOptions {
   readonly routing?: RoutingTable;
 }
 
-/** The version the caller pinned with the header, if the model honours it and the caller may use it. */
+/** The version the caller pinned with the header, if the model honours it and the caller may choose one. */
 function headerVersion(ctx: Context, routing: ModelRouting): string | undefined {
   if (!routing.versionHeader.enabled) return undefined;
-  const raw = ctx.headers[VERSION_HEADER];
-  const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  // A pin must be unambiguous: two x-model-version lines are refused rather than one of them silently chosen.
+  if (ctx.headerLines(VERSION_HEADER) > 1) throw new GatewayError('GW_ERR_INVALID_REQUEST', `the ${VERSION_HEADER} header must be sent at most once`);
+  const value = ctx.header(VERSION_HEADER)?.trim();
   if (!value) return undefined;
-  const scope = routing.versionHeader.requiredScope;
-  if (scope !== undefined && !ctx.identity?.scopes.has(scope)) {
-    throw new GatewayError(
-      'GW_ERR_OVERRIDE_FORBIDDEN',
-      ctx.identity
-        ? `choosing a version of model '${routing.model}' with ${VERSION_HEADER} needs the scope '${scope}'`
-        : `choosing a version of model '${routing.model}' with ${VERSION_HEADER} needs an authenticated caller with the scope '${scope}'`,
-    );
-  }
+  const denied = versionChoiceDenial(ctx.identity, routing.model, routing.versionHeader.requiredScope, 'header');
+  if (denied) throw denied;
   return value;
 }
 
@@ -36,7 +31,7 @@ function chosenVersion(ctx: Context, routing: ModelRouting, rng: Rng, keyHash: K
   // Metadata and readiness describe "the model": a stable answer, not a coin flip per probe.
   if (ctx.operation !== 'infer' || routing.choice === undefined) return routing.defaultVersion;
   if (routing.sticky) {
-    const key = stickyKey(routing.sticky, ctx.headers, ctx.identity?.claims);
+    const key = stickyKey(routing.sticky, (name) => ctx.header(name), ctx.identity?.claims);
     if (key !== undefined) return rendezvousPick(routing.model, key, routing.choice.weights, keyHash)!;
   }
   return routing.choice.pick(rng);
@@ -56,6 +51,11 @@ export function routeStage({ catalog, routing, rng = Math.random, keyHash = sha2
       const rules = routing?.get(model.name);
       let version = ctx.pathVersion;
       let weighted = false;
+      if (version !== undefined && rules) {
+        // A version in the path is a choice too, under the same rule as the header (`override.requiredScope`).
+        const denied = versionChoiceDenial(ctx.identity, model.name, rules.versionHeader.requiredScope, 'path');
+        if (denied) throw denied;
+      }
       if (version === undefined && rules) {
         version = headerVersion(ctx, rules);
         if (version === undefined) {

@@ -129,7 +129,7 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     name: 'shadow',
     handle(ctx: Context, next: Next): Promise<Reply> {
       const plan = plans.get(ctx.modelName);
-      if (!plan || ctx.operation !== 'infer' || !ctx.target || !ctx.inference || isMirroredRequest(ctx.headers)) return next();
+      if (!plan || ctx.operation !== 'infer' || !ctx.target || !ctx.inference || isMirroredRequest(ctx.headers, (name) => ctx.header(name))) return next();
       const primaryTarget = ctx.target;
       const primaryVersion = primaryTarget.version;
       const chosen = targetsOf(plan, ctx, catalog, runtime).filter((t) => t.version !== primaryVersion && runtime.rng() * 100 < t.percent);

@@ -93,11 +93,12 @@ test(
   { rateLimits: { rules: [{ ...rule, models: ['iris'], versions: ['9'] }] } },
   /^rateLimits\.rules\.0\.versions\.0: no model of this rule has version '9'/,
 );
+test('a key without any source', invalid, { rateLimits: { rules: [{ ...rule, key: {} }] } }, /^rateLimits\.rules\.0\.key: set at least one of/);
 test(
-  'two key sources',
+  'a key with model: false alone',
   invalid,
-  { rateLimits: { rules: [{ ...rule, key: { header: 'x-a', clientAddress: {} } }] } },
-  /^rateLimits\.rules\.0\.key: set exactly one/,
+  { rateLimits: { rules: [{ ...rule, key: { model: false } }] } },
+  /^rateLimits\.rules\.0\.key: set at least one of/,
 );
 test('duplicate rule names', invalid, { rateLimits: { rules: [rule, rule] } }, /^rateLimits\.rules: rule names must be unique/);
 test('a zero rate', invalid, { rateLimits: { rules: [{ ...rule, ratePerSecond: 0 }] } }, /^rateLimits\.rules\.0\.ratePerSecond:/);

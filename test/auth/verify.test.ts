@@ -1,6 +1,7 @@
 // The verifier and the key sources with an injected clock: token cache bounds, JWKS cooldowns, rotation and outages.
 
 import test from 'ava';
+import { Writable } from 'node:stream';
 import { authSchema } from '../../src/config/schema.js';
 import { bindKeys, RemoteKeySource } from '../../src/auth/jwks.js';
 import { readBearerToken, scopesOf, TokenVerifier } from '../../src/auth/verify.js';
@@ -220,4 +221,63 @@ test('remote JWKS: at the cache max age the key set is refetched once, and a key
   await rejects(t, v.verify(tokenFor(oldKey, claims(c.now(), { sub: 'rotated-out' }))), /no signing key/);
   await new Promise((resolve) => setTimeout(resolve, 50));
   t.is(server.hits(), 2, 'exactly one new fetch');
+});
+
+test('maxLifetimeSeconds bounds exp - iat (exp - now without iat), refuses an iat in the future, and is off by default', async (t) => {
+  const c = clock();
+  const key = ecKey('k1');
+  const bounded = (over: Record<string, unknown>) => verifier([key.jwk], c.now, {}).verify(tokenFor(key, claims(T0, over)));
+  const auth = authSchema.parse({
+    issuers: [{ issuer: ISS, audiences: ['gw'], algorithms: ['ES256'], jwks: { keys: [key.jwk] }, maxLifetimeSeconds: 3600 }],
+  });
+  const v = new TokenVerifier(auth, { now: c.now, log });
+  const nowS = T0 / 1000;
+  t.is((await v.verify(tokenFor(key, claims(T0, { iat: nowS, exp: nowS + 3600 })))).subject, 'alice', 'exactly the maximum');
+  await rejects(t, v.verify(tokenFor(key, claims(T0, { sub: 'b', iat: nowS, exp: nowS + 3601 }))), /lifetime exceeds its issuer's maximum of 3600 s/);
+  await rejects(t, v.verify(tokenFor(key, claims(T0, { sub: 'c', iat: undefined, exp: 1e20 }))), /lifetime exceeds/);
+  t.is((await v.verify(tokenFor(key, claims(T0, { sub: 'd', iat: undefined, exp: nowS + 600 })))).subject, 'd', 'without iat: exp - now');
+  // An iat far in the future would make any exp look short-lived.
+  await rejects(t, v.verify(tokenFor(key, claims(T0, { sub: 'e', iat: nowS + 3000, exp: nowS + 3600 }))), /issued in the future/);
+  await rejects(t, v.verify(tokenFor(key, claims(T0, { sub: 'f', iat: 'soon', exp: nowS + 60 }))), /iat claim/);
+  // Unset: a token claiming 1e20 is accepted, as before (the bound is opt-in).
+  t.is((await bounded({ sub: 'g', exp: 1e20 })).subject, 'g');
+});
+
+test('remote JWKS: one failed fetch is logged once, however many callers joined it', async (t) => {
+  const c = clock();
+  const key = ecKey('k1');
+  const server = await countingServer({ keys: [key.jwk] });
+  t.teardown(() => server.close());
+  const lines: string[] = [];
+  const capture = createLogger(
+    'warn',
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    }),
+  );
+  const source = new RemoteKeySource({
+    url: server.url,
+    cacheMaxAgeMs: 60_000,
+    cooldownMs: 30_000,
+    timeoutMs: 1000,
+    algorithms: ['ES256'],
+    now: c.now,
+    log: capture,
+  });
+  await source.warm();
+  server.serve({ keys: [] }); // the IdP now publishes an unusable set: every fetch fails
+  c.advance(60_000); // stale and past the cooldown
+  // A stale lookup starts the background refresh; unknown kids join that same fetch.
+  await Promise.all([
+    source.candidates({ alg: 'ES256', kid: 'k1' }),
+    ...Array.from({ length: 5 }, () => t.throwsAsync(source.candidates({ alg: 'ES256', kid: 'rotated' }))),
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.is(server.hits(), 2, 'one fetch at start, one refresh');
+  const failures = lines.filter((l) => l.includes('JWKS fetch failed'));
+  t.is(failures.length, 1, lines.join('\n'));
+  t.regex(failures[0]!, /the last good key set stays in use/);
 });

@@ -414,7 +414,20 @@ test('a cached token is refused once its exp passes: 401 with the exact invalid_
 test('client-forged identity headers beside a valid token are stripped: the backend sees only the verified identity', async (t) => {
   const { url, backend } = await recordedGateway(t, () => NOW);
   const token = tokenFor(ecB, claimsA({ iss: ISS_B, sub: 'alice' })); // no tenant claim
-  const sent = { ...bearer(token), 'x-auth-subject': 'admin', 'x-auth-issuer': 'https://evil.example', 'x-tenant': 'evil-corp', 'x-other': 'kept' };
+  const sent = {
+    ...bearer(token),
+    'x-auth-subject': 'admin',
+    'x-auth-issuer': 'https://evil.example',
+    'x-tenant': 'evil-corp',
+    'x-other': 'kept',
+    // Look-alikes: CGI/WSGI/PHP backends map `_` and `-` to the same HTTP_X_AUTH_SUBJECT.
+    x_auth_subject: 'admin',
+    X_Auth_Issuer: 'https://evil.example',
+    x_tenant: 'evil-corp',
+    x_forwarded_for: '6.6.6.6',
+    x_model_version: '2',
+    x_shadow: 'true',
+  };
   checkAnswer(t, sent, await infer(sent, url), 200, undefined);
   const seen = backend.seen.filter((r) => r.method === 'POST');
   t.is(seen.length, 1);
@@ -423,6 +436,9 @@ test('client-forged identity headers beside a valid token are stripped: the back
   t.is(headers['x-auth-issuer'], ISS_B);
   t.is(headers['x-tenant'], undefined, 'a forged copy of a claim header the token does not fill must not pass');
   t.is(headers['x-other'], 'kept', 'other client headers do reach the backend');
+  for (const lookAlike of ['x_auth_subject', 'x_auth_issuer', 'x_tenant', 'x_forwarded_for', 'x_model_version', 'x_shadow']) {
+    t.is(headers[lookAlike], undefined, `${lookAlike}: stacks reading _ as - would take it for the gateway's own`);
+  }
   t.is(headers.authorization, undefined, 'the token is not forwarded (forwardToken: false)');
 
   const withTenant = { ...bearer(tokenFor(ecB, claimsA({ iss: ISS_B, sub: 'bob', tenant: 'acme' }))), 'x-tenant': 'evil-corp' };

@@ -7,7 +7,7 @@ import { IDENTITY_DATATYPES } from '../../scripts/onnx-graph.js';
 import { tensorBytes } from '../../src/protocol/binary.js';
 import type { Datatype, Tensor, TensorData } from '../../src/protocol/oip.js';
 import { gatewayConfig, getJson, startTestGateway } from '../helpers/gateway.js';
-import { identityModelFile } from '../helpers/models.js';
+import { identityModelFile, singleInputModelFile } from '../helpers/models.js';
 import { spawnServeModel } from '../helpers/serve-model.js';
 import type { RunningGateway } from '../../src/app/gateway.js';
 
@@ -196,4 +196,102 @@ test('server metadata advertises binary_tensor_data on the gateway and on serve-
     const meta = await getJson(`${base}/v2`);
     t.true((meta.body.extensions as string[]).includes('binary_tensor_data'), base);
   }
+});
+
+// --- Exact JSON: 64-bit integers keep their digits, NaN/±Infinity are refused (issue: never round or null silently) ---
+
+/** Binary inputs for two 64-bit tensors and one FP32 one, with every output asked for as JSON. */
+function exactRequest(fp32: Float32Array): { body: Buffer; header: string } {
+  const int64 = new BigInt64Array([2n ** 60n + 1n, -(2n ** 63n), 2n ** 53n + 1n, -1n]);
+  const uint64 = new BigUint64Array([2n ** 64n - 1n, 2n ** 60n + 1n, 0n, 9007199254740993n]);
+  const others = IDENTITY_DATATYPES.filter((dt) => dt !== 'INT64' && dt !== 'UINT64' && dt !== 'FP32');
+  const tensors = [
+    { name: 'input_INT64', datatype: 'INT64', data: int64 },
+    { name: 'input_UINT64', datatype: 'UINT64', data: uint64 },
+    { name: 'input_FP32', datatype: 'FP32', data: fp32 },
+  ];
+  const raw = tensors.map((x) => tensorBytes({ ...x, shape: [2, 2] } as Tensor));
+  const inputs = [
+    ...tensors.map((x, i) => ({ name: x.name, datatype: x.datatype, shape: [2, 2], parameters: { binary_data_size: raw[i]!.byteLength } })),
+    ...others.map((dt) => ({ name: `input_${dt}`, datatype: dt, shape: [2, 2], parameters: { binary_data_size: tensorBytes(tensor(dt)).byteLength } })),
+  ];
+  const head = Buffer.from(JSON.stringify({ inputs, outputs: [{ name: 'output_INT64' }, { name: 'output_UINT64' }, { name: 'output_FP32' }] }));
+  return { body: Buffer.concat([head, ...raw, ...others.map((dt) => tensorBytes(tensor(dt)))]), header: String(head.length) };
+}
+
+const exactJson = test.macro(async (t: ExecutionContext, target: Target) => {
+  const req = exactRequest(new Float32Array([1, 2, 3, 4]));
+  const res = await fetch(await urlOf(target), {
+    method: 'POST',
+    body: req.body,
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': req.header },
+  });
+  const text = await res.text();
+  t.is(res.status, 200, text);
+  // The wire carries the digits (a standard JSON.parse would round them; the text must not have been rounded already).
+  t.true(text.includes('"data":[1152921504606846977,-9223372036854775808,9007199254740993,-1]'), text);
+  t.true(text.includes('"data":[18446744073709551615,1152921504606846977,0,9007199254740993]'), text);
+});
+for (const target of ['local', 'remote', 'checked', 'runtime'] as const)
+  test(`64-bit outputs beyond 2^53 keep their exact digits in JSON (${target})`, exactJson, target);
+
+const notRepresentable = test.macro(async (t: ExecutionContext, target: Target) => {
+  const req = exactRequest(new Float32Array([1, NaN, Infinity, 4]));
+  const url = await urlOf(target);
+  const res = await post(url, req.body, { 'inference-header-content-length': req.header });
+  t.is(res.status, 422, JSON.stringify(res.json));
+  t.regex(String(res.json.error), /output 'output_FP32' element 1 is NaN, which JSON cannot carry; ask for binary tensor data/);
+  // The same request asking for binary outputs gets the values exactly.
+  const binaryHead = Buffer.from(
+    JSON.stringify({
+      ...(JSON.parse(req.body.subarray(0, Number(req.header)).toString()) as Record<string, unknown>),
+      outputs: [{ name: 'output_FP32', parameters: { binary_data: true } }],
+    }),
+  );
+  const binary = await post(url, Buffer.concat([binaryHead, req.body.subarray(Number(req.header))]), {
+    'inference-header-content-length': String(binaryHead.length),
+  });
+  t.is(binary.status, 200, JSON.stringify(binary.json));
+  const values = new Float32Array(new Uint8Array(binary.binary).buffer);
+  t.true(Number.isNaN(values[1]!));
+  t.is(values[2], Infinity);
+});
+for (const target of ['local', 'remote', 'runtime'] as const)
+  test(`NaN/Infinity outputs: 422 asking for binary data, never null in a 200 (${target})`, notRepresentable, target);
+
+test("Triton's raw binary request (inference-header-content-length: 0): the body is the single input, shape from the byte count", async (t) => {
+  const file = await singleInputModelFile();
+  const runtime = await spawnServeModel(['--model-dir', path.dirname(file), '--port', '0', '--log-level', 'warn']);
+  t.teardown(() => runtime.stop('SIGKILL'));
+  const gateway = await startTestGateway(
+    gatewayConfig({
+      models: {
+        single: {
+          versions: {
+            local: { backend: { kind: 'onnx', path: file } },
+            remote: { backend: { kind: 'http', url: runtime.url, model: 'single', version: '1' } },
+          },
+        },
+      },
+    }),
+  );
+  t.teardown(() => gateway.stop());
+  const rows = new Float32Array([1, 2, 3, 4, 5, 6]); // two rows of the model's [batch, 3]
+  for (const url of [
+    `${gateway.url}/v2/models/single/versions/local/infer`,
+    `${gateway.url}/v2/models/single/versions/remote/infer`,
+    `${runtime.url}/v2/models/single/infer`,
+  ]) {
+    const res = await post(url, Buffer.from(rows.buffer), { 'inference-header-content-length': '0' });
+    t.is(res.status, 200, JSON.stringify(res.json));
+    t.like((res.json.outputs as Record<string, unknown>[])[0], { name: 'x_out', datatype: 'FP32', shape: [2, 3], parameters: { binary_data_size: 24 } });
+    t.deepEqual([...new Float32Array(new Uint8Array(res.binary).buffer)], [...rows], url);
+    const ragged = await post(url, Buffer.alloc(10), { 'inference-header-content-length': '0' });
+    t.is(ragged.status, 400);
+    t.regex(String(ragged.json.error), /10 bytes is not a whole number of \[-1,3\] FP32 elements/);
+  }
+  // A model with several inputs cannot be described by the body alone.
+  const many = await post(await urlOf('local'), Buffer.alloc(16), { 'inference-header-content-length': '0' });
+  t.is(many.status, 400);
+  t.regex(String(many.json.error), /needs a model with exactly one input; this one has 13/);
 });

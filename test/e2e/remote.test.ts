@@ -2,13 +2,14 @@
 // a version split between in-process and remote, and the CLI gateway process proxying to it.
 
 import test from 'ava';
-import { copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { irisDisagreementRows, IRIS_ROWS } from '../helpers/iris.js';
 import { MODELS, gatewayConfig, getJson, irisRequest, postJson, runCli, spawnGateway, startTestGateway, writeConfigFile } from '../helpers/gateway.js';
 import { spawnServeModel, type ServeModelProcess } from '../helpers/serve-model.js';
+import { scanModelDirectory } from '../../src/app/runtime.js';
 import { countingServer, ecKey } from '../helpers/jwt.js';
 
 type Body = Record<string, unknown>;
@@ -74,6 +75,25 @@ const cliFails = test.macro(async (t, args: () => Promise<string[]>, code: numbe
   t.is(result.code, code, result.stderr);
   t.regex(result.stderr, message);
 });
+test('a model directory published through symbolic links (ConfigMap volumes, git-sync) is scanned like a plain one', async (t) => {
+  // Kubernetes ConfigMap/Secret volume layout: visible names are links into a hidden ..data directory.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mg-links-'));
+  await mkdir(path.join(dir, '..2026_12_07', 'iris', '2'), { recursive: true });
+  await copyFile(path.join(MODELS, 'iris-v1.onnx'), path.join(dir, '..2026_12_07', 'plain.onnx'));
+  await copyFile(path.join(MODELS, 'iris-v2.onnx'), path.join(dir, '..2026_12_07', 'iris', '2', 'model.onnx'));
+  await symlink('..2026_12_07', path.join(dir, '..data'));
+  await symlink(path.join('..data', 'plain.onnx'), path.join(dir, 'plain.onnx')); // a linked file
+  await mkdir(path.join(dir, 'iris'));
+  await symlink(path.join('..', '..data', 'iris', '2'), path.join(dir, 'iris', '2')); // a linked version directory
+  await symlink(path.join('..data', 'iris'), path.join(dir, 'linked-model')); // a linked model directory
+  const found = (await scanModelDirectory(dir)).map((m) => `${m.model}/${m.version}`).sort();
+  t.deepEqual(found, ['iris/2', 'linked-model/2', 'plain/1']);
+
+  await symlink(path.join(dir, 'nowhere.onnx'), path.join(dir, 'dangling.onnx'));
+  const err = await t.throwsAsync(scanModelDirectory(dir));
+  t.regex(err!.message, /dangling\.onnx: a symbolic link to nothing/);
+});
+
 test('serve-model without a source exits 2 with usage', cliFails, async () => [], 2, /needs exactly one of --model-dir DIR or --config FILE/);
 test(
   'serve-model on an empty directory exits 1',

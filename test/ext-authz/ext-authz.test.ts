@@ -27,7 +27,9 @@ function configWith(extra: Record<string, unknown> = {}): GatewayConfig {
     // One bucket per subject: 2 requests at once, refilled at 1 per second (the clock never moves in these tests).
     rateLimits: { rules: [{ name: 'per-caller', key: { claim: 'sub' }, ratePerSecond: 1, burst: 2 }] },
     models: {
-      iris: { versions: { '1': onnx }, auth: { infer: { scopes: ['iris:infer'] } } },
+      iris: { versions: { '1': onnx, '2': onnx }, auth: { infer: { scopes: ['iris:infer'] } } },
+      // Naming a version needs iris:pin, whether in the path or with the header (one decision, as on the data plane).
+      pinned: { versions: { '1': onnx, '2': onnx }, override: { enabled: true, requiredScope: 'iris:pin' } },
       public: { versions: { '1': onnx }, auth: { allowAnonymous: true } },
     },
     extAuthz: { http: { enabled: true, port: 0 }, grpc: { enabled: true, port: 0 } },
@@ -220,11 +222,64 @@ const CASES: Record<string, Case> = {
     error: /rate limit 'per-caller' exceeded/,
   },
   'refuses an unknown path with the gateway 404': { path: '/admin/secrets', headers: [['authorization', bearer()]], status: 404, error: /no such endpoint/ },
-  'lets an unknown model through for a verified caller (the upstream answers 404)': {
+  'refuses an unknown model with 404, as the data plane would (no name slips past the policy of the model it reaches)': {
     path: '/v2/models/nope/infer',
     headers: [['authorization', bearer()]],
+    status: 404,
+    error: /unknown model 'nope'/,
+  },
+  'refuses a case variant of a model name with 404 (names are case-sensitive)': {
+    path: '/v2/models/IRIS/infer',
+    headers: [['authorization', bearer({ scope: '' })]],
+    status: 404,
+  },
+  'decodes a percent-encoded model name before authorising it: ir%69s is iris and needs its scope': {
+    path: '/v2/models/ir%69s/infer',
+    headers: [['authorization', bearer({ scope: 'other' })]],
+    status: 403,
+    error: /needs the scope 'iris:infer'/,
+  },
+  'refuses a name that cannot be canonicalised (an encoded slash) with 400': {
+    path: '/v2/models/iris%2F..%2Fpublic/infer',
+    headers: [['authorization', bearer()]],
+    status: 400,
+    error: /not a valid name/,
+  },
+  'refuses an unknown version with 404': {
+    path: '/v2/models/iris/versions/9/infer',
+    headers: [['authorization', bearer()]],
+    status: 404,
+  },
+  'a version in the path needs the override scope, like the header': {
+    path: '/v2/models/pinned/versions/2/infer',
+    headers: [['authorization', bearer()]],
+    status: 403,
+    error: /choosing a version of model 'pinned' in the path needs the scope 'iris:pin'/,
+  },
+  'x-model-version needs the override scope': {
+    path: '/v2/models/pinned/infer',
+    headers: [
+      ['authorization', bearer()],
+      ['x-model-version', '2'],
+    ],
+    status: 403,
+    error: /with x-model-version needs the scope 'iris:pin'/,
+  },
+  'a caller with the override scope may name a version either way': {
+    path: '/v2/models/pinned/versions/2/infer',
+    headers: [['authorization', bearer({ scope: 'iris:pin' })]],
+    status: 200,
+  },
+  'look-alikes of identity headers (x_auth_subject) are removed by their own names': {
+    path: INFER,
+    headers: [
+      ['authorization', bearer()],
+      ['x_auth_subject', 'root'],
+      ['X_Auth_Issuer', 'evil'],
+    ],
     status: 200,
     upstream: { 'x-auth-subject': 'alice' },
+    remove: ['x_auth_subject', 'x_auth_issuer'],
   },
   'denies an unknown model to an anonymous caller': { path: '/v2/models/nope/infer', headers: [], status: 401 },
   'allows health without a token and strips forged identity headers': {

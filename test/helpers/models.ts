@@ -17,6 +17,11 @@ export function identityModelFile(): Promise<string> {
   return writeModel('identity.onnx', buildIdentityModel(allDatatypeIdentityInputs()));
 }
 
+/** One FP32 input `x` of shape [batch, 3] → `x_out`: a model a raw binary request (no JSON header) can describe. */
+export function singleInputModelFile(): Promise<string> {
+  return writeModel('single.onnx', buildIdentityModel([{ name: 'x', elemType: 'FP32', shape: ['batch', 3] }]));
+}
+
 /** A model that accepts shape [-1, 4] but fails inside ONNX Runtime unless the batch is 1 (Reshape to [1, 4]). */
 export function failingModelFile(): Promise<string> {
   const g = new GraphBuilder('fails-unless-batch-1');

@@ -11,6 +11,7 @@ import { RequestBody } from '../../src/http/request-body.js';
 import { ModelCatalog, type ServedVersion } from '../../src/models/catalog.js';
 import { createContext } from '../../src/pipeline/context.js';
 import type { Context } from '../../src/pipeline/stage.js';
+import { RawBody } from '../../src/protocol/binary.js';
 import { GuardRegistry } from '../../src/resilience/registry.js';
 import type { RolloutSignals } from '../../src/rollout/signals.js';
 import { upstreamStage } from '../../src/stages/upstream.js';
@@ -113,4 +114,9 @@ export async function upstreamUnit(t: ExecutionContext, options: UpstreamUnitOpt
   /** Calls `stage.handle` as the chain would: nothing may run after the terminal stage. */
   const run = (c: Context) => stage.handle(c, () => Promise.reject(new Error('the terminal stage called next()')));
   return { stage, run, ctx, registry, served, scriptV2, version };
+}
+
+/** A reply's body as JSON: in-process answers are exact JSON text (a RawBody), error bodies plain objects. */
+export function replyJson(body: unknown): unknown {
+  return body instanceof RawBody ? JSON.parse(Buffer.concat(body.chunks).toString('utf8')) : body;
 }

@@ -17,7 +17,6 @@ import {
 } from '../../src/protocol/binary.js';
 import type { Datatype, Tensor, TensorData } from '../../src/protocol/oip.js';
 import { RawBody } from '../../src/protocol/binary.js';
-import { encodeJsonData } from '../../src/protocol/tensor.js';
 import { validateInferRequest } from '../../src/protocol/validate.js';
 
 /** A body: JSON part then raw parts; returns it and the header value. */
@@ -170,7 +169,7 @@ test('binary response: JSON part names the sizes, tensors follow uncopied in out
   const a: Tensor = { name: 'a', datatype: 'FP32', shape: [2], data: new Float32Array([1, 2]) };
   const b: Tensor = { name: 'b', datatype: 'INT64', shape: [1], data: new BigInt64Array([7n]) };
   const c: Tensor = { name: 'c', datatype: 'BYTES', shape: [1], data: ['hi'] };
-  const encoded = encodeBinaryResponse({ model_name: 'm', model_version: '1' }, [a, b, c], new Set(['a', 'c']), encodeJsonData);
+  const encoded = encodeBinaryResponse({ model_name: 'm', model_version: '1' }, [a, b, c], new Set(['a', 'c']));
   const json = JSON.parse(Buffer.from(encoded.chunks[0]!).toString()) as { outputs: Record<string, unknown>[] };
   t.is(encoded.jsonLength, encoded.chunks[0]!.byteLength);
   t.deepEqual(json.outputs, [
@@ -217,8 +216,11 @@ test('a remote binary answer: names rewritten in the JSON part, header recompute
   );
   const reply = replyFromRemote(res, { model: 'flowers', version: '2' }, 'model flowers version 2');
   t.true(reply.body instanceof RawBody);
-  const [head, tensors] = (reply.body as RawBody).chunks as [Uint8Array, Uint8Array];
-  t.like(JSON.parse(Buffer.from(head).toString()), { model_name: 'flowers', model_version: '2' });
+  // The names are spliced into the remote's JSON part (never re-encoded from a parse); the tensors follow, uncopied.
+  const chunks = (reply.body as RawBody).chunks;
+  const head = Buffer.concat(chunks.slice(0, -1));
+  const tensors = chunks[chunks.length - 1]!;
+  t.like(JSON.parse(head.toString()), { model_name: 'flowers', model_version: '2' });
   t.is(reply.headers['inference-header-content-length'], String(head.byteLength));
   t.is(tensors.buffer, res.body.buffer);
   const outputs = decodeOutputs(reply.json!, 'model flowers version 2', reply.binary);

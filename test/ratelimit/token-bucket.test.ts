@@ -1,6 +1,7 @@
 // Token-bucket arithmetic, the memory store, the draft headers and rule compilation, all on an injected clock.
 
 import test from 'ava';
+import { createContext } from '../../src/pipeline/context.js';
 import { configSchema } from '../../src/config/schema.js';
 import type { Context } from '../../src/pipeline/stage.js';
 import { limitItem, policyItem } from '../../src/ratelimit/headers.js';
@@ -55,8 +56,10 @@ test('memory store: keys are independent, and the least recently used key is evi
   t.true((await take('c')).allowed);
 });
 
-function ctx(over: Partial<Context>): Context {
-  return { operation: 'infer', modelName: 'iris', headers: {}, clientAddress: '10.0.0.9', responseHeaders: {}, ...over } as Context;
+function ctx(over: Partial<Context> & { rawHeaders?: string[] }): Context {
+  const { operation = 'infer', headers = {}, rawHeaders, ...rest } = over;
+  const c = createContext({ operation, modelName: 'iris', pathVersion: undefined, headers, rawHeaders: rawHeaders ?? [], clientAddress: '10.0.0.9' });
+  return Object.assign(c, rest);
 }
 
 test('client address: the peer, or the N-th X-Forwarded-For entry from the right', (t) => {
@@ -82,9 +85,13 @@ test('rules: phases, matching, keys and costs', (t) => {
   const [bySub, v2, rows] = compileRules(config.rateLimits);
   t.deepEqual([bySub!.phase, v2!.phase, rows!.phase], ['admission', 'routed', 'routed']);
   const identity = { issuer: 'i', subject: 'alice', scopes: new Set<string>(), claims: { sub: 'alice' } };
-  t.is(bySub!.keyOf(ctx({ identity })), 'alice');
+  // A claim is qualified by its issuer: the same sub from another trusted issuer is another bucket (RFC 7519 §4.1.2).
+  t.is(bySub!.keyOf(ctx({ identity })), '["i","alice"]');
+  t.is(bySub!.keyOf(ctx({ identity: { ...identity, issuer: 'partner' } })), '["partner","alice"]');
   t.is(bySub!.keyOf(ctx({})), ''); // no identity: the shared bucket
   t.is(v2!.keyOf(ctx({ headers: { 'x-tenant': ' acme ' } })), 'acme');
+  // A repeated header is keyed by its first value, never by Node's comma-joined merge.
+  t.is(v2!.keyOf(ctx({ headers: { 'x-tenant': 'acme, evil' }, rawHeaders: ['X-Tenant', 'acme', 'X-Tenant', 'evil'] })), 'acme');
   t.false(v2!.matches(ctx({})));
   t.true(v2!.matches(ctx({ target: { model: 'iris', version: '2' } as Context['target'] })));
   t.false(bySub!.matches(ctx({ operation: 'model-ready' })));
@@ -92,7 +99,30 @@ test('rules: phases, matching, keys and costs', (t) => {
   t.is(requestCost(rows!, batch), 7);
   t.is(requestCost(bySub!, batch), 1);
   t.is(requestCost(rows!, ctx({ operation: 'model-metadata' })), 1);
-  t.is(bucketKey(bySub!, 'alice'), 'by-sub:alice');
+  t.is(bucketKey(bySub!, '["i","alice"]'), 'by-sub:["i","alice"]');
   t.regex(bucketKey(bySub!, 'x'.repeat(500)), /^by-sub:sha256:[A-Za-z0-9_-]{43}$/);
   t.regex(bucketKey(bySub!, 'has space'), /^by-sub:sha256:/);
+});
+
+test('composite keys: a claim with the model, the model alone, a header with the serving version (decided after routing)', (t) => {
+  const config = configSchema.parse({
+    models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: '/a' } } } }, mlp: { versions: { '1': { backend: { kind: 'onnx', path: '/b' } } } } },
+    auth: { issuers: [{ issuer: 'i', audiences: ['a'], algorithms: ['ES256'], jwks: { url: 'https://i/j' } }] },
+    rateLimits: {
+      rules: [
+        { name: 'tenant-model', key: { claim: 'tenant', model: true }, ratePerSecond: 1, burst: 1 },
+        { name: 'per-model', key: { model: true }, ratePerSecond: 1, burst: 1 },
+        { name: 'header-version', key: { header: 'x-team', version: true }, ratePerSecond: 1, burst: 1 },
+      ],
+    },
+  });
+  const [tenantModel, perModel, headerVersion] = compileRules(config.rateLimits);
+  t.deepEqual([tenantModel!.phase, perModel!.phase, headerVersion!.phase], ['admission', 'admission', 'routed']);
+  const identity = { issuer: 'i', subject: 'alice', scopes: new Set<string>(), claims: { sub: 'alice', tenant: 'acme' } };
+  t.is(tenantModel!.keyOf(ctx({ identity })), '["i","acme","iris"]');
+  t.is(tenantModel!.keyOf(ctx({ identity, modelName: 'mlp' })), '["i","acme","mlp"]');
+  t.is(perModel!.keyOf(ctx({})), 'iris');
+  const target = { model: 'iris', version: '1' } as Context['target'];
+  t.is(headerVersion!.keyOf(ctx({ headers: { 'x-team': 'ml' }, target })), '["ml","1"]');
+  t.is(tenantModel!.keyOf(ctx({ modelName: '' })), '', 'no value at all: the shared bucket');
 });

@@ -1,6 +1,7 @@
 // Version choice over real HTTP: path beats header beats sticky/weights; the header needs config (and a scope) to count.
 
 import test from 'ava';
+import http from 'node:http';
 import type { RunningGateway } from '../../src/app/gateway.js';
 import { ecKey, tokenFor } from '../helpers/jwt.js';
 import { gatewayConfig, getJson, irisModels, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
@@ -63,6 +64,13 @@ test(
   '2',
 );
 test('without the header the guarded model follows its weights, scope or not', routes, '/v2/models/guarded/infer', () => ({}), '1');
+test(
+  'a caller with the required scope may name a version in the path',
+  routes,
+  '/v2/models/guarded/versions/2/infer',
+  () => ({ authorization: `Bearer ${token({ sub: 'ops', scope: 'iris:pin' })}` }),
+  '2',
+);
 test('no weights: the default version answers', routes, '/v2/models/unweighted/infer', () => ({}), '1');
 
 const refuses = test.macro({
@@ -90,6 +98,30 @@ test(
   () => ({ 'x-model-version': '2' }),
   403,
   /needs an authenticated caller with the scope 'iris:pin'/,
+);
+test(
+  'an anonymous caller naming a version of a guarded model in the path (one decision, whatever the way)',
+  refuses,
+  '/v2/models/guarded/versions/2/infer',
+  () => ({}),
+  403,
+  /choosing a version of model 'guarded' in the path needs an authenticated caller with the scope 'iris:pin'/,
+);
+test(
+  'a caller without the scope naming a version of a guarded model in the path',
+  refuses,
+  '/v2/models/guarded/versions/2/infer',
+  () => ({ authorization: `Bearer ${token({ sub: 'dev', scope: 'iris:infer' })}` }),
+  403,
+  /in the path needs the scope 'iris:pin'/,
+);
+test(
+  'a percent-encoded name is the same model: its version rule still applies',
+  refuses,
+  '/v2/models/gu%61rded/versions/2/infer',
+  () => ({}),
+  403,
+  /model 'guarded' in the path/,
 );
 test(
   'a caller without the scope pinning a guarded model',
@@ -161,4 +193,42 @@ test('injected rng and hash: no sticky key → weighted random (rng decides); wi
   t.is(await ask({ 'x-user-id': 'someone-else' }), '2');
   next = 0.1;
   t.is(await ask({ 'x-user-id': 'someone-else' }), '2');
+});
+
+/** One request with raw header lines, so a header can be sent twice as two lines (as fetch never does). */
+function rawPost(path: string, lines: string[]): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Record<string, unknown> }> {
+  const body = JSON.stringify(irisRequest());
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${gw.url}${path}`,
+      {
+        method: 'POST',
+        headers: ['host', new URL(gw.url).host, 'content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), ...lines],
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('repeated headers: x-model-version twice is a 400; a sticky key and x-request-id use their first value, never the joined one', async (t) => {
+  const twice = await rawPost('/v2/models/sticky/infer', ['x-model-version', '2', 'x-model-version', '1']);
+  t.is(twice.status, 400);
+  t.regex(String(twice.body.error), /x-model-version header must be sent at most once/);
+
+  // Node joins the two lines into "a, b"; routing must use "a", exactly as a caller sending only "a".
+  for (const first of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank']) {
+    const alone = await rawPost('/v2/models/sticky/infer', ['x-user-id', first]);
+    const repeated = await rawPost('/v2/models/sticky/infer', ['x-user-id', first, 'x-user-id', 'someone-else']);
+    t.is(repeated.headers['x-model-version'], alone.headers['x-model-version'], first);
+  }
+  const ids = await rawPost('/v2/models/plain/infer', ['x-request-id', 'first-id', 'x-request-id', 'second-id']);
+  t.is(ids.headers['x-request-id'], 'first-id');
 });

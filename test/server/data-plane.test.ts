@@ -45,10 +45,16 @@ test('route matching covers the OIP surface and nothing else', (t) => {
   t.like(matchRoute('/v2/models/iris/versions/2/ready'), { operation: 'model-ready', version: '2' });
   t.like(matchRoute('/v2/models/iris/infer'), { operation: 'infer', version: undefined, methods: ['POST'] });
   t.like(matchRoute('/v2/models/iris/versions/2/infer'), { operation: 'infer', version: '2' });
+  // `GET /v2/` is how the official OpenAPI file writes server metadata.
+  t.like(matchRoute('/v2/'), { kind: 'server-metadata' });
+  // Names are canonicalised once, here: what auth, limits and routing see is the decoded name.
+  t.like(matchRoute('/v2/models/ir%69s/versions/%32/infer'), { kind: 'model', model: 'iris', version: '2' });
+  for (const bad of ['/v2/models/a%2Fb/infer', '/v2/models/%E0%A4%A/infer', '/v2/models/iris/versions/%00/infer', '/v2/models/%0a/ready']) {
+    t.like(matchRoute(bad), { kind: 'bad-name' }, bad);
+  }
   for (const p of [
     '/',
     '/v1/models/iris',
-    '/v2/',
     '/v2/health',
     '/v2/health/x',
     '/v2/models',

@@ -3,7 +3,7 @@
 
 import test from 'ava';
 import { GatewayError } from '../../src/errors/gateway-error.js';
-import { answer, remoteOk, upstreamUnit } from '../helpers/upstream-unit.js';
+import { replyJson, answer, remoteOk, upstreamUnit } from '../helpers/upstream-unit.js';
 
 const fail = () => Promise.reject(new GatewayError('GW_ERR_BACKEND_UNAVAILABLE'));
 
@@ -21,7 +21,7 @@ test('an open breaker with a fallback: the fallback version serves, once, with i
   const c = u.ctx({ pinned: true });
   const reply = await u.run(c);
   t.is(reply.status, 200);
-  t.like(reply.body, { model_name: 'iris', model_version: '1' });
+  t.like(replyJson(reply.body), { model_name: 'iris', model_version: '1' });
   t.deepEqual(u.served, ['1'], 'version 2 was not called');
   t.like(c.responseHeaders, { 'x-model-version': '1', 'x-model-fallback': '2' });
   t.deepEqual(c.inference?.inputs[0]?.shape, [1, 4], 'decoded against the fallback version');

@@ -14,7 +14,7 @@ import { RolloutSignals } from '../../src/rollout/signals.js';
 import { createLogger } from '../../src/telemetry/log.js';
 import { faultInjectingFactory, type FaultyBackend } from '../helpers/fault-backend.js';
 import { MODELS, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
-import { answer, upstreamUnit } from '../helpers/upstream-unit.js';
+import { replyJson, answer, upstreamUnit } from '../helpers/upstream-unit.js';
 import { TEST_ROLLOUT } from '../helpers/rollout.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
@@ -322,7 +322,7 @@ async function unit(t: ExecutionContext) {
 
 const stableAnswered = (t: ExecutionContext, reply: Reply) => {
   t.is(reply.status, 200);
-  t.like(reply.body, { model_name: 'iris', model_version: '1' });
+  t.like(replyJson(reply.body), { model_name: 'iris', model_version: '1' });
 };
 
 test('upstream stage: a 5xx reply from the candidate is re-served from stable, decoded for stable, and counted', async (t) => {

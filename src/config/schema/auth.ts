@@ -74,6 +74,15 @@ export const issuerSchema = z.strictObject({
   typ: z.string().min(1).optional(),
   /** Leeway for `exp` and `nbf`, seconds. */
   clockToleranceSeconds: z.int().min(0).max(300).default(30),
+  /**
+   * Longest lifetime a token may claim, seconds (Envoy's `max_lifetime`): `exp - iat`, or `exp - now` for a token
+   * without `iat`. Unset: any `exp` is accepted.
+   */
+  maxLifetimeSeconds: z
+    .int()
+    .min(1)
+    .max(10 * 365 * 24 * 3600)
+    .optional(),
 });
 
 /** JWT authentication of every model request (RFC 8725, RFC 6750). Absent: auth is off. */

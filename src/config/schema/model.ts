@@ -15,7 +15,7 @@ export const weightsSchema = z.record(name('version'), z.int().min(0).max(MAX_WE
 export const overrideSchema = z.strictObject({
   /** Honour the header; when false it is ignored. */
   enabled: z.boolean().default(false),
-  /** Only callers whose verified identity carries this scope may use it (needs the auth stage); others get 403. */
+  /** Only callers whose verified identity carries this scope may choose a version, with the header or in the path (needs the auth stage); others get 403. */
   requiredScope: z.string().min(1).optional(),
 });
 

@@ -3,19 +3,30 @@
 import { z } from 'zod';
 import { httpHeaderName, name } from './common.js';
 
-/** Where a rate-limit rule takes its bucket key from: exactly one source. Requests without a value share one bucket. */
+/**
+ * Where a rate-limit rule takes its bucket key from: one source or several (a composite key, e.g. a claim and the
+ * model). Requests without any value share one bucket.
+ */
 export const rateLimitKeySchema = z
   .strictObject({
-    /** A top-level claim of the verified token, e.g. `sub` or `tenant` (needs `auth`). */
+    /**
+     * A top-level claim of the verified token, e.g. `sub` or `tenant` (needs `auth`). Always qualified by the token's
+     * issuer: a claim's value means something only within its issuer (RFC 7519 §4.1.2), so two trusted issuers with
+     * the same `sub` never share a bucket.
+     */
     claim: z.string().min(1).optional(),
-    /** A request header, e.g. `x-tenant-id`. */
+    /** A request header, e.g. `x-tenant-id` (its first value when repeated). */
     header: httpHeaderName.optional(),
     /** The client address; with trustedHops N ≥ 1 the N-th X-Forwarded-For entry from the right (1 = set by the Envoy in front). */
     clientAddress: z.strictObject({ trustedHops: z.int().min(0).max(10).default(0) }).optional(),
+    /** Add the model name to the key: one bucket per model (alone: a per-model limit for all callers together). */
+    model: z.boolean().default(false),
+    /** Add the serving version to the key (decided after routing). */
+    version: z.boolean().default(false),
   })
   .refine(
-    (k) => [k.claim, k.header, k.clientAddress].filter((v) => v !== undefined).length === 1,
-    'set exactly one of key.claim, key.header or key.clientAddress',
+    (k) => k.claim !== undefined || k.header !== undefined || k.clientAddress !== undefined || k.model || k.version,
+    'set at least one of key.claim, key.header, key.clientAddress, key.model or key.version',
   );
 
 export const rateLimitRuleSchema = z.strictObject({
