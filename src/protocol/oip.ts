@@ -93,6 +93,8 @@ export interface InferenceRequest {
   outputs?: string[];
   /** Outputs to answer in binary (binary tensor extension): all of them, these names, or none (undefined). */
   binaryOutputs?: 'all' | ReadonlySet<string>;
+  /** When the gateway cuts the call, epoch ms (set for the primary call): a remote that carries deadlines (gRPC) gets it. */
+  deadline?: number;
 }
 
 /** What a backend returns: the outputs that were asked for, in the order asked (or model order). */

@@ -7,21 +7,25 @@ import type { InferenceRequest } from '../protocol/oip.js';
 import { BINARY_HEADER, binaryHeaderLength, binaryInputSlices, binaryOutputsOf, decodeBinaryData, splitBinaryBody } from '../protocol/binary.js';
 import { validateInferRequest } from '../protocol/validate.js';
 
-/** False for a remote version with `validate: remote`: its body goes upstream as received, never parsed here. */
-export function needsDecoding(target: ServedVersion): boolean {
-  return !(target.backend.forward !== undefined && target.backend.passThrough === true);
+/**
+ * False for a remote version with `validate: remote`: its body goes upstream as received, never parsed here. A request
+ * its transport parsed (gRPC) has no body to pass through: it is always decoded.
+ */
+export function needsDecoding(target: ServedVersion, ctx?: Pick<Context, 'parsed'>): boolean {
+  return ctx?.parsed !== undefined || !(target.backend.forward !== undefined && target.backend.passThrough === true);
 }
 
 /** The request body decoded and validated against `target`'s metadata (400 for any mismatch, 503 if not loaded). */
 export async function decodeFor(ctx: Context, target: ServedVersion): Promise<InferenceRequest> {
+  if (ctx.parsed !== undefined) {
+    const meta = readyMetadata(target);
+    return validateInferRequest(ctx.parsed.body, { name: target.model, inputs: meta.inputs, outputs: meta.outputs }, { externalData: ctx.parsed.inputData });
+  }
   // Header checked before the body is read: a malformed value is refused without reading a large body.
   const jsonLength = binaryHeaderLength(ctx.headers[BINARY_HEADER]);
   const split = jsonLength === undefined ? undefined : splitBinaryBody(await ctx.body.bytes(), jsonLength);
   const body = split === undefined ? await ctx.body.json() : split.json;
-  if (!target.backend.ready()) {
-    throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
-  }
-  const meta = target.backend.metadata();
+  const meta = readyMetadata(target);
   const signature = { name: target.model, inputs: meta.inputs, outputs: meta.outputs };
   const slices = split === undefined ? undefined : binaryInputSlices(body, split.binary);
   const request = validateInferRequest(
@@ -40,4 +44,12 @@ export async function decodeFor(ctx: Context, target: ServedVersion): Promise<In
   const binaryOutputs = binaryOutputsOf(body);
   if (binaryOutputs !== undefined) request.binaryOutputs = binaryOutputs;
   return request;
+}
+
+/** The version's metadata, or 503 while it is not loaded. */
+function readyMetadata(target: ServedVersion): ReturnType<ServedVersion['backend']['metadata']> {
+  if (!target.backend.ready()) {
+    throw new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
+  }
+  return target.backend.metadata();
 }

@@ -49,12 +49,14 @@ function binaryReply(target: ServedVersion, id: string | undefined, outputs: Ten
 /** Runs the request's inference on `target`: the decoded request in-process, or the client's body on a remote. */
 export async function inferOn(ctx: Context, target: ServedVersion): Promise<Reply> {
   const backend = target.backend;
-  // A remote always gets the client's body as received (validated here first only with `validate: gateway`).
-  if (backend.forward !== undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
+  // A remote always gets the client's body as received (validated here first only with `validate: gateway`); a request
+  // its transport parsed (gRPC) has no body: its tensors go, and its answer is the structured result.
+  if (backend.forward !== undefined && ctx.parsed === undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
   const request = ctx.inference;
   if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
-  const result = await backend.infer(request, ctx.signal);
+  const result = await backend.infer(ctx.deadline === undefined ? request : { ...request, deadline: ctx.deadline }, ctx.signal);
   ctx.result = result;
+  if (ctx.parsed !== undefined) return { status: 200, body: result };
   if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
   return { status: 200, body: encodeInferResponse({ modelName: target.model, modelVersion: target.version, id: request.id, outputs: result.outputs }) };
 }
