@@ -54,7 +54,9 @@ export async function inferOn(ctx: Context, target: ServedVersion): Promise<Repl
   if (backend.forward !== undefined && ctx.parsed === undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
   const request = ctx.inference;
   if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
-  const result = await backend.infer(ctx.deadline === undefined ? request : { ...request, deadline: ctx.deadline }, ctx.signal);
+  // A remote gets what it would get with a forwarded body: the gateway's own headers and the deadline.
+  const call = backend.remote ? { ...request, gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), deadline: ctx.deadline } : request;
+  const result = await backend.infer(call, ctx.signal);
   ctx.result = result;
   if (ctx.parsed !== undefined) return { status: 200, body: result };
   if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
