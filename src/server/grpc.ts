@@ -56,17 +56,6 @@ function tolerantService(service: grpc.ServiceDefinition): grpc.ServiceDefinitio
   return out;
 }
 
-/** grpc-js's own words for an oversized message, said with the setting that decides it. */
-function oversizeInterceptor(maxBytes: number): grpc.ServerInterceptor {
-  return (_method, call) =>
-    new grpc.ServerInterceptingCall(call, {
-      sendStatus: (status, next) => {
-        const m = status.code === grpc.status.RESOURCE_EXHAUSTED ? /^Received message larger than max \((\d+) vs/.exec(status.details ?? '') : null;
-        next(m ? { ...status, details: `the request message of ${m[1]} bytes exceeds server.maxBodyBytes (${maxBytes} bytes)` } : status);
-      },
-    });
-}
-
 export interface RunningGrpcDataPlane {
   /** host:port for a client. */
   readonly address: string;
@@ -89,13 +78,14 @@ export async function startGrpcDataPlane(
   const services = grpcServices();
   const settings = config.grpc;
   const server = new grpc.Server({
+    // grpc-js refuses a larger message as it arrives, before decoding it: RESOURCE_EXHAUSTED "Received message larger
+    // than max (N vs M)". Its status is sent below the interceptors, so that wording is the one clients see.
     'grpc.max_receive_message_length': config.maxBodyBytes,
     'grpc.max_send_message_length': -1,
     'grpc.keepalive_time_ms': settings.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': settings.keepaliveTimeoutMs,
     'grpc.max_concurrent_streams': settings.maxConcurrentStreams,
     ...(settings.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': settings.maxConnectionAgeMs } : {}),
-    interceptors: [oversizeInterceptor(config.maxBodyBytes)],
   });
   const health = new GrpcHealth(state);
   const run = modelCalls(state, log, telemetry);
