@@ -51,7 +51,11 @@ export const ERROR_CODES = {
   GW_ERR_RELOAD_UNAVAILABLE: { status: 409, grpc: 'FAILED_PRECONDITION', message: 'the gateway was not started from a config file, so it cannot reload one' },
   GW_ERR_UNAUTHENTICATED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'a bearer token is required' },
   GW_ERR_INVALID_TOKEN: { status: 401, grpc: 'UNAUTHENTICATED', message: 'the bearer token is invalid' },
-  GW_ERR_AUTH_KEYS_UNAVAILABLE: { status: 401, grpc: 'UNAUTHENTICATED', message: "the token issuer's signing keys are unavailable; the token cannot be verified" },
+  GW_ERR_AUTH_KEYS_UNAVAILABLE: {
+    status: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: "the token issuer's signing keys are unavailable; the token cannot be verified",
+  },
   GW_ERR_AUTH_INVALID_REQUEST: { status: 400, grpc: 'UNAUTHENTICATED', message: 'malformed Authorization: send exactly one bearer token' },
   GW_ERR_INSUFFICIENT_SCOPE: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the token lacks a required scope' },
   GW_ERR_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the caller may not use this model' },

@@ -3,7 +3,14 @@
 
 import { GatewayError } from '../errors/gateway-error.js';
 import { decodeBinaryData, ELEMENT_BYTES, tensorBytes } from './binary.js';
-import type { InferInputTensorMessage, Int64, ModelInferRequestMessage, ModelInferResponseMessage, ParameterMap, TensorContentsMessage } from './grpc-protos.js';
+import type {
+  InferInputTensorMessage,
+  Int64,
+  ModelInferRequestMessage,
+  ModelInferResponseMessage,
+  ParameterMap,
+  TensorContentsMessage,
+} from './grpc-protos.js';
 import type { Datatype, InferenceRequest, Parameters, Tensor, TensorData } from './oip.js';
 import { elementCount, formatShape, isTensorDataFor } from './tensor.js';
 import type { ParsedInferRequest } from './validate.js';
@@ -62,7 +69,8 @@ export function contentsToData(datatype: Datatype, contents: TensorContentsMessa
   const field = CONTENTS_FIELD[datatype];
   if (field === undefined) throw fail(`${where}: ${datatype} has no typed contents field; send it in raw contents`);
   for (const [other, values] of Object.entries(contents) as [keyof TensorContentsMessage, unknown[] | undefined][]) {
-    if (other !== field && values !== undefined && values.length > 0) throw fail(`${where}: ${datatype} data belongs in contents.${field}, not contents.${other}`);
+    if (other !== field && values !== undefined && values.length > 0)
+      throw fail(`${where}: ${datatype} data belongs in contents.${field}, not contents.${other}`);
   }
   const values = (contents[field] ?? []) as unknown[];
   const n = elementCount(shape);

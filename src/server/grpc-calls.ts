@@ -129,7 +129,13 @@ export function modelCalls(state: GatewayState, log: Logger, telemetry: DataPlan
       grpcCode = mapped.code;
       httpStatus = mapped.httpStatus;
       errorCode = mapped.errorCode;
-      const fields = { requestId: ctx?.requestId, model: c.model.slice(0, 128), version: ctx?.target?.version, code: mapped.errorCode, grpcStatus: mapped.name };
+      const fields = {
+        requestId: ctx?.requestId,
+        model: c.model.slice(0, 128),
+        version: ctx?.target?.version,
+        code: mapped.errorCode,
+        grpcStatus: mapped.name,
+      };
       if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
       else if (mapped.httpStatus >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.details }, 'request failed');
       if (!c.call.cancelled) c.callback(errorStatus(mapped, ctx?.responseHeaders));

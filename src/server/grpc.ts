@@ -119,8 +119,10 @@ export async function startGrpcDataPlane(
       callback(null, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: [...GRPC_EXTENSIONS] }),
     ModelReady: (call: grpc.ServerUnaryCall<ModelRequestMessage, { ready: boolean }>, callback: grpc.sendUnaryData<{ ready: boolean }>) =>
       model({ method: 'ModelReady', operation: 'model-ready', call, callback, answer: readyAnswer }, (r) => [r.name, r.version]),
-    ModelMetadata: (call: grpc.ServerUnaryCall<ModelRequestMessage, ModelMetadataResponseMessage>, callback: grpc.sendUnaryData<ModelMetadataResponseMessage>) =>
-      model({ method: 'ModelMetadata', operation: 'model-metadata', call, callback, answer: metadataAnswer }, (r) => [r.name, r.version]),
+    ModelMetadata: (
+      call: grpc.ServerUnaryCall<ModelRequestMessage, ModelMetadataResponseMessage>,
+      callback: grpc.sendUnaryData<ModelMetadataResponseMessage>,
+    ) => model({ method: 'ModelMetadata', operation: 'model-metadata', call, callback, answer: metadataAnswer }, (r) => [r.name, r.version]),
     ModelInfer: (call: grpc.ServerUnaryCall<ModelInferRequestMessage, ModelInferResponseMessage>, callback: grpc.sendUnaryData<ModelInferResponseMessage>) => {
       const request = call.request;
       model(

@@ -21,7 +21,11 @@ const shared = (async () => {
   const gw = await startTestGateway(
     gatewayConfig({
       server: { maxBodyBytes: 64 * 1024, grpc: { port: 0 } },
-      models: { ...irisModels(), echo: { timeoutMs: 150, versions: { '1': echoVersion(echo.address) } }, slow: { versions: { '1': echoVersion(echo.address) } } },
+      models: {
+        ...irisModels(),
+        echo: { timeoutMs: 150, versions: { '1': echoVersion(echo.address) } },
+        slow: { versions: { '1': echoVersion(echo.address) } },
+      },
     }),
   );
   return { gw, echo, client: oipGrpcClient(gw.grpc!.address) };
@@ -93,19 +97,35 @@ test('malformed protobuf: INVALID_ARGUMENT with the decoder’s reason, not INTE
   t.teardown(() => raw.close());
   const garbage = Buffer.from([0x2a, 0x0a, 0x01]); // field 5 (inputs) declaring 10 bytes, holding 1
   const err = await new Promise<grpc.ServiceError>((resolve) => {
-    raw.makeUnaryRequest('/inference.GRPCInferenceService/ModelInfer', (b: Buffer) => b, (b: Buffer) => b, garbage, (e) => resolve(e!));
+    raw.makeUnaryRequest(
+      '/inference.GRPCInferenceService/ModelInfer',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      garbage,
+      (e) => resolve(e!),
+    );
   });
   t.is(err.code, grpc.status.INVALID_ARGUMENT, err.details);
   t.regex(err.details, /^the ModelInferRequest message cannot be decoded: /);
   t.is((await client.call('ServerLive', {})).code, grpc.status.OK);
   // An unknown method is grpc-js's UNIMPLEMENTED.
   const unknown = await new Promise<grpc.ServiceError>((resolve) => {
-    raw.makeUnaryRequest('/inference.GRPCInferenceService/RepositoryIndex', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (e) => resolve(e!));
+    raw.makeUnaryRequest(
+      '/inference.GRPCInferenceService/RepositoryIndex',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      Buffer.alloc(0),
+      (e) => resolve(e!),
+    );
   });
   t.is(unknown.code, grpc.status.UNIMPLEMENTED);
 });
 
-const echoCall = (model: string): Message => ({ model_name: model, inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [rawFp32(ROW)] });
+const echoCall = (model: string): Message => ({
+  model_name: model,
+  inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4] }],
+  raw_input_contents: [rawFp32(ROW)],
+});
 
 test('no deadline from the caller: the model’s timeoutMs applies (DEADLINE_EXCEEDED), and the remote got it as its deadline', async (t) => {
   const { client, echo } = await shared;
@@ -129,5 +149,8 @@ test('the caller’s deadline, when it comes first, is the one applied and sent 
   t.true(call.deadlineInMs! <= 100, `the remote's deadline: ${call.deadlineInMs} ms`);
   t.is(call.metadata['x-request-id'], 'deadline-1');
   // With time enough the slow remote answers.
-  t.like(await client.call('ModelInfer', echoCall('slow'), { deadlineMs: 5_000 }), { code: grpc.status.OK, response: { model_name: 'slow', model_version: '1' } });
+  t.like(await client.call('ModelInfer', echoCall('slow'), { deadlineMs: 5_000 }), {
+    code: grpc.status.OK,
+    response: { model_name: 'slow', model_version: '1' },
+  });
 });

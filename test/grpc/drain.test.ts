@@ -39,9 +39,16 @@ test('SIGTERM: NOT_SERVING at once, calls taken during the drain delay, then ref
   t.like(await client.call('ServerReady', {}), { response: { ready: false } });
   // Still taken during the drain delay, on a new connection too.
   const fresh = oipGrpcClient(address);
-  t.like(await fresh.call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [rawFp32([5.1, 3.5, 1.4, 0.2])] }), {
-    code: grpc.status.OK,
-  });
+  t.like(
+    await fresh.call('ModelInfer', {
+      model_name: 'iris',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4] }],
+      raw_input_contents: [rawFp32([5.1, 3.5, 1.4, 0.2])],
+    }),
+    {
+      code: grpc.status.OK,
+    },
+  );
   fresh.close();
   t.true(Date.now() - signalled < DRAIN_DELAY_MS, 'that call was inside the drain delay');
 

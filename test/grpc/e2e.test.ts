@@ -22,7 +22,7 @@ interface Setup {
 
 // One gateway and one runtime for the whole file: each test only reads.
 let setup: Promise<Setup> | undefined;
-function shared(t: import('ava').ExecutionContext): Promise<Setup> {
+function shared(_t: import('ava').ExecutionContext): Promise<Setup> {
   setup ??= (async () => {
     const runtime = await spawnServeModel(['--model-dir', MODELS, '--port', '0', '--grpc-port', '0', '--log-level', 'warn']);
     const remote = grpcAddressFrom(runtime.stderr());
@@ -151,9 +151,14 @@ test('the same 150 rows give the same bits straight from serve-model over gRPC a
   const straight = await direct.call('ModelInfer', rawRequest('2'));
   t.is(straight.code, 0, straight.details);
   const through = await client.call('ModelInfer', rawRequest('2'));
-  const restDirect = await postJson(`${runtime.url}/v2/models/iris/versions/2/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [150, 4], data: ROWS }] });
+  const restDirect = await postJson(`${runtime.url}/v2/models/iris/versions/2/infer`, {
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [150, 4], data: ROWS }],
+  });
   // REST in, gRPC out: the gateway decodes the JSON, the grpc backend sends raw contents.
-  const restToGrpc = await postJson(`${gateway.url}/v2/models/iris/versions/2/infer`, { id: 'j', inputs: [{ name: 'input', datatype: 'FP32', shape: [150, 4], data: ROWS }] });
+  const restToGrpc = await postJson(`${gateway.url}/v2/models/iris/versions/2/infer`, {
+    id: 'j',
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [150, 4], data: ROWS }],
+  });
   t.is(restToGrpc.status, 200);
   t.like(restToGrpc.body, { model_name: 'iris', model_version: '2', id: 'j' });
   t.is(restToGrpc.headers.get('x-model-version'), '2');

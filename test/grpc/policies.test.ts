@@ -65,20 +65,26 @@ test('a model scope missing from the token is PERMISSION_DENIED; metadata reads 
   const denied = await client.call('ModelInfer', infer(), { metadata: { authorization: `Bearer ${token('iris:read')}` } });
   t.is(denied.code, grpc.status.PERMISSION_DENIED);
   t.regex(String(denied.trailers.get('www-authenticate')[0]), /error="insufficient_scope", scope="iris:infer"/);
-  t.is((await client.call('ModelMetadata', { name: 'iris' }, { metadata: { authorization: `Bearer ${token('iris:infer')}` } })).code, grpc.status.PERMISSION_DENIED);
+  t.is(
+    (await client.call('ModelMetadata', { name: 'iris' }, { metadata: { authorization: `Bearer ${token('iris:infer')}` } })).code,
+    grpc.status.PERMISSION_DENIED,
+  );
   t.is((await client.call('ModelMetadata', { name: 'iris' }, { metadata: { authorization: `Bearer ${token('iris:read')}` } })).code, grpc.status.OK);
   t.is((await client.call('ModelInfer', infer(), { metadata: { authorization: `Bearer ${token('iris:infer')}` } })).code, grpc.status.OK);
 });
 
 /** google.rpc.Status with RetryInfo, parsed here from the published message definitions, not the gateway's encoder. */
-const richStatus = protobuf.parse(`
+const richStatus = protobuf.parse(
+  `
   syntax = "proto3";
   package google.rpc;
   message Any { string type_url = 1; bytes value = 2; }
   message Status { int32 code = 1; string message = 2; repeated Any details = 3; }
   message Duration { int64 seconds = 1; int32 nanos = 2; }
   message RetryInfo { Duration retry_delay = 1; }
-`, { keepCase: true }).root;
+`,
+  { keepCase: true },
+).root;
 
 test('rate limits: RESOURCE_EXHAUSTED with retry-after, grpc-retry-pushback-ms and a RetryInfo; RateLimit fields in the metadata', async (t) => {
   let clock = 1_700_000_000_000;
@@ -103,7 +109,9 @@ test('rate limits: RESOURCE_EXHAUSTED with retry-after, grpc-retry-pushback-ms a
   t.is(status.code, grpc.status.RESOURCE_EXHAUSTED);
   t.is(status.message, refused.details);
   t.is(status.details[0]!.type_url, 'type.googleapis.com/google.rpc.RetryInfo');
-  const retry = richStatus.lookupType('google.rpc.RetryInfo').decode(status.details[0]!.value) as unknown as { retry_delay: { seconds: { toNumber(): number } | number } };
+  const retry = richStatus.lookupType('google.rpc.RetryInfo').decode(status.details[0]!.value) as unknown as {
+    retry_delay: { seconds: { toNumber(): number } | number };
+  };
   t.is(Number(retry.retry_delay.seconds), 2);
   // Another tenant has its own bucket; the refused tenant passes again once the bucket refilled.
   t.is((await client.call('ModelInfer', infer(), { metadata: { 'x-tenant': 'other' } })).code, 0);
@@ -123,7 +131,11 @@ test('sticky routing and x-model-version over metadata: one caller always gets t
       versions.add(String(res.response!.model_version));
     }
     t.is(versions.size, 1, `user-${user} stays on one version`);
-    const rest = await postJson(`${gw.url}/v2/models/iris/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: IRIS_ROWS[0] }] }, { 'x-user': `user-${user}` });
+    const rest = await postJson(
+      `${gw.url}/v2/models/iris/infer`,
+      { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: IRIS_ROWS[0] }] },
+      { 'x-user': `user-${user}` },
+    );
     t.is(rest.body.model_version, [...versions][0], 'REST and gRPC pick the same version for the same key');
     seen.add([...versions][0]!);
   }
@@ -202,7 +214,10 @@ test('breaker and fallback: when the grpc remote dies its breaker opens and the 
     codes.push(res.code);
     if (res.code === 0) answered = res;
   }
-  t.true(codes.slice(0, -1).every((c) => c === grpc.status.UNAVAILABLE), `failures before the breaker opened are UNAVAILABLE: ${codes.join(',')}`);
+  t.true(
+    codes.slice(0, -1).every((c) => c === grpc.status.UNAVAILABLE),
+    `failures before the breaker opened are UNAVAILABLE: ${codes.join(',')}`,
+  );
   t.truthy(answered, `the fallback answered: ${codes.join(',')}`);
   t.is(answered!.response!.model_version, '1');
   t.is(answered!.headers.get('x-model-fallback')[0], '2');

@@ -12,7 +12,9 @@ const protos = ['inference/open_inference_grpc.proto', 'grpc/health/v1/health.pr
 for (const proto of protos) {
   test(`${proto} matches the upstream contract line by line`, (t) => {
     const file = path.join(ROOT, 'protos', proto);
-    const upstream = readFileSync(file.replace(/\.proto$/, '.wire.txt'), 'utf8').trim().split('\n');
+    const upstream = readFileSync(file.replace(/\.proto$/, '.wire.txt'), 'utf8')
+      .trim()
+      .split('\n');
     t.deepEqual(contractDiff(upstream, wireContract(file)), []);
   });
 }

@@ -7,7 +7,6 @@ import { grpcServices, type ModelInferRequestMessage, type ModelInferResponseMes
 import {
   contentsToData,
   dataToContents,
-  dataToRaw,
   inferRequestMessage,
   inferResponseMessage,
   outputsFromResponse,
@@ -93,7 +92,9 @@ test('NaN, ±Infinity and -0 survive raw FP32 bit for bit', (t) => {
 });
 
 test('raw contents of the wrong byte length: the message names the field, the bytes and what was expected', (t) => {
-  const err = t.throws(() => rawToData('FP32', Buffer.alloc(15), [1, 4], (m) => new GatewayError('GW_ERR_INVALID_REQUEST', m), "input 'x'", 'raw_input_contents[0]'));
+  const err = t.throws(() =>
+    rawToData('FP32', Buffer.alloc(15), [1, 4], (m) => new GatewayError('GW_ERR_INVALID_REQUEST', m), "input 'x'", 'raw_input_contents[0]'),
+  );
   t.is((err as GatewayError).code, 'GW_ERR_INVALID_REQUEST');
   t.is(err!.message, "input 'x': raw_input_contents[0] has 15 bytes, expected 16 (4 elements of shape [1,4] × 4 bytes for FP32)");
   // BYTES: framing that runs past the end, or bytes left over.
@@ -107,8 +108,12 @@ test('typed contents: FP16 has no field, counts must match the shape, the dataty
   t.throws(() => contentsToData('FP32', { fp32_contents: [1, 2, 3] }, [1, 4], fail, 'x'), {
     message: 'x: contents.fp32_contents has 3 elements, expected 4 (the element count of shape [1,4])',
   });
-  t.throws(() => contentsToData('FP32', { int_contents: [1] }, [1], fail, 'x'), { message: /FP32 data belongs in contents.fp32_contents, not contents.int_contents/ });
-  t.throws(() => contentsToData('INT8', { int_contents: [200] }, [1], fail, 'x'), { message: /element 0 is 200, expected an integer from -128 to 127 \(INT8\)/ });
+  t.throws(() => contentsToData('FP32', { int_contents: [1] }, [1], fail, 'x'), {
+    message: /FP32 data belongs in contents.fp32_contents, not contents.int_contents/,
+  });
+  t.throws(() => contentsToData('INT8', { int_contents: [200] }, [1], fail, 'x'), {
+    message: /element 0 is 200, expected an integer from -128 to 127 \(INT8\)/,
+  });
   t.throws(() => contentsToData('UINT16', { uint_contents: [70000] }, [1], fail, 'x'), { message: /expected an integer from 0 to 65535/ });
   t.throws(() => contentsToData('INT64', { int64_contents: ['12abc'] }, [1], fail, 'x'), { message: /element 0: 12abc is not a 64-bit integer/ });
 });
@@ -142,12 +147,18 @@ test('a parsed request is validated by the same rules as JSON, from raw or typed
   t.deepEqual(fromRaw.outputs, ['label']);
   t.is(fromTyped.id, undefined);
   // The JSON rules and their words: datatype, shape, unknown input, unknown output.
-  t.throws(() => validate({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP64', shape: ['1', '4'], contents: { fp64_contents: [1, 2, 3, 4] } }] }), {
-    message: "input 'input': datatype FP64 does not match the model's FP32",
-  });
-  t.throws(() => validate({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: ['1', '5'], contents: { fp32_contents: [1, 2, 3, 4, 5] } }] }), {
-    message: /shape \[1,5\] does not match the model's \[-1,4\]/,
-  });
+  t.throws(
+    () => validate({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP64', shape: ['1', '4'], contents: { fp64_contents: [1, 2, 3, 4] } }] }),
+    {
+      message: "input 'input': datatype FP64 does not match the model's FP32",
+    },
+  );
+  t.throws(
+    () => validate({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: ['1', '5'], contents: { fp32_contents: [1, 2, 3, 4, 5] } }] }),
+    {
+      message: /shape \[1,5\] does not match the model's \[-1,4\]/,
+    },
+  );
   t.throws(() => validate({ model_name: 'iris', inputs: [{ name: 'nope', datatype: 'FP32', shape: ['1', '4'] }] }), { message: /has no such input/ });
   t.throws(() => validate({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: ['1', '4'] }], outputs: [{ name: 'x' }] }), {
     message: /no data; set its contents or send raw_input_contents/,
@@ -164,9 +175,17 @@ test('raw and typed contents are never mixed, and raw contents come one per inpu
   );
   t.is((both as GatewayError).code, 'GW_ERR_INVALID_REQUEST');
   t.regex(both!.message, /input 'input' has contents while raw_input_contents is used/);
-  t.throws(() => parseInferRequest({ model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: ['1', '4'] }], raw_input_contents: [Buffer.alloc(16), Buffer.alloc(4)] }), {
-    message: 'raw_input_contents has 2 entries for 1 inputs; it needs one per input, in the order of inputs',
-  });
+  t.throws(
+    () =>
+      parseInferRequest({
+        model_name: 'iris',
+        inputs: [{ name: 'input', datatype: 'FP32', shape: ['1', '4'] }],
+        raw_input_contents: [Buffer.alloc(16), Buffer.alloc(4)],
+      }),
+    {
+      message: 'raw_input_contents has 2 entries for 1 inputs; it needs one per input, in the order of inputs',
+    },
+  );
 });
 
 test('the answer mirrors the request: raw for raw, typed for typed; an FP16 output makes every output raw', (t) => {
@@ -192,10 +211,23 @@ test('the answer mirrors the request: raw for raw, typed for typed; an FP16 outp
 test("a backend's malformed answer is the backend's fault (the caller's error factory), whatever is wrong", (t) => {
   const base = { model_name: 'm', model_version: '1', id: '' };
   const cases: [ModelInferResponseMessage, RegExp][] = [
-    [{ ...base, outputs: [{ name: 'y', datatype: 'FP32', shape: ['2'] }], raw_output_contents: [Buffer.alloc(4)] }, /raw_output_contents\[0\] has 4 bytes, expected 8/],
+    [
+      { ...base, outputs: [{ name: 'y', datatype: 'FP32', shape: ['2'] }], raw_output_contents: [Buffer.alloc(4)] },
+      /raw_output_contents\[0\] has 4 bytes, expected 8/,
+    ],
     [{ ...base, outputs: [{ name: 'y', datatype: 'FLOAT', shape: ['1'] }] }, /unknown datatype "FLOAT"/],
     [{ ...base, outputs: [{ name: 'y', datatype: 'FP32', shape: ['-1'] }] }, /negative dimension/],
-    [{ ...base, outputs: [{ name: 'y', datatype: 'FP32', shape: ['1'] }, { name: 'z', datatype: 'FP32', shape: ['1'] }], raw_output_contents: [Buffer.alloc(4)] }, /1 entries for 2 outputs/],
+    [
+      {
+        ...base,
+        outputs: [
+          { name: 'y', datatype: 'FP32', shape: ['1'] },
+          { name: 'z', datatype: 'FP32', shape: ['1'] },
+        ],
+        raw_output_contents: [Buffer.alloc(4)],
+      },
+      /1 entries for 2 outputs/,
+    ],
   ];
   for (const [message, expected] of cases) {
     const err = t.throws(() => outputsFromResponse(message, fail));

@@ -239,7 +239,12 @@ test('envoy/envoy.yaml takes the OIP over gRPC to server.grpc.port over HTTP/2, 
   const hcm = obj(list(at(listener, 'filter_chains', 0, 'filters')).map((f) => at(f, 'typed_config'))[0]);
   t.is(hcm.codec_type, 'HTTP2', 'gRPC clients speak HTTP/2');
   const routes = list(at(hcm, 'route_config', 'virtual_hosts', 0, 'routes'));
-  const infer = obj(at(routes.find((r) => at(r, 'match', 'path') === '/inference.GRPCInferenceService/ModelInfer'), 'route'));
+  const infer = obj(
+    at(
+      routes.find((r) => at(r, 'match', 'path') === '/inference.GRPCInferenceService/ModelInfer'),
+      'route',
+    ),
+  );
   t.is(infer.cluster, 'model_gateway_grpc');
   const deadlineMs = Math.max(...Object.values(config.models).map((m) => m.timeoutMs));
   t.true(durationMs(infer.timeout) > deadlineMs, 'the route outlives the gateway deadline');

@@ -97,7 +97,15 @@ const grpcBackend = z.strictObject({
   /** Metadata and readiness calls give up after this long, ms (gateway start waits at most this for the first). */
   probeTimeoutMs: z.int().min(1).default(2_000),
   /** Extra metadata sent with every call (lower-case names; the client's authorization is never forwarded). */
-  headers: z.record(z.string().regex(/^[0-9a-z_.-]+$/, 'metadata names must be lower-case tokens').refine((n) => !n.startsWith('grpc-') && !n.endsWith('-bin'), 'grpc-* and *-bin names are reserved'), z.string()).default({}),
+  headers: z
+    .record(
+      z
+        .string()
+        .regex(/^[0-9a-z_.-]+$/, 'metadata names must be lower-case tokens')
+        .refine((n) => !n.startsWith('grpc-') && !n.endsWith('-bin'), 'grpc-* and *-bin names are reserved'),
+      z.string(),
+    )
+    .default({}),
 });
 
 export const backendSchema = z.discriminatedUnion('kind', [onnxBackend, httpBackend, grpcBackend]);
