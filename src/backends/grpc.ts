@@ -30,6 +30,9 @@ export interface GrpcBackendOptions {
 
 const RETRY_AFTER = '1';
 
+/** How long a call that hit the request's own deadline waits for the gateway's deadline stage to abort it, ms. */
+const DEADLINE_GRACE_MS = 100;
+
 /** One RPC of the inference service, made with its proto-loader codec. */
 function method(name: string): grpc.MethodDefinition<object, object> {
   const found = grpcServices().inference[name];
@@ -116,7 +119,12 @@ export class GrpcBackend implements Backend {
     propagation.inject(context.active(), headers);
     const backstop = Date.now() + this.#config.callTimeoutMs;
     const deadline = request.deadline === undefined ? backstop : Math.min(request.deadline, backstop);
-    const response = await this.#call<ModelInferRequestMessage, ModelInferResponseMessage>('ModelInfer', message, { signal, deadline, headers });
+    const response = await this.#call<ModelInferRequestMessage, ModelInferResponseMessage>('ModelInfer', message, {
+      signal,
+      deadline,
+      headers,
+      requestDeadline: deadline !== backstop,
+    });
     return { outputs: outputsFromResponse(response, (m) => new GatewayError('GW_ERR_BAD_GATEWAY', `${this.#label}: the backend sent ${m}`)) };
   }
 
@@ -135,7 +143,7 @@ export class GrpcBackend implements Backend {
   #call<Req extends object, Res extends object>(
     name: string,
     message: Req,
-    options: { signal: AbortSignal; deadline: number; headers?: Record<string, string> },
+    options: { signal: AbortSignal; deadline: number; headers?: Record<string, string>; requestDeadline?: boolean },
   ): Promise<Res> {
     const { signal } = options;
     if (signal.aborted) return Promise.reject(this.#abortError(signal));
@@ -155,7 +163,13 @@ export class GrpcBackend implements Backend {
         { deadline: options.deadline },
         (err, response) => {
           signal.removeEventListener('abort', onAbort);
-          if (err) reject(this.#statusError(err, signal));
+          if (err?.code === grpc.status.DEADLINE_EXCEEDED && options.requestDeadline && !signal.aborted) {
+            // The request's own deadline, which the gateway's deadline stage cuts at this very moment: its error
+            // (GW_ERR_DEADLINE_EXCEEDED, which is not the version's failure) is the answer, not a backend timeout
+            // that would count against the breaker. The grace only matters if no deadline stage is listening.
+            const grace = setTimeout(() => reject(this.#statusError(err, signal)), DEADLINE_GRACE_MS);
+            signal.addEventListener('abort', () => (clearTimeout(grace), reject(this.#abortError(signal))), { once: true });
+          } else if (err) reject(this.#statusError(err, signal));
           else resolve(response as Res);
         },
       );
