@@ -118,7 +118,7 @@ export async function onnxRows(work: string, quick: boolean): Promise<OnnxFigure
   await writeFile(
     config,
     JSON.stringify({
-      server: { host: '127.0.0.1', port: await freePort(), drainDelayMs: 0 },
+      server: { host: '127.0.0.1', port: await freePort(), drainDelayMs: 0, grpc: { enabled: false } },
       logging: { level: 'warn' },
       admin: { enabled: false },
       reload: { watch: false },

@@ -11,6 +11,7 @@ import { chartSvg } from './chart.js';
 import { DEFAULT_TIMINGS, DISTURBED_PCT, measure, QUICK_TIMINGS, type Request, type RoundFigures, type Timings } from './measure.js';
 import { countHits, findNginx, NGINX_WORKERS, nginxVersion, startBackend } from './nginx.js';
 import { ONNX_PLACEMENT, onnxRows, type OnnxFigures } from './onnx.js';
+import { grpcMarkdown, grpcRows } from './grpc.js';
 import { cpuReading, DRIVER_CORE, foreignPct, killAll, log, onInterrupt, PIN, run, sleep, stop, stopAll, TARGET_CORE, waitQuiet } from './proc.js';
 import { goals, markdown, splitProblems, summarizeTarget, type MachineFacts, type TargetSummary } from './report.js';
 import { CLI, DESCRIPTIONS, GATEWAY_LOGGING_NOTE, PATH_A, PATH_B, PATH_SPLIT, ROOT, startTarget, TARGET_NAMES, type TargetName } from './targets.js';
@@ -222,6 +223,7 @@ async function main(): Promise<void> {
 
     let onnx: OnnxFigures | undefined;
     if (withOnnx) onnx = await onnxRows(work, values.quick ?? false);
+    const grpc = withOnnx ? await grpcRows(work, values.quick ?? false) : undefined; // the gRPC rows ride with the ONNX ones
     await stop(backend.proc);
 
     const summaries: TargetSummary[] = targets.map((name: TargetName) => {
@@ -238,7 +240,7 @@ async function main(): Promise<void> {
       return s;
     });
     const goalList = goals(rounds);
-    const report = markdown(meta, timings, summaries, goalList, onnx);
+    const report = markdown(meta, timings, summaries, goalList, onnx) + (grpc ? `\n${grpcMarkdown(grpc)}` : '');
     const outDir = path.join(ROOT, 'bench/results');
     await mkdir(outDir, { recursive: true });
     const stamp = meta.date.replace(/[:.]/g, '-');
@@ -246,7 +248,7 @@ async function main(): Promise<void> {
     const durationS = Math.round((Date.now() - started) / 1000);
     await writeFile(
       `${base}.json`,
-      `${JSON.stringify({ meta: { ...meta, durationS, quick: values.quick, targets }, timings, summaries, goals: goalList, rounds, disturbedAndRepeated: disturbed, onnx }, null, 2)}\n`,
+      `${JSON.stringify({ meta: { ...meta, durationS, quick: values.quick, targets }, timings, summaries, goals: goalList, rounds, disturbedAndRepeated: disturbed, onnx, grpc }, null, 2)}\n`,
     );
     await writeFile(`${base}.md`, report);
     const bars = (f: (s: TargetSummary) => TargetSummary['maxRps']): { label: string; value: TargetSummary['maxRps'] }[] =>

@@ -70,7 +70,7 @@ export function gatewayConfig(o: { port: number; backend: string; auth: boolean;
   // 64 upstream connections per version, as the peers get (the default is 32); everything else at its default.
   const version = (model: string): Record<string, unknown> => ({ backend: { kind: 'http', url: o.backend, model, validate: 'remote', connections: 64 } });
   return {
-    server: { host: '127.0.0.1', port: o.port, drainDelayMs: 0 },
+    server: { host: '127.0.0.1', port: o.port, drainDelayMs: 0, grpc: { enabled: false } },
     logging: GATEWAY_LOGGING,
     admin: { host: '127.0.0.1', port: 0, token: o.adminToken },
     telemetry: { metrics: { enabled: true } },

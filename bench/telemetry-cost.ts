@@ -39,7 +39,7 @@ function configFile(telemetry: boolean, sampleRatio = 1, parts: { metrics?: bool
   writeFileSync(
     file,
     stringify({
-      server: { host: '127.0.0.1', port: 0 },
+      server: { host: '127.0.0.1', port: 0, grpc: { port: 0 } },
       admin: { host: '127.0.0.1', port: 0 },
       logging: { level: 'info', accessLog: { enabled: parts.accessLog ?? telemetry } },
       telemetry: { metrics: { enabled: parts.metrics ?? telemetry }, tracing: { sampleRatio } },

@@ -109,7 +109,7 @@ async function main(): Promise<number> {
     const models = remoteModels({ '1': runtime.url, '3': shadow.url });
     const iris = models.iris as { versions: Record<string, unknown> };
     const config = (weights: Record<string, number>) => ({
-      server: { host: '127.0.0.1', port: 0, drainDelayMs: DRAIN_DELAY_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS },
+      server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, drainDelayMs: DRAIN_DELAY_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS },
       // On for its /metrics (V8 heap figures for the report).
       admin: { host: '127.0.0.1', port: 0, token: 'soak-admin-token-0123456789abcdef' },
       logging: { level: 'error', accessLog: { enabled: false } },

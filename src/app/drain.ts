@@ -15,9 +15,21 @@ export interface DrainPlan {
   shutdownTimeoutMs: number;
 }
 
+/** Another data-plane listener (gRPC) drained on the same timeline as the HTTP server. */
+export interface DrainableServer {
+  /** Runs at once, when readiness starts failing (gRPC health watchers hear NOT_SERVING). */
+  draining(): void;
+  /** Stops accepting (GOAWAY for HTTP/2); resolves when the calls in flight have ended. */
+  shutdown(): Promise<void>;
+  /** Cuts whatever is still open. */
+  forceShutdown(): void;
+}
+
 export interface DrainSteps {
   state: GatewayState;
   server: http.Server;
+  /** More listeners of the data plane: they stop accepting with the HTTP server and their calls count as in flight. */
+  alsoServing?: readonly DrainableServer[];
   log: Logger;
   /** Runs at once, before the delay: stop anything that could start new work on its own (config watching). */
   onDraining?: () => void;
@@ -83,6 +95,7 @@ export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<
   const elapsed = () => performance.now() - started;
   const cutOffAt = plan.shutdownTimeoutMs - releaseReserveMs(plan.shutdownTimeoutMs);
   steps.state.draining = true;
+  for (const other of steps.alsoServing ?? []) other.draining();
   steps.onDraining?.();
   steps.log.info(
     { drainDelayMs: plan.drainDelayMs, shutdownTimeoutMs: plan.shutdownTimeoutMs },
@@ -90,7 +103,10 @@ export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<
   );
 
   await sleep(Math.min(plan.drainDelayMs, cutOffAt));
-  const closed = new Promise<void>((resolve) => steps.server.close(() => resolve()));
+  const closed = Promise.all([
+    new Promise<void>((resolve) => steps.server.close(() => resolve())),
+    ...(steps.alsoServing ?? []).map((other) => other.shutdown()),
+  ]);
   // Sockets idle since before the signal never saw a `Connection: close`; close them now. Busy ones close after their reply.
   steps.server.closeIdleConnections();
   const stoppedAcceptingAtMs = elapsed();
@@ -101,6 +117,7 @@ export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<
   if (forcedConnections) {
     steps.log.warn({ shutdownTimeoutMs: plan.shutdownTimeoutMs }, 'shutdown deadline near; closing remaining connections');
     steps.server.closeAllConnections();
+    for (const other of steps.alsoServing ?? []) other.forceShutdown();
   }
   const connectionsClosedAtMs = elapsed();
 

@@ -21,6 +21,7 @@ import { drainGateway } from './drain.js';
 import { startExtAuthz, type RunningExtAuthz } from '../ext-authz/start.js';
 import type { GatewayState } from '../pipeline/generation.js';
 import { createDataPlane } from '../server/data-plane.js';
+import type { RunningGrpcDataPlane } from '../server/grpc.js';
 import type { Logger } from '../telemetry/log.js';
 import { createAccessLog } from '../telemetry/access-log.js';
 import { GatewayMetrics } from '../telemetry/metrics.js';
@@ -38,6 +39,8 @@ export interface RunningGateway {
   readonly port: number;
   readonly state: GatewayState;
   readonly server: http.Server;
+  /** The gRPC data plane (inference.GRPCInferenceService, grpc.health.v1.Health) unless `server.grpc.enabled` is false. */
+  readonly grpc: RunningGrpcDataPlane | undefined;
   /** Applies reloads and runtime weight changes; owns the backends. */
   readonly controller: GatewayController;
   /** The admin API, when enabled and a token is configured. */
@@ -137,15 +140,16 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     ...(config.coordination ? { syncIntervalMs: config.coordination.redis.syncIntervalMs } : {}),
   });
   if (metrics) registerRolloutMetrics(metrics, rollouts);
-  const server = createDataPlane(state, config.server, log, {
-    metrics,
-    accessLog: createAccessLog(log, config.logging.accessLog),
-  });
+  const telemetry = { metrics, accessLog: createAccessLog(log, config.logging.accessLog) };
+  const server = createDataPlane(state, config.server, log, telemetry);
+  let grpc: RunningGrpcDataPlane | undefined;
   let admin: RunningAdmin | undefined;
   let extAuthz: RunningExtAuthz;
   try {
     server.listen(config.server.port, config.server.host);
     await once(server, 'listening');
+    // grpc-js and the protos are loaded only by a gateway that serves gRPC.
+    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log, telemetry);
     // With JWT auth configured at start, an admin call may present either the static token or a JWT holding
     // auth.admin's scopes (read: GET/HEAD, write: the rest); the JWT check follows reloads of the auth section.
     const env = options.env ?? process.env;
@@ -179,6 +183,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     });
   } catch (err) {
     server.close();
+    grpc?.forceShutdown();
     await admin?.close();
     await rollouts.close();
     await controller.close();
@@ -202,6 +207,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
       {
         state,
         server,
+        ...(grpc ? { alsoServing: [grpc] } : {}),
         log,
         onDraining: () => controller.stopWatching(), // no reload may start backends while we drain
         onStopAccepting: async () => {
@@ -220,6 +226,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     port,
     state,
     server,
+    grpc,
     controller,
     admin,
     security: { rateLimitStore, authStats },

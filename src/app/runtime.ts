@@ -15,6 +15,7 @@ import { runtimeChain } from '../stages/chain.js';
 import { GuardRegistry } from '../resilience/registry.js';
 import type { GatewayState } from '../pipeline/generation.js';
 import { createDataPlane } from '../server/data-plane.js';
+import type { RunningGrpcDataPlane } from '../server/grpc.js';
 import type { Logger } from '../telemetry/log.js';
 import { drainGateway } from './drain.js';
 
@@ -111,15 +112,31 @@ export async function repositoryConfig(
   return parseConfig({ logging: { level: options.logLevel ?? 'info' }, models }, { baseDir: path.resolve(dir), source: path.resolve(dir) });
 }
 
-/** Makes a loaded config a runtime one: listen address from the flags, no admin API, no reload, ONNX only. */
-export function asRuntimeConfig(config: GatewayConfig, listen: { host: string; port: number }, source: string): GatewayConfig {
+/**
+ * Makes a loaded config a runtime one: listen addresses from the flags (gRPC only with a `grpcPort`, as a runtime
+ * container serves what its pod spec asks for; the file's other `server.grpc` settings apply), no admin API, no
+ * reload, ONNX only.
+ */
+export function asRuntimeConfig(config: GatewayConfig, listen: RuntimeListen, source: string): GatewayConfig {
   const remote = Object.entries(config.models).flatMap(([name, model]) =>
     Object.entries(model.versions)
       .filter(([, v]) => v.backend.kind !== 'onnx')
       .map(([version]) => `models.${name}.versions.${version}.backend.kind: serve-model serves ONNX models in-process; it cannot proxy to another server`),
   );
   if (remote.length > 0) throw new ConfigError(source, remote);
-  return { ...config, server: { ...config.server, ...listen }, admin: { ...config.admin, enabled: false }, reload: { ...config.reload, watch: false } };
+  return { ...config, server: runtimeServer(config.server, listen), admin: { ...config.admin, enabled: false }, reload: { ...config.reload, watch: false } };
+}
+
+/** Where serve-model listens: REST always, gRPC when a port is given (0: any free one). */
+export interface RuntimeListen {
+  host: string;
+  port: number;
+  grpcPort?: number | undefined;
+}
+
+/** The server section with the flags' addresses applied. */
+export function runtimeServer(server: GatewayConfig['server'], { host, port, grpcPort }: RuntimeListen): GatewayConfig['server'] {
+  return { ...server, host, port, grpc: { ...server.grpc, enabled: grpcPort !== undefined, port: grpcPort ?? server.grpc.port } };
 }
 
 export interface RunningRuntime {
@@ -127,6 +144,8 @@ export interface RunningRuntime {
   readonly port: number;
   readonly state: GatewayState;
   readonly server: http.Server;
+  /** The gRPC data plane, when `server.grpc.enabled` (serve-model: `--grpc-port`). */
+  readonly grpc: RunningGrpcDataPlane | undefined;
   /** Drains like the gateway: `drainDelayMs` (default 0; the CLI passes server.drainDelayMs on SIGTERM), then closes. */
   stop(drainDelayMs?: number): Promise<void>;
 }
@@ -144,9 +163,12 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
   const state: GatewayState = { current: { catalog, pipeline: runtimeChain({ config, catalog, log, guards }) }, draining: false };
   const server = createDataPlane(state, config.server, log);
   server.listen(config.server.port, config.server.host);
+  let grpc: RunningGrpcDataPlane | undefined;
   try {
     await once(server, 'listening');
+    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log);
   } catch (err) {
+    server.close();
     guards.close();
     await catalog.close();
     throw err;
@@ -161,6 +183,7 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
       {
         state,
         server,
+        ...(grpc ? { alsoServing: [grpc] } : {}),
         log,
         release: async () => {
           guards.close();
@@ -171,5 +194,5 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
     ).then(() => undefined);
     return stopping;
   };
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, stop };
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, grpc, stop };
 }

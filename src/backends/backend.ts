@@ -29,6 +29,11 @@ export interface Backend {
   readonly passThrough?: boolean;
   /** Asks the backend now whether it can serve (a remote's ready endpoint); absent: ready() is current. */
   checkReady?(signal: AbortSignal): Promise<boolean>;
+  /**
+   * True for a backend that calls another server (kinds `http`, `grpc`): `infer` sends the request's gateway headers
+   * and deadline on (InferenceRequest.gatewayHeaders, .deadline), so the upstream stage supplies them.
+   */
+  readonly remote?: boolean;
 }
 
 /** A backend that can take a client's body as received. */
@@ -73,6 +78,7 @@ export function intercept(backend: Backend, ...interceptors: readonly BackendInt
     infer: calls.infer,
     ...(calls.forward ? { forward: calls.forward } : {}),
     ...(backend.passThrough !== undefined ? { passThrough: backend.passThrough } : {}),
+    ...(backend.remote !== undefined ? { remote: backend.remote } : {}),
     ...(checkReady ? { checkReady } : {}),
   };
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { BackendConfig } from '../config/schema.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { intercept, type Backend, type BackendInterceptor } from './backend.js';
+import { GrpcBackend } from './grpc.js';
 import { HttpBackend } from './http.js';
 import { instrumented } from './instrumented.js';
 import { OnnxBackend } from './onnx.js';
@@ -20,6 +21,8 @@ export function createBackend(model: string, version: string, config: BackendCon
     }
     case 'http':
       return new HttpBackend({ config, model, label, log: child });
+    case 'grpc':
+      return new GrpcBackend({ config, model, label, log: child });
   }
 }
 

@@ -36,6 +36,7 @@ type OutgoingRequest = Omit<ExchangeRequest, 'body'> & { body?: Buffer | Streame
 
 export class HttpBackend implements Backend {
   readonly kind = 'http';
+  readonly remote = true;
   readonly passThrough: boolean;
   readonly #config: HttpBackendConfig;
   readonly #label: string;
@@ -136,7 +137,7 @@ export class HttpBackend implements Backend {
   async infer(request: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
     const body = encodeInferRequest(request);
     // A mirrored copy is marked for the remote too, so it can keep shadow traffic out of its own statistics.
-    const gatewayHeaders: Record<string, string> = isShadowRequest(request) ? { [SHADOW_HEADER]: 'true' } : {};
+    const gatewayHeaders: Record<string, string> = { ...request.gatewayHeaders, ...(isShadowRequest(request) ? { [SHADOW_HEADER]: 'true' } : {}) };
     propagation.inject(context.active(), gatewayHeaders);
     const res = await this.forward({ body, headers: { 'content-type': 'application/json' }, gatewayHeaders, signal });
     if (res.status >= 200 && res.status < 300) {

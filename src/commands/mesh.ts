@@ -7,10 +7,11 @@ import { loadConfig } from '../config/load.js';
 import { DEFAULT_MESH_TARGET, renderIstio, type MeshTarget } from '../mesh/istio.js';
 import { meshDrift } from '../mesh/render-drift.js';
 
-export const MESH_USAGE = `  model-gateway mesh render --config FILE [--namespace NS] [--service NAME] [--port N]
+export const MESH_USAGE = `  model-gateway mesh render --config FILE [--namespace NS] [--service NAME] [--port N] [--grpc-port N]
                             [--pod-label KEY=VALUE]... [--version-label KEY] [--check MANIFEST]
       Print the Istio VirtualService and DestinationRule for the gateway's Service, rendered from the config's
-      models, weights and shadow targets (defaults: namespace ${DEFAULT_MESH_TARGET.namespace}, service ${DEFAULT_MESH_TARGET.service}, port ${DEFAULT_MESH_TARGET.port}).
+      models, weights and shadow targets (defaults: namespace ${DEFAULT_MESH_TARGET.namespace}, service ${DEFAULT_MESH_TARGET.service}, port ${DEFAULT_MESH_TARGET.port},
+      gRPC port ${DEFAULT_MESH_TARGET.grpcPort}, used when the config serves gRPC).
       With --check, compare MANIFEST with the rendering instead: exit 0 if they agree, 1 listing every difference.
 `;
 
@@ -22,7 +23,14 @@ export interface MeshIo {
 class UsageError extends Error {}
 
 /** The target from the flags; every flag is optional and defaults to the shipped deploy/ layout. */
-function targetFrom(values: { namespace?: string; service?: string; port?: string; 'pod-label'?: string[]; 'version-label'?: string }): MeshTarget {
+function targetFrom(values: {
+  namespace?: string;
+  service?: string;
+  port?: string;
+  'grpc-port'?: string;
+  'pod-label'?: string[];
+  'version-label'?: string;
+}): MeshTarget {
   const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
   const namespace = values.namespace ?? DEFAULT_MESH_TARGET.namespace;
   const service = values.service ?? DEFAULT_MESH_TARGET.service;
@@ -34,6 +42,9 @@ function targetFrom(values: { namespace?: string; service?: string; port?: strin
   }
   const port = values.port === undefined ? DEFAULT_MESH_TARGET.port : Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port: '${values.port ?? ''}' is not a port number`);
+  const grpcPort = values['grpc-port'] === undefined ? DEFAULT_MESH_TARGET.grpcPort : Number(values['grpc-port']);
+  if (!Number.isInteger(grpcPort) || grpcPort < 1 || grpcPort > 65535 || grpcPort === port)
+    throw new UsageError(`--grpc-port: '${values['grpc-port'] ?? ''}' is not a port number other than --port`);
   let podLabels: Record<string, string> = { ...DEFAULT_MESH_TARGET.podLabels };
   if (values['pod-label'] !== undefined) {
     podLabels = {};
@@ -43,7 +54,7 @@ function targetFrom(values: { namespace?: string; service?: string; port?: strin
       podLabels[pair.slice(0, eq)] = pair.slice(eq + 1);
     }
   }
-  return { namespace, service, port, podLabels, ...(values['version-label'] === undefined ? {} : { versionLabel: values['version-label'] }) };
+  return { namespace, service, port, grpcPort, podLabels, ...(values['version-label'] === undefined ? {} : { versionLabel: values['version-label'] }) };
 }
 
 /** The command line that reproduces a rendering, written at the top of it so a reader knows where it came from. */
@@ -68,6 +79,7 @@ export async function meshCommand(argv: string[], io: MeshIo): Promise<number> {
         namespace: { type: 'string' },
         service: { type: 'string' },
         port: { type: 'string' },
+        'grpc-port': { type: 'string' },
         'pod-label': { type: 'string', multiple: true },
         'version-label': { type: 'string' },
         check: { type: 'string' },

@@ -1,17 +1,18 @@
 // `model-gateway serve-model`: the runtime container's flags; app/runtime.ts serves.
 
 import { parseArgs } from 'node:util';
-import { asRuntimeConfig, repositoryConfig, RUNTIME_DEFAULTS, startRuntime } from '../app/runtime.js';
+import { asRuntimeConfig, repositoryConfig, RUNTIME_DEFAULTS, runtimeServer, startRuntime } from '../app/runtime.js';
 import { stopOnSignals } from '../app/signals.js';
 import { ConfigError, loadConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { createLogger } from '../telemetry/log.js';
 import type { CommandIo } from './io.js';
 
-export const SERVE_MODEL_USAGE = `  model-gateway serve-model (--model-dir DIR | --config FILE) [--host ADDR] [--port N] [--workers N] [--log-level L]
-                            [--max-batch-size N [--max-queue-delay-us US]]
-      Run the runtime container: serve ONNX models over OIP REST for a gateway in the same pod (no auth;
-      default 127.0.0.1:8000). DIR holds <model>/<version>/model.onnx, <model>-v<version>.onnx or <model>.onnx.
+export const SERVE_MODEL_USAGE = `  model-gateway serve-model (--model-dir DIR | --config FILE) [--host ADDR] [--port N] [--grpc-port N] [--workers N]
+                            [--log-level L] [--max-batch-size N [--max-queue-delay-us US]]
+      Run the runtime container: serve ONNX models over OIP REST (and with --grpc-port over OIP gRPC) for a gateway in
+      the same pod (no auth; default 127.0.0.1:8000). DIR holds <model>/<version>/model.onnx, <model>-v<version>.onnx
+      or <model>.onnx.
       --max-batch-size turns on dynamic batching for every model of DIR (with --config: per version, backend.batching).
 `;
 
@@ -36,6 +37,7 @@ export async function serveModelCommand(argv: string[], io: CommandIo): Promise<
       config: { type: 'string', short: 'c' },
       host: { type: 'string' },
       port: { type: 'string' },
+      'grpc-port': { type: 'string' },
       workers: { type: 'string' },
       'max-batch-size': { type: 'string' },
       'max-queue-delay-us': { type: 'string' },
@@ -47,7 +49,11 @@ export async function serveModelCommand(argv: string[], io: CommandIo): Promise<
     io.stderr(`serve-model needs exactly one of --model-dir DIR or --config FILE\n\nUsage:\n${SERVE_MODEL_USAGE}`);
     return 2;
   }
-  const listen = { host: values.host ?? RUNTIME_DEFAULTS.host, port: intFlag('port', values.port, RUNTIME_DEFAULTS.port, 0, 65535) };
+  const listen = {
+    host: values.host ?? RUNTIME_DEFAULTS.host,
+    port: intFlag('port', values.port, RUNTIME_DEFAULTS.port, 0, 65535),
+    grpcPort: values['grpc-port'] === undefined ? undefined : intFlag('grpc-port', values['grpc-port'], 0, 0, 65535),
+  };
   const logLevel = values['log-level'];
   if (logLevel !== undefined && !isLogLevel(logLevel))
     throw new ConfigError('--log-level', [`--log-level: '${logLevel}' is not one of ${LOG_LEVELS.join(', ')}`]);
@@ -76,11 +82,12 @@ export async function serveModelCommand(argv: string[], io: CommandIo): Promise<
     config = asRuntimeConfig(loaded.config, listen, loaded.file);
     if (logLevel !== undefined) config.logging = { ...config.logging, level: logLevel };
   }
-  config = { ...config, server: { ...config.server, ...listen } };
+  config = { ...config, server: runtimeServer(config.server, listen) };
   const log = createLogger(config.logging.level);
   const runtime = await startRuntime(config, log);
   log.info({ url: runtime.url }, 'serve-model ready');
   const lines = [`model-gateway serve-model ready on ${runtime.url}`];
+  if (runtime.grpc) lines.push(`  gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on ${runtime.grpc.address}`);
   for (const model of runtime.state.current.catalog.all()) lines.push(`  model ${model.name}: versions ${[...model.versions.keys()].join(', ')}`);
   io.stderr(`${lines.join('\n')}\n`);
 

@@ -15,7 +15,7 @@ import { startTracing } from '../telemetry/tracing.js';
 import type { CommandIo } from './io.js';
 import { DEV_ISSUER } from './token.js';
 
-export const START_USAGE = `  model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N]
+export const START_USAGE = `  model-gateway start [--config FILE] [--port N] [--host ADDR] [--admin-port N] [--grpc-port N]
       Start the gateway (default config: ./gateway.yaml). It watches the file and reloads on change.
 `;
 
@@ -82,6 +82,7 @@ function bannerLines(gw: RunningGateway, config: GatewayConfig, io: CommandIo): 
     const shadow = traffic.shadow ? `; shadow ${traffic.shadow.targets.map((t) => `${t.version} at ${t.percent}%`).join(', ')}` : '';
     lines.push(`  model ${model.name}: versions ${traffic.versions.map((v) => v.version).join(', ')} (${unversioned})${shadow}`);
   }
+  if (gw.grpc) lines.push(`gRPC (OIP inference.GRPCInferenceService, grpc.health.v1.Health) on ${gw.grpc.address}`);
   if (gw.extAuthz.http)
     lines.push(`ext_authz HTTP service on ${gw.extAuthz.http.url}${config.extAuthz.http.pathPrefix} (Envoy http_service; envoy/envoy-ext-authz.yaml)`);
   if (gw.extAuthz.grpc)
@@ -113,17 +114,20 @@ export async function startCommand(argv: string[], io: CommandIo): Promise<numbe
       port: { type: 'string' },
       host: { type: 'string' },
       'admin-port': { type: 'string' },
+      'grpc-port': { type: 'string' },
     },
     strict: true,
   });
   const { config, file } = await loadConfig(values.config!, io.env);
   const port = values.port === undefined ? undefined : portFlag('port', values.port);
   const adminPort = values['admin-port'] === undefined ? undefined : portFlag('admin-port', values['admin-port']);
+  const grpcPort = values['grpc-port'] === undefined ? undefined : portFlag('grpc-port', values['grpc-port']);
   // Flags win over the file, on every reload too.
   const adjustConfig = (c: GatewayConfig) => {
     if (port !== undefined) c.server.port = port;
     if (values.host !== undefined) c.server.host = values.host;
     if (adminPort !== undefined) c.admin.port = adminPort;
+    if (grpcPort !== undefined) c.server.grpc.port = grpcPort;
   };
   const number = workerNumber();
   const worker = number !== undefined;

@@ -121,6 +121,7 @@ export type ModelConfig = GatewayConfig['models'][string];
 export type VersionConfig = ModelConfig['versions'][string];
 export type BackendConfig = VersionConfig['backend'];
 export type HttpBackendConfig = Extract<BackendConfig, { kind: 'http' }>;
+export type GrpcBackendConfig = Extract<BackendConfig, { kind: 'grpc' }>;
 export type ServerConfig = GatewayConfig['server'];
 export type AdminConfig = GatewayConfig['admin'];
 export type ReloadConfig = GatewayConfig['reload'];

@@ -90,6 +90,11 @@ export class RequestBody {
     return { open: () => this.#replay(), length: declared };
   }
 
+  /** True once the whole body has arrived (a gRPC message, an empty body, a body already read). */
+  get complete(): boolean {
+    return this.#state === 'done';
+  }
+
   /** Resolves once the whole body has arrived; rejects when it cannot be read (too large, client gone). */
   received(): Promise<void> {
     this.#arrival ??= this.#arrive();

@@ -13,6 +13,8 @@ export interface MeshTarget {
   service: string;
   /** The Service port clients call (it targets the gateway's data-plane port). */
   port: number;
+  /** The Service port of the OIP over gRPC (it targets server.grpc.port); used when the config serves gRPC. */
+  grpcPort: number;
   /** Pod labels every subset selects: the Deployment's selector. */
   podLabels: Readonly<Record<string, string>>;
   /**
@@ -26,6 +28,7 @@ export const DEFAULT_MESH_TARGET: MeshTarget = {
   namespace: 'model-serving',
   service: 'model-gateway',
   port: 80,
+  grpcPort: 8082,
   podLabels: { 'app.kubernetes.io/name': 'model-gateway' },
 };
 
@@ -41,9 +44,7 @@ export interface RouteDestination {
   headers?: { request: { set: Record<string, string> } };
 }
 
-export interface UriMatch {
-  uri: { exact: string } | { prefix: string };
-}
+export type UriMatch = { uri: { exact: string } | { prefix: string } } | { port: number };
 
 export interface HttpRoute {
   name: string;
@@ -235,6 +236,12 @@ export function renderIstio(config: GatewayConfig, target: MeshTarget = DEFAULT_
   const labels = { 'app.kubernetes.io/name': target.service, ...MANAGED_BY };
   const names = Object.keys(config.models).sort();
   const http: HttpRoute[] = names.flatMap((name) => modelRoutes(name, config.models[name]!, target, notes));
+  if (config.server.grpc.enabled) {
+    // A gRPC call names its model and version inside the message, where the mesh cannot look: every call on the gRPC
+    // port goes to the gateway's gRPC port as it came, and the gateway routes it. Before the catch-all below, whose
+    // destination is the REST port; the model routes above match /v2/ paths only, which no gRPC method has.
+    http.push({ name: 'grpc', match: [{ port: target.grpcPort }], route: [{ destination: { host, port: { number: target.grpcPort } } }] });
+  }
   // Health, server metadata and unknown models: any pod.
   http.push({ name: 'default', route: [{ destination: { host, port: { number: target.port } } }] });
 

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { RequestBody } from '../http/request-body.js';
 import type { Operation } from '../protocol/oip.js';
+import type { ParsedInferRequest } from '../protocol/validate.js';
 import type { Context } from './stage.js';
 
 const ACCEPTABLE_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -54,6 +55,10 @@ export interface ContextInit {
   readonly body?: RequestBody;
   /** Default: from `x-request-id`, else a new UUID. */
   readonly requestId?: string;
+  /** An inference request the transport parsed itself (gRPC); see Context.parsed. */
+  readonly parsed?: ParsedInferRequest;
+  /** The caller's deadline, epoch ms (gRPC); see Context.callerDeadline. */
+  readonly callerDeadline?: number;
 }
 
 /** A Context whose abort signal is made only when something asks for it (most checks and quick answers never do). */
@@ -67,6 +72,9 @@ class RequestContext implements Context {
   readonly clientAddress: string;
   readonly connection: object | undefined;
   readonly body: RequestBody;
+  readonly parsed: ParsedInferRequest | undefined;
+  readonly callerDeadline: number | undefined;
+  deadline?: number;
   target?: Context['target'];
   failover?: Context['failover'];
   identity?: Context['identity'];
@@ -89,6 +97,8 @@ class RequestContext implements Context {
     this.clientAddress = init.clientAddress;
     this.connection = init.connection;
     this.body = init.body ?? RequestBody.empty();
+    this.parsed = init.parsed;
+    this.callerDeadline = init.callerDeadline;
   }
 
   header(name: string): string | undefined {

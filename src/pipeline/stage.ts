@@ -2,6 +2,7 @@
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { InferenceRequest, InferenceResult, Operation } from '../protocol/oip.js';
+import type { ParsedInferRequest } from '../protocol/validate.js';
 import type { ServedVersion } from '../models/catalog.js';
 import type { RequestBody } from '../http/request-body.js';
 
@@ -46,6 +47,15 @@ export interface Context {
   abort(reason: unknown): void;
   /** The request body, read lazily so earlier stages can reject a request before it is read. */
   readonly body: RequestBody;
+  /**
+   * Set by a transport that parsed the inference request itself (gRPC): validation reads it instead of `body`, and the
+   * answer is the structured `result` (the reply's body), never a remote's bytes passed through.
+   */
+  readonly parsed?: ParsedInferRequest;
+  /** The caller's own deadline (gRPC `grpc-timeout`), epoch ms: the deadline stage applies it when it is the earlier one. */
+  readonly callerDeadline?: number;
+  /** Set by the deadline stage: when this inference is cut, epoch ms; remote backends that carry a deadline send it on. */
+  deadline?: number;
   /** Set by the route stage: the model version that serves this request. */
   target?: ServedVersion;
   /** Set by the route stage when a rollout's candidate was chosen by weight: the version that answers if it fails. */

@@ -93,6 +93,13 @@ export interface InferenceRequest {
   outputs?: string[];
   /** Outputs to answer in binary (binary tensor extension): all of them, these names, or none (undefined). */
   binaryOutputs?: 'all' | ReadonlySet<string>;
+  /** When the gateway cuts the call, epoch ms (set for the primary call): a remote that carries deadlines (gRPC) gets it. */
+  deadline?: number;
+  /**
+   * Headers the gateway vouches for (request id, verified identity, a forwarded token), set for the primary call to a
+   * remote backend, which sends them last (over its configured ones), as it does for a forwarded body.
+   */
+  gatewayHeaders?: Readonly<Record<string, string>>;
 }
 
 /** What a backend returns: the outputs that were asked for, in the order asked (or model order). */

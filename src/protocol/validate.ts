@@ -19,6 +19,16 @@ export interface ValidateOptions {
   externalData?: (index: number, input: { datatype: Datatype; shape: number[]; where: string }) => TensorData | undefined;
 }
 
+/**
+ * An inference request its transport has already parsed (gRPC): the request in the JSON body's shape without tensor
+ * data (id, parameters, inputs with name, datatype, shape and parameters, outputs), and each input's data decoded on
+ * demand once validation has checked its datatype and shape. Validated by validateInferRequest like a JSON body.
+ */
+export interface ParsedInferRequest {
+  readonly body: unknown;
+  readonly inputData: NonNullable<ValidateOptions['externalData']>;
+}
+
 /** What validation needs to know about the model. */
 export interface ModelSignature {
   name: string;

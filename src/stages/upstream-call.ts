@@ -57,12 +57,16 @@ function binaryReply(target: ServedVersion, id: string | undefined, outputs: Ten
 /** Runs the request's inference on `target`: the decoded request in-process, or the client's body on a remote. */
 export async function inferOn(ctx: Context, target: ServedVersion): Promise<Reply> {
   const backend = target.backend;
-  // A remote always gets the client's body as received (validated here first only with `validate: gateway`).
-  if (backend.forward !== undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
+  // A remote always gets the client's body as received (validated here first only with `validate: gateway`); a request
+  // its transport parsed (gRPC) has no body: its tensors go, and its answer is the structured result.
+  if (backend.forward !== undefined && ctx.parsed === undefined) return forwardToRemote(ctx, target, backend as ForwardingBackend);
   const request = ctx.inference;
   if (!request) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('upstream ran before validate') });
-  const result = await backend.infer(request, ctx.signal);
+  // A remote gets what it would get with a forwarded body: the gateway's own headers and the deadline.
+  const call = backend.remote ? { ...request, gatewayHeaders: gatewayHeaders(ctx.requestId, ctx.upstreamHeaders), deadline: ctx.deadline } : request;
+  const result = await backend.infer(call, ctx.signal);
   ctx.result = result;
+  if (ctx.parsed !== undefined) return { status: 200, body: result };
   if (request.binaryOutputs !== undefined) return binaryReply(target, request.id, result.outputs, request.binaryOutputs);
   return {
     status: 200,

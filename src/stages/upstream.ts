@@ -64,7 +64,7 @@ export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamS
       ctx.responseHeaders[VERSION_HEADER] = to.version;
       ctx.responseHeaders[FALLBACK_HEADER] = primary.version;
       // The other version may take different inputs, or need tensors where the primary forwarded the raw body.
-      if (needsDecoding(to)) ctx.inference = await decodeFor(ctx, to);
+      if (needsDecoding(to, ctx)) ctx.inference = await decodeFor(ctx, to);
       return guarded(to, ctx, () => inferOn(ctx, to));
     };
     // A rollout judges each of its versions by what their callers saw: outcome and latency of the guarded call.

@@ -20,7 +20,7 @@ export function validateStage({ needsTensors }: ValidateStageOptions = { needsTe
       if (ctx.operation !== 'infer') return next();
       const target = ctx.target;
       if (!target) throw new GatewayError('GW_ERR_INTERNAL', undefined, { cause: new Error('validate ran before route') });
-      if (!needsDecoding(target) && !needsTensors(target.model)) return next();
+      if (!needsDecoding(target, ctx) && !needsTensors(target.model)) return next();
       // A rollout candidate that is not ready fails in the upstream stage, where stable answers: decode for stable.
       return decodeFor(ctx, ctx.failover && !target.backend.ready() ? ctx.failover : target).then((request) => {
         ctx.inference = request;

@@ -19,6 +19,10 @@ export interface AccessEntry {
   fallbackFrom: string | undefined;
   /** Registry code of the error, for non-2xx replies. */
   errorCode: string | undefined;
+  /** The protocol the request came in on; absent: `http` (the writer fills it in). */
+  protocol?: 'http' | 'grpc';
+  /** gRPC calls: the status code answered (`status` is the same answer's HTTP status). */
+  grpcStatus?: number;
 }
 
 export interface AccessLogOptions {
@@ -39,6 +43,7 @@ export function createAccessLog(log: Logger, options: AccessLogOptions): AccessL
     if (entry.status < 500 && options.sampleRate < 1 && rng() >= options.sampleRate) return;
     // The entry is the line: written as built (fields in AccessEntry's order), latency to the microsecond.
     entry.latencyMs = Math.round(entry.latencyMs * 1000) / 1000;
+    entry.protocol ??= 'http';
     access.info(entry, 'request');
   };
   // Lines are info: at a quieter level nothing is written, so the data plane need not build an entry at all.

@@ -24,15 +24,15 @@ export class GatewayMetrics {
 
   readonly requests = new Counter({
     name: 'model_gateway_requests_total',
-    help: 'Model requests answered, by model, version and status class.',
-    labelNames: ['model', 'version', 'operation', 'status_class'] as const,
+    help: 'Model requests answered, by model, version, status class (gRPC: of the same error over HTTP) and protocol (http, grpc).',
+    labelNames: ['model', 'version', 'operation', 'status_class', 'protocol'] as const,
     registers: [this.registry],
   });
 
   readonly requestDuration = new Histogram({
     name: 'model_gateway_request_duration_seconds',
-    help: 'Time from request arrival to the end of the response, by model, version and status class.',
-    labelNames: ['model', 'version', 'operation', 'status_class'] as const,
+    help: 'Time from request arrival to the end of the response, by model, version, status class and protocol (http, grpc).',
+    labelNames: ['model', 'version', 'operation', 'status_class', 'protocol'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
@@ -97,13 +97,16 @@ export class GatewayMetrics {
     return child;
   }
 
-  /** Counts one answered request and records its duration. */
-  answered(model: string, version: string, operation: string, status: number, seconds: number): void {
+  /**
+   * Counts one answered request and records its duration. `status` is HTTP's; a gRPC call passes the HTTP status of
+   * the same answer (its error's registry status, 200 for OK), so one status class means the same in both protocols.
+   */
+  answered(model: string, version: string, operation: string, status: number, seconds: number, protocol: 'http' | 'grpc' = 'http'): void {
     const statusClassLabel = statusClass(status);
-    const key = `${model}\n${version}\n${operation}\n${statusClassLabel}`;
+    const key = `${model}\n${version}\n${operation}\n${statusClassLabel}\n${protocol}`;
     let children = this.#answeredOf.get(key);
     if (children === undefined) {
-      const labels = { model, version, operation, status_class: statusClassLabel };
+      const labels = { model, version, operation, status_class: statusClassLabel, protocol };
       this.#answeredOf.set(key, (children = { count: this.requests.labels(labels), duration: this.requestDuration.labels(labels) }));
     }
     children.count.inc();

@@ -29,6 +29,7 @@ test('a minimal config gets every default', async (t) => {
     drainDelayMs: 5_000,
     maxHeaderBytes: 16 * 1024,
     workers: 1,
+    grpc: { enabled: true, port: 8082, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxConnectionAgeMs: 0, maxConcurrentStreams: 1000 },
   });
   t.is(config.logging.level, 'info');
   t.deepEqual(config.models.iris!.versions['1']!.backend, {

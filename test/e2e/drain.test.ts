@@ -40,7 +40,7 @@ test('SIGTERM under steady load: readiness fails within 1 s, zero failed or rese
   t.teardown(() => primary.close());
   t.teardown(() => shadow.close());
   const file = await writeConfigFile({
-    server: { host: '127.0.0.1', port: 0, drainDelayMs: DRAIN_DELAY_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, drainDelayMs: DRAIN_DELAY_MS, shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS },
     admin: { enabled: false },
     logging: { level: 'warn' },
     models: remoteModels({ '1': primary.url, '2': shadow.url }, { shadow: { targets: [{ version: '2', percent: 100 }], timeoutMs: 8_000, maxConcurrent: 16 } }),
@@ -134,7 +134,7 @@ test('a request that outlives the deadline is cut, and the process still exits b
   const primary = await startRecordingBackend({ delayMs: 0 });
   t.teardown(() => primary.close());
   const file = await writeConfigFile({
-    server: { host: '127.0.0.1', port: 0, drainDelayMs: 300, shutdownTimeoutMs: 2_500 },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, drainDelayMs: 300, shutdownTimeoutMs: 2_500 },
     admin: { enabled: false },
     logging: { level: 'warn' },
     models: remoteModels({ '1': primary.url }),
@@ -191,7 +191,7 @@ test('an idle keep-alive socket opened before SIGTERM is closed by the server at
   const primary = await startRecordingBackend({ delayMs: 0 });
   t.teardown(() => primary.close());
   const file = await writeConfigFile({
-    server: { host: '127.0.0.1', port: 0, drainDelayMs, shutdownTimeoutMs: 6_000 },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, drainDelayMs, shutdownTimeoutMs: 6_000 },
     admin: { enabled: false },
     logging: { level: 'warn' },
     models: remoteModels({ '1': primary.url }),

@@ -138,7 +138,7 @@ test('serve-model --config serves the config’s in-process ONNX versions and ig
   const idp = await countingServer({ keys: [ecKey('k1').jwk] });
   t.teardown(() => idp.close());
   const file = await writeConfigFile({
-    server: { host: '127.0.0.1', port: 9 }, // overridden by --port
+    server: { host: '127.0.0.1', port: 9, grpc: { port: 0 } }, // overridden by --port
     logging: { level: 'warn' },
     auth: { issuers: [{ issuer: 'https://idp.example', audiences: ['model-gateway'], algorithms: ['ES256'], jwks: { url: idp.url } }] },
     models: {
@@ -280,7 +280,7 @@ test('split: version 1 in-process and version 2 remote both answer by version pa
 test('the gateway CLI process proxies to a serve-model process', async (t) => {
   const proc = await runtime(t);
   const file = await writeConfigFile({
-    server: { host: '127.0.0.1', port: 0 },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 } },
     admin: { enabled: false },
     logging: { level: 'warn' },
     models: { iris: { versions: { '2': { backend: { kind: 'http', url: proc.url, version: '2' } } } } },

@@ -16,7 +16,7 @@ async function devToken(scope: string): Promise<string> {
 const EXAMPLE = path.join(ROOT, 'examples/gateway.yaml');
 
 test('the example config serves both Iris versions and the large MLP; the banner curl example works', async (t) => {
-  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0']);
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--grpc-port', '0']);
   t.teardown(() => gw.stop());
   t.regex(gw.stderr(), /model iris: versions 1, 2 \(unversioned requests by weight: 1=90 2=10\); shadow 2 at 100%/);
   t.regex(gw.stderr(), /model mlp-large: versions 1 \(default 1\)/);
@@ -70,7 +70,7 @@ test('the example config serves both Iris versions and the large MLP; the banner
 });
 
 test('SIGTERM: stops accepting, finishes the in-flight request, exits 0', async (t) => {
-  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0']);
+  const gw = await spawnGateway(EXAMPLE, ['--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--grpc-port', '0']);
   t.teardown(() => gw.stop('SIGKILL'));
   const authorization = `Bearer ${await devToken('mlp:infer')}`;
   const rows = 2048;
@@ -107,7 +107,7 @@ test('a config that cannot start fails fast with its problems and exit 1', async
 function plainConfig(models: Record<string, Record<string, unknown>>, server: Record<string, unknown> = {}): Promise<string> {
   const { versions } = irisModels().iris as { versions: unknown };
   return writeConfigFile({
-    server: { host: '127.0.0.1', port: 0, ...server },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, ...server },
     admin: { enabled: false },
     reload: { watch: false },
     logging: { level: 'info' },

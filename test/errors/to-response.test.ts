@@ -1,4 +1,5 @@
-// One registry, one mapper: every code maps to its status with a JSON error body, and every code is documented.
+// One registry, one mapper: every code maps to its status with a JSON error body, and every code is documented with its
+// HTTP and gRPC statuses.
 
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
@@ -42,14 +43,14 @@ test('anything else is a 500 with a generic message, flagged for logging', (t) =
   t.is(mapped.unexpected, boom);
 });
 
-test('docs/errors.md and the registry agree both ways: every code with its status, and no row for a code that does not exist', async (t) => {
+test('docs/errors.md and the registry agree both ways: every code with its HTTP and gRPC status, and no row for a code that does not exist', async (t) => {
   const errorsPage = await readFile(path.join(ROOT, 'docs/errors.md'), 'utf8');
-  const documented = new Map([...errorsPage.matchAll(/^\| `(GW_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1]!, Number(m[2])]));
-  const registry = new Map(Object.entries(ERROR_CODES).map(([code, { status }]) => [code, status as number]));
+  const documented = new Map([...errorsPage.matchAll(/^\| `(GW_ERR_[A-Z_]+)` \| (\d{3}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[1]!, `${m[2]} ${m[3]}`]));
+  const registry = new Map(Object.entries(ERROR_CODES).map(([code, { status, grpc }]) => [code, `${status} ${grpc}`]));
   t.deepEqual(
     [...registry]
-      .filter(([code, status]) => documented.get(code) !== status)
-      .map(([code, status]) => `${code} (${status}) is not in the table with that status`),
+      .filter(([code, statuses]) => documented.get(code) !== statuses)
+      .map(([code, statuses]) => `${code} (${statuses}) is not in the table with those statuses`),
     [],
   );
   t.deepEqual(

@@ -61,6 +61,7 @@ const R = 'REC';
 
 const onnx = { kind: 'onnx', path: 'model.onnx' };
 const http = { kind: 'http', url: 'http://127.0.0.1:9' };
+const grpc = { kind: 'grpc', target: '127.0.0.1:9' };
 const issuer = { issuer: 'i', audiences: ['a'], algorithms: ['ES256'], jwks: { url: 'http://127.0.0.1:9/jwks' } };
 const rule = { name: 'r', key: { clientAddress: {} }, ratePerSecond: 1, burst: 1 };
 
@@ -72,7 +73,7 @@ const SAMPLES: unknown[] = [
   {
     models: {
       [`${R}m`]: {
-        versions: { [`${R}1`]: { backend: { ...onnx, batching: { maxBatchSize: 2 } } }, [`${R}2`]: { backend: http } },
+        versions: { [`${R}1`]: { backend: { ...onnx, batching: { maxBatchSize: 2 } } }, [`${R}2`]: { backend: http }, [`${R}3`]: { backend: grpc } },
         shadow: { targets: [{ version: `${R}2` }], compare: { [`${R}o`]: { mode: 'regression' } } },
         sticky: { header: 'x-user' },
         auth: {},

@@ -33,7 +33,8 @@ export function gatewayConfig(
   overrides: { server?: Record<string, unknown>; models?: Record<string, unknown>; admin?: Record<string, unknown> } = {},
 ): Record<string, unknown> {
   return {
-    server: { host: '127.0.0.1', port: 0, ...overrides.server },
+    // gRPC on a free port too: its default (8082) would collide between tests running in parallel.
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, ...overrides.server },
     // Port 0: tests run in parallel, and the admin API starts whenever a token is configured (or in the environment).
     admin: { host: '127.0.0.1', port: 0, ...overrides.admin },
     logging: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },

@@ -14,7 +14,7 @@ export const ADMIN_TOKEN = 'admin-token-for-tests-0123';
 /** A file-based config: loopback, port 0, admin on with a token, quick debounce, no polling (events must do). */
 export function fileConfig(models: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    server: { host: '127.0.0.1', port: 0 },
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 } },
     logging: { level: 'silent' },
     admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
     reload: { debounceMs: 50, pollIntervalMs: 0 },

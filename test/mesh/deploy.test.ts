@@ -123,6 +123,14 @@ for (const layout of ['base', 'triton'] as const) {
     const gateway = container(deployment, 'gateway');
     const http = gateway.ports?.find((p) => p.name === 'http');
     t.is(http?.containerPort, config.server.port);
+    // The gRPC data plane: its container port, and a Service port Istio treats as gRPC.
+    t.is(gateway.ports?.find((p) => p.name === 'grpc')?.containerPort, config.server.grpc.port);
+    const service = pick(objects, 'Service').spec as { ports: { name: string; targetPort: string; appProtocol?: string }[] };
+    t.like(
+      service.ports.find((p) => p.targetPort === 'grpc'),
+      { appProtocol: 'grpc' },
+    );
+    t.regex(service.ports.find((p) => p.targetPort === 'grpc')!.name, /^grpc(-|$)/);
     t.deepEqual(gateway.readinessProbe?.httpGet, { path: '/v2/health/ready', port: 'http' });
     t.deepEqual(gateway.livenessProbe?.httpGet, { path: '/v2/health/live', port: 'http' });
     t.is(gateway.startupProbe?.httpGet?.path, '/v2/health/live');
@@ -204,7 +212,7 @@ for (const layout of ['base', 'triton'] as const) {
     for (const rule of rules) t.true(rule.forwardOriginalToken);
     const policy = pick(objects, 'AuthorizationPolicy').spec as { rules: { to: { operation: { ports: string[] } }[] }[] };
     const ports = new Set(policy.rules.flatMap((r) => r.to.flatMap((to) => to.operation.ports)));
-    t.deepEqual([...ports], [String(config.server.port)]);
+    t.deepEqual([...ports], [String(config.server.port), String(config.server.grpc.port)]);
   });
 
   test(

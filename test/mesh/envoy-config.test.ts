@@ -232,6 +232,30 @@ const consistent = test.macro({
 });
 for (const file of ENVOY_FILES) test(consistent, file);
 
+test('envoy/envoy.yaml takes the OIP over gRPC to server.grpc.port over HTTP/2, never retries inference, health-checks over gRPC', async (t) => {
+  const config = await gatewayConfig;
+  const doc = await envoyDoc('envoy.yaml');
+  const listener = list(at(doc, 'static_resources', 'listeners')).find((l) => at(l, 'name') === 'ingress_grpc');
+  const hcm = obj(list(at(listener, 'filter_chains', 0, 'filters')).map((f) => at(f, 'typed_config'))[0]);
+  t.is(hcm.codec_type, 'HTTP2', 'gRPC clients speak HTTP/2');
+  const routes = list(at(hcm, 'route_config', 'virtual_hosts', 0, 'routes'));
+  const infer = obj(
+    at(
+      routes.find((r) => at(r, 'match', 'path') === '/inference.GRPCInferenceService/ModelInfer'),
+      'route',
+    ),
+  );
+  t.is(infer.cluster, 'model_gateway_grpc');
+  const deadlineMs = Math.max(...Object.values(config.models).map((m) => m.timeoutMs));
+  t.true(durationMs(infer.timeout) > deadlineMs, 'the route outlives the gateway deadline');
+  t.is(at(infer, 'retry_policy', 'num_retries'), 0, 'ModelInfer is never retried');
+  const cluster = clusterOf(doc, 'model_gateway_grpc');
+  t.is(at(cluster, 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address', 'port_value'), config.server.grpc.port);
+  t.deepEqual(at(cluster, 'typed_extension_protocol_options', PROTOCOL_OPTIONS, 'explicit_http_config', 'http2_protocol_options'), {});
+  t.deepEqual(at(cluster, 'health_checks', 0, 'grpc_health_check'), { service_name: '' });
+  t.is(at(cluster, 'outlier_detection', 'enforcing_consecutive_5xx'), 0);
+});
+
 const extAuthzConsistent = test.macro({
   async exec(t, file: string, kind: 'http' | 'grpc') {
     const config = await gatewayConfig;

@@ -153,8 +153,11 @@ test('versioned paths go straight to their subset, before the weighted route; me
   const http = rendered.virtualService.spec.http;
   t.deepEqual(
     http.map((r) => r.name),
-    ['m-v1-path', 'm-v2-path', 'm-infer', 'm-default', 'default'],
+    ['m-v1-path', 'm-v2-path', 'm-infer', 'm-default', 'grpc', 'default'],
   );
+  // gRPC calls carry their model and version in the message: the gRPC port goes to the gateway's gRPC port as it came.
+  t.deepEqual(route(http, 'grpc').match, [{ port: 8082 }]);
+  t.deepEqual(route(http, 'grpc').route, [{ destination: { host: 'model-gateway.model-serving.svc.cluster.local', port: { number: 8082 } } }]);
   t.deepEqual(route(http, 'm-v2-path').match, [{ uri: { exact: '/v2/models/m/versions/2' } }, { uri: { prefix: '/v2/models/m/versions/2/' } }]);
   t.is(route(http, 'm-v2-path').route[0]!.destination.subset, 'm-v2');
   // No defaultVersion: the heaviest weight answers unversioned metadata, exactly as the gateway's routing table does.
@@ -230,4 +233,10 @@ test('outlier detection ejects only for local-origin failures, never for the gat
     baseEjectionTime: '30s',
     maxEjectionPercent: 50,
   });
+});
+
+test('a gateway without gRPC (server.grpc.enabled false) renders no gRPC route', async (t) => {
+  const rendered = renderIstio(await configWith({}, { grpc: { enabled: false } }));
+  t.false(rendered.virtualService.spec.http.some((r) => r.name === 'grpc'));
+  t.is(rendered.virtualService.spec.http.at(-1)!.name, 'default');
 });

@@ -66,7 +66,7 @@ test('a hand-added route', drifts, ([vs]) => vs.spec.http.unshift({ name: 'hotfi
   /spec\.http\[hotfix\]: in the manifest but not in the config/,
 ]);
 test('routes in another order (first match wins, so this changes routing)', drifts, ([vs]) => vs.spec.http.reverse(), [
-  /spec\.http: order differs: manifest default, iris-default/,
+  /spec\.http: order differs: manifest default, grpc, iris-default/,
 ]);
 test('a subset removed', drifts, ([, dr]) => dr.spec.subsets.pop(), [/^DestinationRule model-gateway: spec\.subsets\[iris-v2\]: missing from the manifest/]);
 test('a subset selecting other pods', drifts, ([, dr]) => (dr.spec.subsets[0]!.labels = { app: 'other' }), [

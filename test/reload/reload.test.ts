@@ -288,7 +288,7 @@ test('listen-address changes are reported as needing a restart', async (t) => {
   await writeConfig(file, fileConfig(iris({ '1': 1 })));
   const gw = await startFromFile(file);
   t.teardown(() => gw.stop());
-  await writeConfig(file, { ...fileConfig(iris({ '1': 1 })), server: { host: '127.0.0.1', port: 0, maxBodyBytes: 4096 } });
+  await writeConfig(file, { ...fileConfig(iris({ '1': 1 })), server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, maxBodyBytes: 4096 } });
   t.like(await admin(gw, 'POST', '/admin/reload'), { body: { outcome: 'applied', restartRequired: ['server.maxBodyBytes'] } });
 });
 

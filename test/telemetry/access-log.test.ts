@@ -57,6 +57,7 @@ test('sampling keeps the configured share of non-5xx lines and every 5xx line', 
   t.is(out.filter((l) => l.status === 200).length, 4);
   t.is(out.filter((l) => l.status === 503).length, 3);
   t.is(out[0]!.latencyMs, 1.235);
+  t.is(out[0]!.protocol, 'http', 'an entry without a protocol came over HTTP');
 });
 
 test('disabled: nothing is written, and the data plane is told not to build entries', (t) => {

@@ -78,12 +78,12 @@ test('after traffic, /metrics has request, latency, upstream, shadow, rate-limit
   t.regex(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
   const text = await res.text();
 
-  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="1",operation="infer",status_class="2xx"}'), 3);
-  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="1",operation="infer",status_class="4xx"}'), 1); // the 400
+  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="1",operation="infer",status_class="2xx",protocol="http"}'), 3);
+  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="1",operation="infer",status_class="4xx",protocol="http"}'), 1); // the 400
   // 429s are decided at admission, before routing picks a version.
-  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="",operation="infer",status_class="4xx"}'), 2);
-  t.is(sample(text, 'model_gateway_requests_total{model="unknown",version="",operation="infer",status_class="4xx"}'), 1);
-  t.is(sample(text, 'model_gateway_request_duration_seconds_count{model="iris",version="1",operation="infer",status_class="2xx"}'), 3);
+  t.is(sample(text, 'model_gateway_requests_total{model="iris",version="",operation="infer",status_class="4xx",protocol="http"}'), 2);
+  t.is(sample(text, 'model_gateway_requests_total{model="unknown",version="",operation="infer",status_class="4xx",protocol="http"}'), 1);
+  t.is(sample(text, 'model_gateway_request_duration_seconds_count{model="iris",version="1",operation="infer",status_class="2xx",protocol="http"}'), 3);
   t.is(sample(text, 'model_gateway_requests_in_flight{model="iris"}'), 0);
   t.is(sample(text, 'model_gateway_upstream_duration_seconds_count{model="iris",version="1",backend="onnx",outcome="ok"}'), 3);
   t.is(sample(text, 'model_gateway_upstream_duration_seconds_count{model="iris",version="2",backend="onnx",outcome="ok"}'), 3); // the shadow calls

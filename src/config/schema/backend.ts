@@ -71,7 +71,44 @@ const httpBackend = z.strictObject({
   retry: retrySchema.prefault({}),
 });
 
-export const backendSchema = z.discriminatedUnion('kind', [onnxBackend, httpBackend]);
+const grpcBackend = z.strictObject({
+  kind: z.literal('grpc'),
+  /** The remote's OIP gRPC address, `host:port` (Triton's gRPC port, `serve-model --grpc-port`, KServe, MLServer). */
+  target: z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'target must be host:port (an IPv6 host in brackets)'),
+  /** TLS with the system's root certificates; false: plaintext HTTP/2, as inside a pod. */
+  tls: z.boolean().default(false),
+  /** The model's name on the remote; default: this model's name. */
+  model: name('model').optional(),
+  /** The version on the remote; default: none (the remote's default version). */
+  version: name('version').optional(),
+  /** Deadline of a call the gateway gives no deadline of its own (the model's timeoutMs usually comes first), ms. */
+  callTimeoutMs: z.int().min(1).default(60_000),
+  /** Ping the connection after this long without activity while calls are open, ms (grpc.keepalive_time_ms). */
+  keepaliveTimeMs: z.int().min(1000).default(60_000),
+  /** A ping unanswered this long closes the connection, ms (grpc.keepalive_timeout_ms). */
+  keepaliveTimeoutMs: z.int().min(100).default(20_000),
+  /** Largest accepted response message, bytes. */
+  maxResponseBytes: z
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
+  /** How often the remote's model metadata is fetched (and, until the first success, retried), ms. */
+  probeIntervalMs: z.int().min(100).default(5_000),
+  /** Metadata and readiness calls give up after this long, ms (gateway start waits at most this for the first). */
+  probeTimeoutMs: z.int().min(1).default(2_000),
+  /** Extra metadata sent with every call (lower-case names; the client's authorization is never forwarded). */
+  headers: z
+    .record(
+      z
+        .string()
+        .regex(/^[0-9a-z_.-]+$/, 'metadata names must be lower-case tokens')
+        .refine((n) => !n.startsWith('grpc-') && !n.endsWith('-bin'), 'grpc-* and *-bin names are reserved'),
+      z.string(),
+    )
+    .default({}),
+});
+
+export const backendSchema = z.discriminatedUnion('kind', [onnxBackend, httpBackend, grpcBackend]);
 
 /** Load shedding for one version, enforced by the upstream stage's guard for every backend kind. */
 export const limitsSchema = z.strictObject({

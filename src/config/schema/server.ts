@@ -3,6 +3,25 @@
 
 import { z } from 'zod';
 
+/** The gRPC data-plane listener. Its message limit is server.maxBodyBytes; the shutdown timeline is the HTTP one's. */
+export const grpcServerSchema = z.strictObject({
+  /** Serve the gRPC data plane. */
+  enabled: z.boolean().default(true),
+  /** gRPC listen port (8081 is the admin API's); 0 picks a free port. */
+  port: z.int().min(0).max(65535).default(8082),
+  /** Ping a client connection after this long without activity, to find peers that are gone, ms (grpc.keepalive_time_ms). */
+  keepaliveTimeMs: z.int().min(1000).default(60_000),
+  /** A ping unanswered this long closes the connection, ms (grpc.keepalive_timeout_ms). */
+  keepaliveTimeoutMs: z.int().min(100).default(20_000),
+  /**
+   * Connections older than this are closed gracefully (GOAWAY; calls in flight finish), so long-lived clients spread
+   * over replicas added since, ms (grpc.max_connection_age_ms); 0: never.
+   */
+  maxConnectionAgeMs: z.int().min(0).default(0),
+  /** Calls in flight on one connection at most (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: z.int().min(1).max(1_000_000).default(1000),
+});
+
 /** The data-plane HTTP listener, its limits and the shutdown timeline. */
 export const serverSchema = z
   .strictObject({
@@ -43,6 +62,8 @@ export const serverSchema = z
      * are replicas, so rate limits and rollouts need their Redis store (read at start).
      */
     workers: z.int().min(1).max(64).default(1),
+    /** The OIP over gRPC (inference.GRPCInferenceService and grpc.health.v1.Health): its own port, on server.host. */
+    grpc: grpcServerSchema.prefault({}),
   })
   .refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
     path: ['drainDelayMs'],
