@@ -13,6 +13,12 @@ export interface DrainPlan {
   drainDelayMs: number;
   /** Everything must be finished this long after the signal (keep it below terminationGracePeriodSeconds), ms. */
   shutdownTimeoutMs: number;
+  /**
+   * After the drain delay, keep accepting until no request has arrived for this long, ms (0: stop at the delay). A
+   * runtime container's only client is the gateway beside it, which keeps forwarding until its own drain ends: the
+   * runtime closes once that traffic has stopped, so two containers signalled together lose nothing.
+   */
+  quietMs?: number;
 }
 
 /** Another data-plane listener (gRPC) drained on the same timeline as the HTTP server. */
@@ -86,7 +92,8 @@ async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
 /**
  * Runs the timeline:
  *   t=0            readiness answers 503, every reply carries `Connection: close` (clients reconnect, possibly elsewhere);
- *   t=drainDelay   stop accepting; idle keep-alive sockets close; in-flight requests finish;
+ *   t=drainDelay   (and, with quietMs, once no request arrived for quietMs) stop accepting; idle keep-alive sockets
+ *                  close; in-flight requests finish;
  *   then           shadow calls started by those requests finish;
  *   deadline−reserve  whatever is still open is cut; `release` closes backends before the deadline.
  */
@@ -103,6 +110,14 @@ export async function drainGateway(steps: DrainSteps, plan: DrainPlan): Promise<
   );
 
   await sleep(Math.min(plan.drainDelayMs, cutOffAt));
+  const quietMs = plan.quietMs ?? 0;
+  if (quietMs > 0) {
+    steps.state.lastArrivalMs ??= started;
+    for (let quietFor = performance.now() - steps.state.lastArrivalMs; quietFor < quietMs && elapsed() < cutOffAt;) {
+      await sleep(Math.min(quietMs - quietFor, cutOffAt - elapsed()));
+      quietFor = performance.now() - steps.state.lastArrivalMs;
+    }
+  }
   const closed = Promise.all([
     new Promise<void>((resolve) => steps.server.close(() => resolve())),
     ...(steps.alsoServing ?? []).map((other) => other.shutdown()),

@@ -21,6 +21,7 @@ import { drainGateway } from './drain.js';
 import { startExtAuthz, type RunningExtAuthz } from '../ext-authz/start.js';
 import type { GatewayState } from '../pipeline/generation.js';
 import { createDataPlane } from '../server/data-plane.js';
+import { Overload } from '../server/overload.js';
 import type { RunningGrpcDataPlane } from '../server/grpc.js';
 import type { Logger } from '../telemetry/log.js';
 import { createAccessLog } from '../telemetry/access-log.js';
@@ -66,6 +67,8 @@ export interface RunningGateway {
 export interface GatewayOptions {
   /** A data-plane worker of a supervisor (server.workers > 1): its admin API listens on a port of its own. */
   worker?: boolean;
+  /** Overload protection with an injected RSS reading (tests); default: built from `server`'s settings. */
+  overload?: Overload;
   /** The file `config` was loaded from: enables hot reload (file watching and POST /admin/reload). */
   configFile?: string;
   /** Re-applied to every reloaded config, so command-line flags keep winning over the file. */
@@ -141,7 +144,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   });
   if (metrics) registerRolloutMetrics(metrics, rollouts);
   const telemetry = { metrics, accessLog: createAccessLog(log, config.logging.accessLog) };
-  const server = createDataPlane(state, config.server, log, telemetry);
+  // Read at start, like the listeners they guard.
+  const overload = options.overload ?? new Overload(config.server);
+  if (metrics) overload.register(metrics);
+  const server = createDataPlane(state, config.server, log, telemetry, overload);
   let grpc: RunningGrpcDataPlane | undefined;
   let admin: RunningAdmin | undefined;
   let extAuthz: RunningExtAuthz;
@@ -149,7 +155,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     server.listen(config.server.port, config.server.host);
     await once(server, 'listening');
     // grpc-js and the protos are loaded only by a gateway that serves gRPC.
-    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log, telemetry);
+    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log, telemetry, overload);
     // With JWT auth configured at start, an admin call may present either the static token or a JWT holding
     // auth.admin's scopes (read: GET/HEAD, write: the rest); the JWT check follows reloads of the auth section.
     const env = options.env ?? process.env;
@@ -189,6 +195,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     await controller.close();
     await rateLimitStore.close();
     guards.close();
+    overload.close();
     throw err;
   }
   const { port } = server.address() as AddressInfo;
@@ -201,6 +208,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     await controller.close();
     await rateLimitStore.close();
     guards.close();
+    overload.close();
   };
   const stop = (drainDelayMs = 0): Promise<void> => {
     stopping ??= drainGateway(
@@ -216,7 +224,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
         backgroundIdle: () => controller.shadow.idle(),
         release,
       },
-      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs },
+      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs, quietMs: drainDelayMs > 0 ? config.server.drainQuietMs : 0 },
     ).then(() => undefined);
     return stopping;
   };

@@ -15,6 +15,7 @@ import { runtimeChain } from '../stages/chain.js';
 import { GuardRegistry } from '../resilience/registry.js';
 import type { GatewayState } from '../pipeline/generation.js';
 import { createDataPlane } from '../server/data-plane.js';
+import { Overload } from '../server/overload.js';
 import type { RunningGrpcDataPlane } from '../server/grpc.js';
 import type { Logger } from '../telemetry/log.js';
 import { drainGateway } from './drain.js';
@@ -135,8 +136,17 @@ export interface RuntimeListen {
 }
 
 /** The server section with the flags' addresses applied. */
+/** A quiet period of 1 s unless configured: long enough for a gateway's last forwarded request, short for a restart. */
+const RUNTIME_DRAIN_QUIET_MS = 1_000;
+
 export function runtimeServer(server: GatewayConfig['server'], { host, port, grpcPort }: RuntimeListen): GatewayConfig['server'] {
-  return { ...server, host, port, grpc: { ...server.grpc, enabled: grpcPort !== undefined, port: grpcPort ?? server.grpc.port } };
+  return {
+    ...server,
+    host,
+    port,
+    drainQuietMs: server.drainQuietMs || RUNTIME_DRAIN_QUIET_MS,
+    grpc: { ...server.grpc, enabled: grpcPort !== undefined, port: grpcPort ?? server.grpc.port },
+  };
 }
 
 export interface RunningRuntime {
@@ -161,15 +171,18 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
   }
   const guards = new GuardRegistry({ log });
   const state: GatewayState = { current: { catalog, pipeline: runtimeChain({ config, catalog, log, guards }) }, draining: false };
-  const server = createDataPlane(state, config.server, log);
+  // The runtime container protects its memory as the gateway does (its bodies are the biggest: whole tensors).
+  const overload = new Overload(config.server);
+  const server = createDataPlane(state, config.server, log, {}, overload);
   server.listen(config.server.port, config.server.host);
   let grpc: RunningGrpcDataPlane | undefined;
   try {
     await once(server, 'listening');
-    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log);
+    if (config.server.grpc.enabled) grpc = await (await import('../server/grpc.js')).startGrpcDataPlane(state, config.server, log, {}, overload);
   } catch (err) {
     server.close();
     guards.close();
+    overload.close();
     await catalog.close();
     throw err;
   }
@@ -187,10 +200,12 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
         log,
         release: async () => {
           guards.close();
+          overload.close();
           await catalog.close();
         },
       },
-      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs },
+      // Quiet only on a real drain (SIGTERM passes the delay); SIGINT from a terminal stops at once.
+      { drainDelayMs, shutdownTimeoutMs: config.server.shutdownTimeoutMs, quietMs: drainDelayMs > 0 ? config.server.drainQuietMs : 0 },
     ).then(() => undefined);
     return stopping;
   };

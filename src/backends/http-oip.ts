@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
 import { isDatatype, type BackendMetadata, type InferenceRequest, type Tensor, type TensorMetadata } from '../protocol/oip.js';
 import { oipMessageJson } from '../protocol/json-wire.js';
-import { decodeJsonData, flattenData } from '../protocol/tensor.js';
+import { decodeJsonTensor } from '../protocol/tensor.js';
 import { BINARY_HEADER, binaryHeaderLength, decodeBinaryData, parameterOf, RawBody } from '../protocol/binary.js';
 import { replaceTopLevel, topLevelMembers } from '../protocol/json-splice.js';
 import { SHADOW_HEADER } from '../protocol/shadow-mark.js';
@@ -250,7 +250,7 @@ export function decodeOutputs(body: Record<string, unknown>, label: string, bina
         offset += size;
         return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data };
       }
-      return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data: decodeJsonData(raw.datatype, flattenData(raw.data, raw.shape, where), where) };
+      return { name: raw.name, datatype: raw.datatype, shape: raw.shape, data: decodeJsonTensor(raw.datatype, raw.data, raw.shape, where) };
     } catch (err) {
       if (err instanceof GatewayError && err.code === 'GW_ERR_INVALID_REQUEST') throw badGateway(label, `an invalid ${where}: ${err.message}`);
       throw err;

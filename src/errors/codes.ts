@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   GW_ERR_NOT_REPRESENTABLE_IN_JSON: { status: 422, grpc: 'INVALID_ARGUMENT', message: 'the answer holds values JSON cannot carry; ask for binary tensor data' },
   GW_ERR_CIRCUIT_OPEN: { status: 503, grpc: 'UNAVAILABLE', message: 'the model version is failing; its circuit breaker is open' },
   GW_ERR_OVERLOADED: { status: 503, grpc: 'UNAVAILABLE', message: 'the model version is at its concurrency limit' },
+  GW_ERR_BODY_BUDGET_FULL: { status: 503, grpc: 'UNAVAILABLE', message: 'the gateway holds as many request bodies as it may; retry shortly' },
+  GW_ERR_MEMORY_PRESSURE: { status: 503, grpc: 'UNAVAILABLE', message: 'the gateway is shedding inference to stay under its memory limit; retry shortly' },
   GW_ERR_OVERRIDE_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the caller may not choose the model version' },
   GW_ERR_ADMIN_UNAUTHORIZED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'the admin API needs a valid bearer token' },
   GW_ERR_ADMIN_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the caller may not perform this admin action' },

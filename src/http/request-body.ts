@@ -4,6 +4,19 @@
 
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors/gateway-error.js';
+import type { BodyBudget } from './body-budget.js';
+
+/** How a stream-backed body is admitted and announced. */
+export interface BodyReading {
+  /** The process-wide cap on buffered body bytes: the body reserves its bytes before they are read (503 when full). */
+  readonly budget?: BodyBudget;
+  /**
+   * Called once, when the gateway starts reading the body and has admitted it: an `Expect: 100-continue` request gets
+   * its `100 Continue` only then, so a request refused before its body is needed (404, 401, 429, 413, 503) is
+   * answered instead of being invited to send the body.
+   */
+  readonly onRead?: () => void;
+}
 
 /**
  * Bodies up to this size are collected and forwarded as one buffer (one write, `content-length` known); larger ones,
@@ -11,6 +24,14 @@ import { GatewayError } from '../errors/gateway-error.js';
  * iteration per request.
  */
 export const STREAM_THRESHOLD_BYTES = 64 * 1024;
+
+/**
+ * What a JSON body the gateway decodes costs in memory per body byte, for admission by bytes: the parsed arrays and
+ * boxed numbers, the tensor, the answer's JSON (measured: a 13 MiB iris body peaks at ≈ 20× its size in a process
+ * whose heap is capped, docs/operations.md#overload-protection). A body only forwarded, or binary tensor data, costs
+ * its size.
+ */
+export const JSON_DECODE_COST = 20;
 
 /** A body still arriving: each `open()` yields it from its first byte and follows it to its end (or its error). */
 export interface StreamedBody {
@@ -33,12 +54,16 @@ export class RequestBody {
   /** Resolved (and replaced) at the next chunk, end or error: what readers of a body still arriving wait on. */
   #change: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  readonly #reading: BodyReading;
+  /** Bytes this body holds of the budget. */
+  #reserved = 0;
   /** True once the body was rejected unread or half-read: the connection must close after the reply. */
   abandoned = false;
 
   /** `source`: the request whose body is read lazily, or a body that has already arrived whole (a gRPC message). */
-  constructor(source: IncomingMessage | Buffer, limit: number) {
+  constructor(source: IncomingMessage | Buffer, limit: number, reading: BodyReading = {}) {
     this.#limit = limit;
+    this.#reading = reading;
     if (Buffer.isBuffer(source)) {
       this.#req = undefined;
       this.#chunks.push(source);
@@ -62,13 +87,14 @@ export class RequestBody {
 
   /** The whole body as bytes (read once, then cached). */
   bytes(): Promise<Buffer> {
-    this.#whole ??= this.#readWhole();
+    this.#whole ??= this.#readWhole(1);
     return this.#whole;
   }
 
-  /** The body parsed as JSON; an empty or malformed body is a 400. */
+  /** The body parsed as JSON; an empty or malformed body is a 400. Admitted at JSON_DECODE_COST × its size. */
   async json(): Promise<unknown> {
-    const bytes = await this.bytes();
+    this.#whole ??= this.#readWhole(JSON_DECODE_COST);
+    const bytes = await this.#whole;
     if (bytes.length === 0) throw new GatewayError('GW_ERR_BAD_JSON', 'request body is empty; expected a JSON object');
     try {
       return JSON.parse(bytes.toString('utf8'));
@@ -95,6 +121,36 @@ export class RequestBody {
     return this.#state === 'done';
   }
 
+  /** True until the gateway starts reading the body (it may never: a request refused before its body is needed). */
+  get unread(): boolean {
+    return this.#state === 'unread' && this.#req !== undefined;
+  }
+
+  /** Gives the body's bytes back to the budget (the request is answered); idempotent. */
+  release(): void {
+    if (this.#reserved === 0) return;
+    this.#reading.budget?.release(this.#reserved);
+    this.#reserved = 0;
+  }
+
+  /** Reserves `bytes` of the budget for this body; false (and the body failed with 503) when the budget is full. */
+  #reserve(bytes: number): boolean {
+    const budget = this.#reading.budget;
+    if (budget === undefined || bytes === 0) return true;
+    if (budget.tryReserve(bytes)) {
+      this.#reserved += bytes;
+      return true;
+    }
+    this.#fail(
+      new GatewayError(
+        'GW_ERR_BODY_BUDGET_FULL',
+        `request bodies in flight already hold ${budget.used} of server.maxBufferedBodyBytes (${budget.limit} bytes; a JSON body the gateway decodes counts ${JSON_DECODE_COST}× its size); retry shortly`,
+        { headers: { 'retry-after': '1' } },
+      ),
+    );
+    return false;
+  }
+
   /** Resolves once the whole body has arrived; rejects when it cannot be read (too large, client gone). */
   received(): Promise<void> {
     this.#arrival ??= this.#arrive();
@@ -113,7 +169,8 @@ export class RequestBody {
     if (this.#state === 'failed') throw this.#error!;
   }
 
-  async #readWhole(): Promise<Buffer> {
+  async #readWhole(cost: number): Promise<Buffer> {
+    this.#start(cost);
     await this.received();
     return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
   }
@@ -153,11 +210,17 @@ export class RequestBody {
     return new GatewayError('GW_ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${this.#limit} bytes`);
   }
 
-  /** Starts reading (once): chunks are kept, readers woken at each chunk, the end, or the first error. */
-  #start(): void {
+  /**
+   * Starts reading (once): chunks are kept, readers woken at each chunk, the end, or the first error. `cost`: memory
+   * per body byte, for admission (JSON_DECODE_COST for a body that will be parsed, else 1).
+   */
+  #start(cost = 1): void {
     if (this.#state !== 'unread') return;
     const declared = this.#declaredLength();
     if (declared !== undefined && declared > this.#limit) return this.#fail(this.#tooLarge());
+    // Admitted by its declared size before a byte is read; a chunked body reserves as its chunks arrive.
+    if (declared !== undefined && !this.#reserve(declared * cost)) return;
+    this.#reading.onRead?.();
     this.#state = 'reading';
     const req = this.#req!; // only a stream-backed body is ever 'unread'
     const cleanup = () => {
@@ -169,10 +232,10 @@ export class RequestBody {
     };
     const onData = (chunk: Buffer) => {
       this.#size += chunk.length;
-      if (this.#size > this.#limit) {
+      if (this.#size > this.#limit || (declared === undefined && !this.#reserve(chunk.length * cost))) {
         cleanup();
         req.pause();
-        this.#fail(this.#tooLarge());
+        if (this.#state !== 'failed') this.#fail(this.#tooLarge());
         return;
       }
       this.#chunks.push(chunk);

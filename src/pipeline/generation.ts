@@ -13,4 +13,6 @@ export interface GatewayState {
   current: Generation;
   /** Set on SIGTERM: readiness fails and every reply closes its connection. */
   draining: boolean;
+  /** While draining: when the last request arrived (performance.now() ms), for a drain that waits for quiet. */
+  lastArrivalMs?: number;
 }

@@ -2,7 +2,8 @@
 // NaN/±Infinity, which JSON cannot carry, refused with a clear 422 instead of becoming `null` in a 200 answer.
 
 import { GatewayError } from '../errors/gateway-error.js';
-import { halfToFloat, isTensorDataFor } from './tensor.js';
+import { halfToFloat } from './fp16.js';
+import { isTensorDataFor } from './tensor.js';
 import type { Tensor } from './oip.js';
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -62,20 +63,31 @@ export function tensorDataJson(t: Tensor, role: TensorRole): string {
     return JSON.stringify(out);
   }
   const n = data.length;
-  const out = new Array<number | boolean>(n);
   if (t.datatype === 'BOOL') {
+    const out = new Array<boolean>(n);
     for (let i = 0; i < n; i++) out[i] = data[i] !== 0;
-  } else if (t.datatype === 'FP16' || data instanceof Float32Array || data instanceof Float64Array) {
-    const half = t.datatype === 'FP16';
-    for (let i = 0; i < n; i++) {
-      const v = half ? halfToFloat(data[i] as number) : (data[i] as number);
-      if (!Number.isFinite(v)) throw notRepresentable(t, role, i, v);
-      out[i] = v;
-    }
-  } else {
-    for (let i = 0; i < n; i++) out[i] = data[i] as number;
+    return JSON.stringify(out);
   }
-  return JSON.stringify(out);
+  if (t.datatype === 'FP16') {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = halfToFloat(data[i] as number);
+    return finiteJson(out, t, role);
+  }
+  if (data instanceof Float32Array || data instanceof Float64Array) return finiteJson(data, t, role);
+  // Integers: a typed array's join writes each as JSON would, without a boxed copy of the tensor.
+  return `[${data.join(',')}]`;
+}
+
+/**
+ * Finite floats as a JSON array. The typed array's own join writes each element exactly as JSON.stringify would write
+ * it as a number (shortest round-trip digits, `1e-7` style exponents) without a boxed copy of a large tensor.
+ */
+function finiteJson(data: Float32Array | Float64Array, t: Tensor, role: TensorRole): string {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v - v !== 0) throw notRepresentable(t, role, i, v); // NaN and ±Infinity: v - v is NaN
+  }
+  return `[${data.join(',')}]`;
 }
 
 /** A tensor entry of an OIP message: its JSON fields (name, datatype, shape, parameters) and, if it has data, the tensor. */

@@ -1,7 +1,10 @@
 // Datatype codecs for OIP JSON tensor data: flattening nested data, strict per-datatype decoding, response encoding.
 
 import { GatewayError } from '../errors/gateway-error.js';
+import { floatToHalf, FP16_OVERFLOW, FP32_OVERFLOW, halfToFloat } from './fp16.js';
 import type { Datatype, Tensor, TensorData } from './oip.js';
+
+export { floatToHalf, halfToFloat } from './fp16.js';
 
 function invalid(message: string): GatewayError {
   return new GatewayError('GW_ERR_INVALID_REQUEST', message);
@@ -33,70 +36,6 @@ export function describeJson(value: unknown): string {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// FP16 <-> double. Converting directly from double (not via Math.fround) avoids double rounding: a value just
-// above a half-way point must not first round down to the tie in float32 and then tie-to-even the wrong way.
-
-/** POW2[k + 40] === 2^k for k in -40..40, built by exact doubling/halving. */
-const POW2: number[] = (() => {
-  const t = new Array<number>(81);
-  t[40] = 1;
-  for (let k = 1; k <= 40; k++) {
-    t[40 + k] = (t[39 + k] as number) * 2;
-    t[40 - k] = (t[41 - k] as number) / 2;
-  }
-  return t;
-})();
-function pow2(k: number): number {
-  return POW2[k + 40] as number;
-}
-
-/** Round a non-negative number below 2^52 to the nearest integer, ties to even. */
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f; // exact: x < 2^52
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** Smallest magnitude that rounds to +Infinity in FP16: half-way between 65504 and 2^16 (ties go to the even 2^16). */
-export const FP16_OVERFLOW = 65520;
-/** Smallest magnitude that rounds to +Infinity in FP32: 2^128 - 2^103 (half-way between FLT_MAX and 2^128). */
-export const FP32_OVERFLOW = 2 ** 128 - 2 ** 103;
-
-/** IEEE 754 half bits → number. */
-export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const frac = bits & 0x3ff;
-  if (exp === 0) return sign * frac * pow2(-24); // ±0 and subnormals
-  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN;
-  return sign * (1024 + frac) * pow2(exp - 25);
-}
-
-/**
- * number → IEEE 754 half bits, round-to-nearest-even. Magnitudes ≥ 65520 give ±Infinity (0x7c00/0xfc00), NaN gives
- * the quiet NaN 0x7e00, and -0 keeps its sign. Callers that must reject overflow check FP16_OVERFLOW first.
- */
-export function floatToHalf(value: number): number {
-  if (Number.isNaN(value)) return 0x7e00;
-  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
-  const a = Math.abs(value);
-  if (a >= FP16_OVERFLOW) return sign | 0x7c00;
-  if (a < pow2(-14)) {
-    // Subnormal range: units of 2^-24. Rounding up to 1024 lands exactly on the smallest normal (0x0400).
-    return sign | roundHalfEven(a * pow2(24));
-  }
-  // Normal: a = m * 2^e with m in [1,2). log2 can be off by one next to powers of two, so correct it exactly.
-  let e = Math.floor(Math.log2(a));
-  if (pow2(e) > a) e--;
-  else if (pow2(e + 1) <= a) e++;
-  const m = roundHalfEven(a * pow2(10 - e)); // in [1024, 2048]; scaling by 2^k is exact
-  // m === 2048 carries into the exponent, which the addition does by itself.
-  return sign | (((e + 15) << 10) + (m - 1024));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -142,11 +81,12 @@ function concatAll(arrays: unknown[][], dim: number): unknown[] {
 }
 
 /**
- * Flat (`[1,2,3,4]`) or nested row-major (`[[1,2],[3,4]]`) data → flat row-major values. Data whose first element
- * is an array is treated as nested and must match `shape` exactly; otherwise it is flat and its length must be the
- * element count. Flat data is returned as is (no copy): leaf values are checked later by decodeJsonData.
+ * Flat (`[1,2,3,4]`) or nested row-major (`[[1,2],[3,4]]`) data → its leaf values as runs: the innermost arrays in
+ * row-major order (flat data is one run, as is). Data whose first element is an array is treated as nested and must
+ * match `shape` exactly; otherwise it is flat and its length must be the element count. Nothing is copied: leaf values
+ * are checked later, by the decoder that reads the runs straight into the tensor's typed array.
  */
-export function flattenData(data: unknown, shape: readonly number[], where: string): unknown[] {
+export function leafRuns(data: unknown, shape: readonly number[], where: string): unknown[][] {
   if (!Array.isArray(data)) throw invalid(`${where}: data must be an array, got ${describeJson(data)}`);
   const rank = shape.length;
   if (rank === 0 || !Array.isArray(data[0])) {
@@ -154,7 +94,7 @@ export function flattenData(data: unknown, shape: readonly number[], where: stri
     if (data.length !== n) {
       throw invalid(`${where}: data has ${plural(data.length, 'element')}, expected ${n} (the element count of shape ${formatShape(shape)})`);
     }
-    return data;
+    return [data];
   }
   let level: unknown[] = [data];
   for (let d = 0; d < rank; d++) {
@@ -170,14 +110,27 @@ export function flattenData(data: unknown, shape: readonly number[], where: stri
         throw invalid(`${where}: ${pathOf(j, d, shape)} has ${plural(arr.length, 'element')}, expected ${dim} (dimension ${d} of shape ${formatShape(shape)})`);
       }
     }
+    // The innermost arrays are the runs: their elements are leaves, which must not be arrays.
+    if (d === rank - 1) {
+      for (let j = 0; j < level.length; j++) {
+        const run = level[j] as unknown[];
+        for (let i = 0; i < dim; i++) {
+          if (Array.isArray(run[i])) {
+            throw invalid(`${where}: ${pathOf(j * dim + i, rank, shape)} is an array, but shape ${formatShape(shape)} has only ${plural(rank, 'dimension')}`);
+          }
+        }
+      }
+      return level as unknown[][];
+    }
     level = concatAll(level as unknown[][], dim);
   }
-  for (let j = 0; j < level.length; j++) {
-    if (Array.isArray(level[j])) {
-      throw invalid(`${where}: ${pathOf(j, rank, shape)} is an array, but shape ${formatShape(shape)} has only ${plural(rank, 'dimension')}`);
-    }
-  }
-  return level;
+  return [];
+}
+
+/** The leaf values of `data` as one flat array (see leafRuns). */
+export function flattenData(data: unknown, shape: readonly number[], where: string): unknown[] {
+  const runs = leafRuns(data, shape, where);
+  return runs.length === 1 ? runs[0]! : concatAll(runs, shape[shape.length - 1] as number);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -194,11 +147,17 @@ function intError(where: string, i: number, v: unknown, datatype: Datatype, min:
   return elementError(where, i, v, `an integer from ${min} to ${max} (${datatype})`);
 }
 
-function decodeSmallInt<T extends SmallIntArray>(out: T, flat: unknown[], datatype: Datatype, min: number, max: number, where: string): T {
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw intError(where, i, v, datatype, min, max);
-    out[i] = v;
+/** Runs of leaf values (see leafRuns): each decoder below walks them in order, `i` counting across runs. */
+type Runs = readonly (readonly unknown[])[];
+
+function decodeSmallInt<T extends SmallIntArray>(out: T, runs: Runs, datatype: Datatype, min: number, max: number, where: string): T {
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw intError(where, i, v, datatype, min, max);
+      out[i] = v;
+    }
   }
   return out;
 }
@@ -213,32 +172,38 @@ const TWO_32 = 2 ** 32;
  * 2^53+1 to 2^53), so anything beyond ±(2^53-1) is rejected rather than silently changed. The two 32-bit words are
  * written through a Uint32Array view: no BigInt is allocated per element.
  */
-function decodeInt64(flat: unknown[], unsigned: boolean, where: string): BigInt64Array | BigUint64Array {
-  const out = unsigned ? new BigUint64Array(flat.length) : new BigInt64Array(flat.length);
+function decodeInt64(runs: Runs, n: number, unsigned: boolean, where: string): BigInt64Array | BigUint64Array {
+  const out = unsigned ? new BigUint64Array(n) : new BigInt64Array(n);
   const words = new Uint32Array(out.buffer);
   const datatype = unsigned ? 'UINT64' : 'INT64';
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || (unsigned && v < 0)) {
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw elementError(where, i, v, `an integer (${datatype})`);
-      const range = unsigned ? 'from 0 to 2^53-1' : 'from -(2^53-1) to 2^53-1';
-      throw elementError(where, i, v, `an integer ${range} (${datatype}; larger 64-bit values cannot be represented exactly in JSON numbers)`);
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || (unsigned && v < 0)) {
+        if (typeof v !== 'number' || !Number.isInteger(v)) throw elementError(where, i, v, `an integer (${datatype})`);
+        const range = unsigned ? 'from 0 to 2^53-1' : 'from -(2^53-1) to 2^53-1';
+        throw elementError(where, i, v, `an integer ${range} (${datatype}; larger 64-bit values cannot be represented exactly in JSON numbers)`);
+      }
+      const hi = Math.floor(v / TWO_32); // two's complement: v = hi * 2^32 + lo with lo in [0, 2^32)
+      words[2 * i + LO] = v - hi * TWO_32;
+      words[2 * i + HI] = hi >>> 0;
     }
-    const hi = Math.floor(v / TWO_32); // two's complement: v = hi * 2^32 + lo with lo in [0, 2^32)
-    words[2 * i + LO] = v - hi * TWO_32;
-    words[2 * i + HI] = hi >>> 0;
   }
   return out;
 }
 
-function decodeFloat(flat: unknown[], double: boolean, where: string): Float32Array | Float64Array {
-  const out = double ? new Float64Array(flat.length) : new Float32Array(flat.length);
+function decodeFloat(runs: Runs, n: number, double: boolean, where: string): Float32Array | Float64Array {
+  const out = double ? new Float64Array(n) : new Float32Array(n);
   const limit = double ? Infinity : FP32_OVERFLOW;
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    // `!(|v| < limit)` also rejects NaN and ±Infinity in one comparison.
-    if (typeof v !== 'number' || !(Math.abs(v) < limit)) throw floatError(where, i, v, double ? 'FP64' : 'FP32');
-    out[i] = v;
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      // `!(|v| < limit)` also rejects NaN and ±Infinity in one comparison.
+      if (typeof v !== 'number' || !(Math.abs(v) < limit)) throw floatError(where, i, v, double ? 'FP64' : 'FP32');
+      out[i] = v;
+    }
   }
   return out;
 }
@@ -250,32 +215,41 @@ function floatError(where: string, i: number, v: unknown, datatype: Datatype): G
   return invalid(`${where}: element ${i} is ${describeJson(v)}, out of range for ${datatype} (max magnitude ${max})`);
 }
 
-function decodeHalf(flat: unknown[], where: string): Uint16Array {
-  const out = new Uint16Array(flat.length);
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !(Math.abs(v) < FP16_OVERFLOW)) throw floatError(where, i, v, 'FP16');
-    out[i] = floatToHalf(v);
+function decodeHalf(runs: Runs, n: number, where: string): Uint16Array {
+  const out = new Uint16Array(n);
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      if (typeof v !== 'number' || !(Math.abs(v) < FP16_OVERFLOW)) throw floatError(where, i, v, 'FP16');
+      out[i] = floatToHalf(v);
+    }
   }
   return out;
 }
 
-function decodeBool(flat: unknown[], where: string): Uint8Array {
-  const out = new Uint8Array(flat.length);
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'boolean') throw elementError(where, i, v, 'a boolean (BOOL)');
-    out[i] = v ? 1 : 0;
+function decodeBool(runs: Runs, n: number, where: string): Uint8Array {
+  const out = new Uint8Array(n);
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      if (typeof v !== 'boolean') throw elementError(where, i, v, 'a boolean (BOOL)');
+      out[i] = v ? 1 : 0;
+    }
   }
   return out;
 }
 
-function decodeBytes(flat: unknown[], where: string): string[] {
-  const out = new Array<string>(flat.length);
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'string') throw elementError(where, i, v, 'a string (BYTES)');
-    out[i] = v;
+function decodeBytes(runs: Runs, n: number, where: string): string[] {
+  const out = new Array<string>(n);
+  let i = 0;
+  for (const run of runs) {
+    for (let r = 0; r < run.length; r++, i++) {
+      const v = run[r];
+      if (typeof v !== 'string') throw elementError(where, i, v, 'a string (BYTES)');
+      out[i] = v;
+    }
   }
   return out;
 }
@@ -285,34 +259,45 @@ function decodeBytes(flat: unknown[], where: string): string[] {
  * checked strictly; the first bad one gives a 400 naming `where`, its index and what was expected.
  */
 export function decodeJsonData(datatype: Datatype, flat: unknown[], where: string): TensorData {
-  const n = flat.length;
+  return decodeRuns(datatype, [flat], flat.length, where);
+}
+
+/**
+ * Flat or nested JSON `data` of `shape` → the tensor's typed representation, read in one pass from the nested arrays
+ * (no flat copy of a large tensor: the only allocation is the result). Shape errors and element errors as above.
+ */
+export function decodeJsonTensor(datatype: Datatype, data: unknown, shape: readonly number[], where: string): TensorData {
+  return decodeRuns(datatype, leafRuns(data, shape, where), elementCount(shape), where);
+}
+
+function decodeRuns(datatype: Datatype, runs: Runs, n: number, where: string): TensorData {
   switch (datatype) {
     case 'BOOL':
-      return decodeBool(flat, where);
+      return decodeBool(runs, n, where);
     case 'UINT8':
-      return decodeSmallInt(new Uint8Array(n), flat, datatype, 0, 0xff, where);
+      return decodeSmallInt(new Uint8Array(n), runs, datatype, 0, 0xff, where);
     case 'UINT16':
-      return decodeSmallInt(new Uint16Array(n), flat, datatype, 0, 0xffff, where);
+      return decodeSmallInt(new Uint16Array(n), runs, datatype, 0, 0xffff, where);
     case 'UINT32':
-      return decodeSmallInt(new Uint32Array(n), flat, datatype, 0, 0xffffffff, where);
+      return decodeSmallInt(new Uint32Array(n), runs, datatype, 0, 0xffffffff, where);
     case 'INT8':
-      return decodeSmallInt(new Int8Array(n), flat, datatype, -0x80, 0x7f, where);
+      return decodeSmallInt(new Int8Array(n), runs, datatype, -0x80, 0x7f, where);
     case 'INT16':
-      return decodeSmallInt(new Int16Array(n), flat, datatype, -0x8000, 0x7fff, where);
+      return decodeSmallInt(new Int16Array(n), runs, datatype, -0x8000, 0x7fff, where);
     case 'INT32':
-      return decodeSmallInt(new Int32Array(n), flat, datatype, -0x80000000, 0x7fffffff, where);
+      return decodeSmallInt(new Int32Array(n), runs, datatype, -0x80000000, 0x7fffffff, where);
     case 'UINT64':
-      return decodeInt64(flat, true, where);
+      return decodeInt64(runs, n, true, where);
     case 'INT64':
-      return decodeInt64(flat, false, where);
+      return decodeInt64(runs, n, false, where);
     case 'FP16':
-      return decodeHalf(flat, where);
+      return decodeHalf(runs, n, where);
     case 'FP32':
-      return decodeFloat(flat, false, where);
+      return decodeFloat(runs, n, false, where);
     case 'FP64':
-      return decodeFloat(flat, true, where);
+      return decodeFloat(runs, n, true, where);
     case 'BYTES':
-      return decodeBytes(flat, where);
+      return decodeBytes(runs, n, where);
   }
 }
 

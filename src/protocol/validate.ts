@@ -4,7 +4,7 @@ import { GatewayError } from '../errors/gateway-error.js';
 import { DATATYPES, isDatatype, type Datatype, type TensorData, type InferenceRequest, type Parameters, type Tensor, type TensorMetadata } from './oip.js';
 import { RawBody } from './binary.js';
 import { oipMessageJson } from './json-wire.js';
-import { decodeJsonData, describeJson, elementCount, flattenData, formatShape } from './tensor.js';
+import { decodeJsonTensor, describeJson, elementCount, formatShape } from './tensor.js';
 
 /** Default cap on the total number of tensor elements in one request (64 Mi): a sanity bound, not a quota. */
 export const DEFAULT_MAX_ELEMENTS = 64 * 1024 * 1024;
@@ -150,8 +150,7 @@ export function validateInferRequest(body: unknown, meta: ModelSignature, option
       continue;
     }
     if (!Object.hasOwn(input, 'data')) throw invalid(`${where}: data is missing`);
-    const flat = flattenData(own(input, 'data'), shape, where);
-    decoded.set(name, { name, datatype, shape, data: decodeJsonData(datatype, flat, where) });
+    decoded.set(name, { name, datatype, shape, data: decodeJsonTensor(datatype, own(input, 'data'), shape, where) });
   }
 
   const inputs: Tensor[] = [];

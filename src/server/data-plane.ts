@@ -13,6 +13,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { ERROR_CODES } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toResponse } from '../errors/to-response.js';
+import { answerEdgesAsJson, hostMissing, rejectOnSocket } from '../http/edges.js';
 import { peerAddress } from '../http/peer.js';
 import { RequestBody } from '../http/request-body.js';
 import { createContext } from '../pipeline/context.js';
@@ -21,6 +22,7 @@ import type { Operation } from '../pipeline/stage.js';
 import { RawBody } from '../protocol/binary.js';
 import { FALLBACK_HEADER } from '../protocol/headers.js';
 import { matchRoute, pathOf } from '../protocol/routes.js';
+import { Overload } from './overload.js';
 import { GATEWAY_NAME, GATEWAY_VERSION } from '../core/version.js';
 
 /** OIP extensions the data plane implements, listed in server metadata. */
@@ -62,18 +64,6 @@ function headersOf(base: Readonly<Record<string, string>>, extra: Readonly<Recor
   return out;
 }
 
-/** Raw responses for requests Node's parser rejected before any handler ran. */
-function rejectOnSocket(socket: Socket, status: number, reason: string, message: string): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: message });
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-}
-
 /** What the data plane records per request; each part is optional (metrics off, access log off). */
 export interface DataPlaneTelemetry {
   metrics?: GatewayMetrics | undefined;
@@ -106,7 +96,13 @@ function startServerSpan(req: IncomingMessage, operation: Operation, versioned: 
   );
 }
 
-export function createDataPlane(state: GatewayState, config: ServerConfig, log: Logger, telemetry: DataPlaneTelemetry = {}): http.Server {
+export function createDataPlane(
+  state: GatewayState,
+  config: ServerConfig,
+  log: Logger,
+  telemetry: DataPlaneTelemetry = {},
+  overload: Overload = new Overload({ maxConnections: 0, maxBufferedBodyBytes: 0, shedAboveRssBytes: 0 }),
+): http.Server {
   const { metrics, accessLog } = telemetry;
   const server = http.createServer(
     {
@@ -117,16 +113,23 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       // Node checks header/request timeouts on this period (default 30 s): without it a slow client outlives headersTimeoutMs.
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(config.headersTimeoutMs / 4))),
       insecureHTTPParser: false,
-      requireHostHeader: true,
+      // Checked in handle(): Node's own refusal is a bodyless 400, and every answer of the gateway is JSON.
+      requireHostHeader: false,
     },
-    (req, res) => {
-      handle(req, res).catch((err: unknown) => {
-        log.error({ err }, 'unhandled error while answering a request');
-        if (!res.headersSent) send(res, 500, { error: ERROR_CODES.GW_ERR_INTERNAL.message }, {}, true);
-        else res.destroy();
-      });
-    },
+    (req, res) => answer(req, res, false),
   );
+  /** Every request, with or without `Expect: 100-continue`: the continue is written only when its body is read. */
+  const answer = (req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void => {
+    handle(req, res, expectsContinue).catch((err: unknown) => {
+      log.error({ err }, 'unhandled error while answering a request');
+      if (!res.headersSent) send(res, 500, { error: ERROR_CODES.GW_ERR_INTERNAL.message }, {}, true);
+      else res.destroy();
+    });
+  };
+  // Node would write `100 Continue` at once; the gateway first decides whether it wants the body (route, auth, limits).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => answer(req, res, true));
+  answerEdgesAsJson(server);
+  overload.guard(server);
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'HPE_HEADER_OVERFLOW') return rejectOnSocket(socket, 431, 'Request Header Fields Too Large', 'request headers are too large');
@@ -138,22 +141,33 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
   });
 
-  function sendError(res: ServerResponse, err: GatewayError): void {
+  /** An answer before the pipeline; a request still waiting to send its body (Expect: 100-continue) never will: close. */
+  function sendError(res: ServerResponse, err: GatewayError, expectsContinue: boolean): void {
     const mapped = toResponse(err);
-    send(res, mapped.status, mapped.body, headersOf(mapped.headers, undefined), state.draining);
+    send(res, mapped.status, mapped.body, headersOf(mapped.headers, undefined), state.draining || expectsContinue);
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): Promise<void> {
+    if (state.draining) state.lastArrivalMs = performance.now();
     const url = req.url ?? '/';
-    const route = matchRoute(pathOf(url));
     const method = req.method ?? 'GET';
-    if (!route) {
-      return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`));
+    if (hostMissing(req)) {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused with 400 (and the connection closed).
+      const mapped = toResponse(new GatewayError('GW_ERR_INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header'));
+      return send(res, mapped.status, mapped.body, {}, true);
     }
-    if (route.kind === 'bad-name') return sendError(res, new GatewayError('GW_ERR_INVALID_REQUEST', route.message));
+    const route = matchRoute(pathOf(url));
+    if (!route) {
+      return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`), expectsContinue);
+    }
+    if (route.kind === 'bad-name') return sendError(res, new GatewayError('GW_ERR_INVALID_REQUEST', route.message), expectsContinue);
     if (!route.methods.includes(method)) {
       const allow = route.methods.join(', ');
-      return sendError(res, new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } }));
+      return sendError(
+        res,
+        new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } }),
+        expectsContinue,
+      );
     }
     const generation = state.current;
     switch (route.kind) {
@@ -166,7 +180,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       case 'server-metadata':
         return send(res, 200, { name: GATEWAY_NAME, version: GATEWAY_VERSION, extensions: SERVER_EXTENSIONS }, {}, state.draining);
       case 'model':
-        return runPipeline(generation, route.operation, route.model, route.version, req, res);
+        return runPipeline(generation, route.operation, route.model, route.version, req, res, expectsContinue);
     }
   }
 
@@ -177,6 +191,7 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     pathVersion: string | undefined,
     req: IncomingMessage,
     res: ServerResponse,
+    expectsContinue: boolean,
   ): Promise<void> {
     const started = performance.now();
     // Unknown model names come from clients: one label for all of them keeps the series count bounded.
@@ -191,9 +206,13 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       rawHeaders: req.rawHeaders,
       clientAddress: peerAddress(req.socket.remoteAddress),
       connection: req.socket,
-      body: new RequestBody(req, config.maxBodyBytes),
+      body: new RequestBody(req, config.maxBodyBytes, {
+        budget: overload.budget,
+        ...(expectsContinue ? { onRead: () => res.writeContinue() } : {}),
+      }),
     });
     res.on('close', () => {
+      ctx.body.release();
       if (!res.writableFinished) ctx.abort(new GatewayError('GW_ERR_CLIENT_CLOSED'));
     });
     const span = tracingEnabled() ? startServerSpan(req, operation, pathVersion !== undefined, modelName) : undefined;
@@ -201,12 +220,19 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
     let errorCode: string | undefined;
     let fallbackFrom: string | undefined;
     try {
+      if (operation === 'infer') overload.admitInference();
       const run = () => generation.pipeline(ctx);
       const reply = await (span ? context.with(trace.setSpan(context.active(), span), run) : run());
       status = reply.status;
       fallbackFrom = reply.headers?.[FALLBACK_HEADER] ?? ctx.responseHeaders[FALLBACK_HEADER];
       if (res.destroyed) return;
-      send(res, reply.status, reply.body, headersOf(ctx.responseHeaders, reply.headers), state.draining || ctx.body.abandoned);
+      send(
+        res,
+        reply.status,
+        reply.body,
+        headersOf(ctx.responseHeaders, reply.headers),
+        state.draining || ctx.body.abandoned || (expectsContinue && ctx.body.unread),
+      );
     } catch (err) {
       const mapped = toResponse(err);
       status = mapped.status;
@@ -215,7 +241,13 @@ export function createDataPlane(state: GatewayState, config: ServerConfig, log: 
       if (mapped.unexpected !== undefined) log.error({ ...fields, err: mapped.unexpected }, 'unexpected error');
       else if (mapped.status >= 500) log.warn({ ...fields, err: (err as Error).cause ?? undefined, msg: mapped.body.error }, 'request failed');
       if (res.destroyed) return;
-      send(res, mapped.status, mapped.body, headersOf(ctx.responseHeaders, mapped.headers), state.draining || ctx.body.abandoned);
+      send(
+        res,
+        mapped.status,
+        mapped.body,
+        headersOf(ctx.responseHeaders, mapped.headers),
+        state.draining || ctx.body.abandoned || (expectsContinue && ctx.body.unread),
+      );
     } finally {
       const seconds = (performance.now() - started) / 1000;
       inFlight?.dec();

@@ -20,6 +20,7 @@ import type { Logger } from '../telemetry/log.js';
 import { tracer, tracingEnabled } from '../telemetry/tracing.js';
 import type { DataPlaneTelemetry } from './data-plane.js';
 import { errorStatus, metadataOf } from './grpc-status.js';
+import type { Overload } from './overload.js';
 
 /** What a handler makes of the chain's reply: the response message, or an error to answer instead. */
 export type Answer<T> = (reply: Reply, ctx: Context) => T;
@@ -72,7 +73,7 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | unde
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-export function modelCalls(state: GatewayState, log: Logger, telemetry: DataPlaneTelemetry) {
+export function modelCalls(state: GatewayState, log: Logger, telemetry: DataPlaneTelemetry, overload?: Overload) {
   const { metrics, accessLog } = telemetry;
 
   function startSpan(method: string, model: string, headers: IncomingHttpHeaders): Span {
@@ -101,6 +102,10 @@ export function modelCalls(state: GatewayState, log: Logger, telemetry: DataPlan
     let httpStatus = 200;
     let errorCode: string | undefined;
     try {
+      // The process's memory guard applies to gRPC inference as to REST (the message is already in memory: grpc-js
+      // reads it whole, bounded by server.maxBodyBytes, so admission by bytes cannot apply before it).
+      if (state.draining) state.lastArrivalMs = performance.now();
+      if (c.operation === 'infer') overload?.admitInference();
       const callerDeadline = deadlineOf(c.call);
       ctx = createContext({
         operation: c.operation,

@@ -18,6 +18,7 @@ import {
 import { inferResponseMessage, parseInferRequest } from '../protocol/grpc-tensors.js';
 import type { InferenceResult, ModelMetadataBody } from '../protocol/oip.js';
 import type { Logger } from '../telemetry/log.js';
+import type { Overload } from './overload.js';
 import type { DataPlaneTelemetry } from './data-plane.js';
 import { modelCalls, type ModelCall } from './grpc-calls.js';
 import { GrpcHealth } from './grpc-health.js';
@@ -74,6 +75,7 @@ export async function startGrpcDataPlane(
   config: ServerConfig,
   log: Logger,
   telemetry: DataPlaneTelemetry = {},
+  overload?: Overload,
 ): Promise<RunningGrpcDataPlane> {
   const services = grpcServices();
   const settings = config.grpc;
@@ -88,7 +90,7 @@ export async function startGrpcDataPlane(
     ...(settings.maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': settings.maxConnectionAgeMs } : {}),
   });
   const health = new GrpcHealth(state);
-  const run = modelCalls(state, log, telemetry);
+  const run = modelCalls(state, log, telemetry, overload);
 
   /** A model call whose message may have failed to decode. */
   function model<Req extends object, Res>(c: Omit<ModelCall<Req, Res>, 'model' | 'version'>, name: (r: Req) => [string, string]): void {

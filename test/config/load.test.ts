@@ -27,7 +27,11 @@ test('a minimal config gets every default', async (t) => {
     requestTimeoutMs: 60_000,
     shutdownTimeoutMs: 25_000,
     drainDelayMs: 5_000,
+    drainQuietMs: 0,
     maxHeaderBytes: 16 * 1024,
+    maxConnections: 0,
+    maxBufferedBodyBytes: 256 * 1024 * 1024,
+    shedAboveRssBytes: 0,
     workers: 1,
     grpc: { enabled: true, port: 8082, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxConnectionAgeMs: 0, maxConcurrentStreams: 1000 },
   });

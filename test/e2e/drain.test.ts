@@ -243,3 +243,44 @@ test(
   /^server\.drainDelayMs: must be below server\.shutdownTimeoutMs/m,
 );
 test('maxHeaderBytes below 1 KiB is rejected', drainConfig, { maxHeaderBytes: 100 }, /^server\.maxHeaderBytes: /m);
+
+test('gateway and serve-model SIGTERMed together under load: the runtime drains until its gateway stops forwarding, zero failed answers, both exit 0', async (t) => {
+  // The runtime's drain delay is the shorter one: without its quiet period it would close while the gateway still
+  // accepts and forwards (the audit saw every request of the gateway's drain window get 503).
+  const runtimeFile = await writeConfigFile({
+    server: { drainDelayMs: 1_000, shutdownTimeoutMs: 10_000 },
+    logging: { level: 'warn' },
+    models: { iris: { versions: { '1': { backend: { kind: 'onnx', path: `${ROOT}/examples/models/iris-v1.onnx` } } } } },
+  });
+  const { spawnServeModel } = await import('../helpers/serve-model.js');
+  const runtime = await spawnServeModel(['--config', runtimeFile, '--port', '0']);
+  t.teardown(() => runtime.stop('SIGKILL'));
+  const gatewayFile = await writeConfigFile({
+    server: { host: '127.0.0.1', port: 0, grpc: { port: 0 }, drainDelayMs: 2_000, shutdownTimeoutMs: 10_000 },
+    admin: { enabled: false },
+    logging: { level: 'warn' },
+    models: { iris: { versions: { '1': { backend: { kind: 'http', url: runtime.url, model: 'iris', version: '1' } } } } },
+  });
+  const gw = await spawnGateway(gatewayFile);
+  t.teardown(() => gw.stop('SIGKILL'));
+  const infer = `${gw.url}/v2/models/iris/infer`;
+  const load = startLoad({ url: infer, body: JSON.stringify(irisRequest()), concurrency: 4, maxRequests: 50_000 });
+  await load.completed(200);
+  const signalled = performance.now();
+  runtime.child.kill('SIGTERM');
+  gw.child.kill('SIGTERM');
+  // The mesh keeps sending until the gateway stops accepting (its 2 s drain delay): past the runtime's own delay.
+  await sleep(1_900);
+  const result = await load.stop();
+  const answered = result.samples.filter((s) => s.status !== 0);
+  const afterSignal = answered.filter((s) => s.index >= 200).length;
+  t.log(`${answered.length} answered, ${afterSignal} of them after the signal; statuses ${JSON.stringify(result.statuses)}`);
+  t.true(afterSignal > 50, 'the load went on through the drain');
+  t.deepEqual(
+    answered.filter((s) => s.status !== 200).map((s) => `${s.status} ${s.body.slice(0, 120)}`),
+    [],
+  );
+  t.is(await gw.exited, 0);
+  t.is(await runtime.exited, 0);
+  t.log(`gateway and runtime exited ${Math.round(performance.now() - signalled)} ms after the signal`);
+});

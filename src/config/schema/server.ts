@@ -50,6 +50,11 @@ export const serverSchema = z
      * Kubernetes and the mesh's Envoys remove the pod from their endpoints. Must be below shutdownTimeoutMs.
      */
     drainDelayMs: z.int().min(0).default(5_000),
+    /**
+     * After the drain delay, keep accepting until no request has arrived for this long, ms (0: stop at the delay).
+     * serve-model uses 1000 when unset: its client, the gateway beside it, forwards until its own drain ends.
+     */
+    drainQuietMs: z.int().min(0).default(0),
     /** Largest accepted request head (request line and headers), bytes; larger ones get 431 (Node's maxHeaderSize). */
     maxHeaderBytes: z
       .int()
@@ -62,12 +67,30 @@ export const serverSchema = z
      * are replicas, so rate limits and rollouts need their Redis store (read at start).
      */
     workers: z.int().min(1).max(64).default(1),
+    /** Connections on the HTTP data-plane listener at most; beyond it new ones are closed at once. 0: no limit. */
+    maxConnections: z.int().min(0).default(0),
+    /**
+     * Memory the request bodies in flight may take at once (admission by bytes): a body the gateway only forwards (or
+     * binary tensor data) counts its size, a JSON body it decodes 20× its size (its parsed arrays, tensor and answer);
+     * a body that would pass the cap is refused with 503 and Retry-After before it is read, unless nothing else is held.
+     * 0: no limit. At least maxBodyBytes.
+     */
+    maxBufferedBodyBytes: z
+      .int()
+      .min(0)
+      .default(256 * 1024 * 1024),
+    /** Shed new inference with 503 while the process's RSS is above this many bytes (read every 100 ms). 0: off. */
+    shedAboveRssBytes: z.int().min(0).default(0),
     /** The OIP over gRPC (inference.GRPCInferenceService and grpc.health.v1.Health): its own port, on server.host. */
     grpc: grpcServerSchema.prefault({}),
   })
   .refine((s) => s.drainDelayMs < s.shutdownTimeoutMs || s.shutdownTimeoutMs === 0, {
     path: ['drainDelayMs'],
     message: 'must be below server.shutdownTimeoutMs (the drain delay counts against the same deadline)',
+  })
+  .refine((s) => s.maxBufferedBodyBytes === 0 || s.maxBufferedBodyBytes >= s.maxBodyBytes, {
+    path: ['maxBufferedBodyBytes'],
+    message: 'must be 0 (no limit) or at least server.maxBodyBytes, so that one largest body always fits',
   });
 
 export const loggingSchema = z.strictObject({
