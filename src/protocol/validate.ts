@@ -60,9 +60,18 @@ function nameList(items: readonly { name: string }[]): string {
   return items.map((m) => quote(m.name)).join(', ');
 }
 
+/**
+ * `parameters`: an object whose values are strings, finite numbers or booleans — what both halves of the protocol can
+ * carry (gRPC's InferParameter is a oneof of bool, int64, double and string). Nested values are refused here, where a
+ * request is judged, so no later step (a shadow copy re-encoding the request) fails on a value nobody checked.
+ */
 function optionalParameters(value: unknown, field: string): Parameters | undefined {
   if (value === undefined) return undefined;
   if (!isObject(value)) throw invalid(`${field} must be an object, got ${describeJson(value)}`);
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) continue;
+    throw invalid(`${field}.${key.slice(0, 64)} must be a string, a number or a boolean, got ${describeJson(v)}`);
+  }
   return value;
 }
 

@@ -110,6 +110,13 @@ test('a string body', rejects, 'hi', 'request body must be a JSON object, got "h
 test('a numeric id', rejects, { id: 5, inputs: [INPUT, IDS] }, "'id' must be a string, got 5");
 test('a null id', rejects, { id: null, inputs: [INPUT, IDS] }, "'id' must be a string, got null");
 test('array parameters', rejects, { parameters: [], inputs: [INPUT, IDS] }, "'parameters' must be an object, got an array");
+test(
+  'a nested parameter value (it could never be sent on over gRPC, and deep nesting once crashed shadow copies)',
+  rejects,
+  { parameters: { deep: { a: { b: 1 } } }, inputs: [INPUT, IDS] },
+  "'parameters'.deep must be a string, a number or a boolean, got an object",
+);
+test('an array parameter value', rejects, withInput({ parameters: { sizes: [1, 2] } }), "input 'input': parameters.sizes must be a string, a number or a boolean, got an array");
 test('missing inputs', rejects, {}, "'inputs' must be a non-empty array, got nothing");
 test('empty inputs', rejects, { inputs: [] }, "'inputs' must be a non-empty array, got an array");
 test('object inputs', rejects, { inputs: { input: INPUT } }, "'inputs' must be a non-empty array, got an object");
