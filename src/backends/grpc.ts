@@ -40,6 +40,9 @@ function method(name: string): grpc.MethodDefinition<object, object> {
   return found as grpc.MethodDefinition<object, object>;
 }
 
+/** The details grpc-js gives a call that failed on the connection itself (no answer from the remote). */
+const CONNECTION_LOST = /No connection established|Connection dropped|Failed to connect|ECONNREFUSED|ECONNRESET|EPIPE|ENETUNREACH|EHOSTUNREACH/i;
+
 export class GrpcBackend implements Backend {
   readonly kind = 'grpc';
   readonly remote = true;
@@ -190,7 +193,10 @@ export class GrpcBackend implements Backend {
     const retryAfter = { 'retry-after': String(err.metadata?.get('retry-after')[0] ?? RETRY_AFTER) };
     switch (err.code) {
       case grpc.status.UNAVAILABLE:
-        return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: the backend is unavailable (${detail})`, { cause: err, headers: retryAfter });
+        // grpc-js's own failures to connect or keep the connection: the call got no answer (see http's mapping).
+        return CONNECTION_LOST.test(detail)
+          ? new GatewayError('GW_ERR_BACKEND_UNREACHABLE', `${label}: the backend is unreachable (${detail})`, { cause: err, headers: retryAfter })
+          : new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: the backend is unavailable (${detail})`, { cause: err, headers: retryAfter });
       case grpc.status.RESOURCE_EXHAUSTED:
         return /larger than max/i.test(detail)
           ? new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the backend's message exceeds a size limit (${detail})`, { cause: err })

@@ -211,7 +211,7 @@ export class HttpBackend implements Backend {
           cause: err,
         });
       case 'UND_ERR_CONNECT_TIMEOUT':
-        return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: connecting to the backend timed out`, { cause: err, headers: RETRY_AFTER });
+        return new GatewayError('GW_ERR_BACKEND_UNREACHABLE', `${label}: connecting to the backend timed out`, { cause: err, headers: RETRY_AFTER });
       case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
         return new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the backend's response exceeds ${this.#config.maxResponseBytes} bytes`, { cause: err });
       case 'UND_ERR_DESTROYED':
@@ -219,7 +219,10 @@ export class HttpBackend implements Backend {
         return new GatewayError('GW_ERR_SHUTTING_DOWN', undefined, { cause: err });
     }
     if (code !== undefined && CONNECTION_FAILURES.has(code)) {
-      return new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `${label}: the backend is unreachable (${code})`, { cause: err, headers: RETRY_AFTER });
+      // No answer came back: the remote either never got the request or died on it. Inference has no side effects, so
+      // the upstream stage may re-serve it from the model's fallback version (another backend) at once.
+      const how = err instanceof ExchangeError && err.responded ? 'GW_ERR_BACKEND_UNAVAILABLE' : 'GW_ERR_BACKEND_UNREACHABLE';
+      return new GatewayError(how, `${label}: the backend is unreachable (${code})`, { cause: err, headers: RETRY_AFTER });
     }
     return new GatewayError('GW_ERR_BAD_GATEWAY', `${label}: the exchange with the backend failed${code ? ` (${code})` : ''}`, { cause: err });
   }

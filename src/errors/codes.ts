@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   GW_ERR_MODEL_NOT_READY: { status: 503, grpc: 'UNAVAILABLE', message: 'model version is not ready' },
   GW_ERR_BACKEND_FAILED: { status: 500, grpc: 'INTERNAL', message: 'inference failed in the backend' },
   GW_ERR_BACKEND_UNAVAILABLE: { status: 503, grpc: 'UNAVAILABLE', message: 'backend is unavailable' },
+  GW_ERR_BACKEND_UNREACHABLE: { status: 503, grpc: 'UNAVAILABLE', message: 'the backend could not be reached; it never answered the request' },
   GW_ERR_CLIENT_CLOSED: { status: 499, grpc: 'CANCELLED', message: 'client closed the request' },
   GW_ERR_SHUTTING_DOWN: { status: 503, grpc: 'UNAVAILABLE', message: 'gateway is shutting down' },
   GW_ERR_DEADLINE_EXCEEDED: { status: 504, grpc: 'DEADLINE_EXCEEDED', message: "the model did not answer within the request's deadline" },

@@ -7,12 +7,18 @@ export interface GatewayErrorOptions {
   cause?: unknown;
   /** Extra response headers (e.g. `Allow`, `Retry-After`). */
   headers?: Record<string, string>;
+  /**
+   * Whose fault it is, when the code alone does not say (resilience/blame.ts): a deadline that was the caller's own is
+   * the caller's, where the same code for the model's deadline is the backend's.
+   */
+  blame?: 'backend' | 'request' | 'caller' | 'gateway';
 }
 
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly headers: Record<string, string>;
+  readonly blame: GatewayErrorOptions['blame'];
 
   /** `message` is what the client sees; it defaults to the registry's message for the code. */
   constructor(code: ErrorCode, message?: string, options: GatewayErrorOptions = {}) {
@@ -21,6 +27,7 @@ export class GatewayError extends Error {
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.headers = options.headers ?? {};
+    this.blame = options.blame;
   }
 }
 

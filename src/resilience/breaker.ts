@@ -3,8 +3,8 @@
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import type { Logger } from 'pino';
-import type { ErrorCode } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import { blameOf } from './blame.js';
 import { systemClock, type Clock } from '../core/clock.js';
 
 export interface BreakerSettings {
@@ -19,6 +19,8 @@ export interface BreakerSettings {
   windowBuckets: number;
   /** Time an open breaker stays open before one trial request is let through, ms. */
   resetTimeoutMs: number;
+  /** Calls in a row that never reached the backend (GW_ERR_BACKEND_UNREACHABLE) after which it opens at once; 0: off. */
+  consecutiveConnectFailures?: number;
 }
 
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'disabled';
@@ -35,16 +37,14 @@ export interface BreakerSnapshot {
   rejected: number;
 }
 
-/** Errors raised by the gateway itself, which say nothing about the backend's health. */
-const NOT_THE_BACKEND: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['GW_ERR_SHUTTING_DOWN', 'GW_ERR_OVERLOADED', 'GW_ERR_CIRCUIT_OPEN', 'GW_ERR_INTERNAL']);
-
 /**
- * Whether an error from a backend call counts against the backend: 5xx-class gateway errors do (backend failures,
- * connection errors, deadline and transport timeouts); 4xx never do, nor the gateway's own refusals, nor bugs.
+ * Whether an error from a backend call counts against the backend: only what resilience/blame.ts puts on the backend
+ * (its failures, connection errors, timeouts, the model's deadline); never the request's, the caller's or the
+ * gateway's own doing.
  */
 export function isBackendFailure(err: unknown): boolean {
   if (err instanceof FailedResult) return true;
-  return err instanceof GatewayError && err.status >= 500 && !NOT_THE_BACKEND.has(err.code);
+  return blameOf(err) === 'backend';
 }
 
 /** Carries a result that counts as a failure (a 5xx reply passed through from a remote) past opossum. */
@@ -61,6 +61,7 @@ function isOpenRejection(err: unknown): boolean {
 export class BackendBreaker {
   readonly #settings: BreakerSettings;
   readonly #label: string;
+  readonly #log: Logger;
   readonly #clock: Clock;
   readonly #circuit: CircuitBreaker<[Thunk], unknown>;
   readonly #rotation = new EventEmitter();
@@ -69,11 +70,14 @@ export class BackendBreaker {
   #openedAt = 0;
   #opened = 0;
   #rejected = 0;
+  /** Calls in a row that could not reach the backend. */
+  #unreachableInARow = 0;
   readonly #listeners = new Set<(state: BreakerState) => void>();
 
   constructor(settings: BreakerSettings, label: string, log: Logger, clock: Clock = systemClock) {
     this.#settings = settings;
     this.#label = label;
+    this.#log = log;
     this.#clock = clock;
     this.#bucketMs = Math.max(1, Math.floor(settings.windowMs / settings.windowBuckets));
     this.#rotatedAt = clock.now();
@@ -151,7 +155,9 @@ export class BackendBreaker {
         outcome = { result };
         if (failed?.(result)) throw new FailedResult(result);
       });
+      this.#unreachableInARow = 0;
     } catch (err) {
+      this.#countConnectFailure(err);
       if (err instanceof FailedResult && outcome) return outcome.result;
       if (isOpenRejection(err)) {
         this.#rejected++;
@@ -161,6 +167,24 @@ export class BackendBreaker {
       throw err;
     }
     return outcome!.result;
+  }
+
+  /**
+   * A dead backend is known after a few refused connections: it opens the breaker at once instead of waiting for the
+   * window's volume (20 calls by default), so the fallback takes over before, not after, a burst of failures.
+   */
+  #countConnectFailure(err: unknown): void {
+    const threshold = this.#settings.consecutiveConnectFailures ?? 0;
+    if (!(err instanceof GatewayError && err.code === 'GW_ERR_BACKEND_UNREACHABLE')) {
+      if (!isOpenRejection(err)) this.#unreachableInARow = 0;
+      return;
+    }
+    this.#unreachableInARow++;
+    if (threshold > 0 && this.#unreachableInARow >= threshold && !this.#circuit.opened) {
+      this.#log.warn({ breaker: this.#label, calls: this.#unreachableInARow }, 'backend unreachable on consecutive calls: opening the breaker');
+      this.#unreachableInARow = 0;
+      this.#circuit.open();
+    }
   }
 
   /** The 503 a refused call gets, with Retry-After = seconds until the next trial (at least 1). */
@@ -215,5 +239,5 @@ export class BackendBreaker {
 }
 
 function isClientGone(err: unknown): boolean {
-  return err instanceof GatewayError && err.code === 'GW_ERR_CLIENT_CLOSED';
+  return blameOf(err) === 'caller';
 }

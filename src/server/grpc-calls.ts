@@ -121,7 +121,10 @@ export function modelCalls(state: GatewayState, log: Logger, telemetry: DataPlan
       c.call.on('cancelled', () => {
         // grpc-js cancels at the caller's deadline too: that is the deadline's failure, not the caller's going away.
         const expired = callerDeadline !== undefined && Date.now() >= callerDeadline;
-        running.abort(expired ? new GatewayError('GW_ERR_DEADLINE_EXCEEDED', "the call's deadline passed") : new GatewayError('GW_ERR_CLIENT_CLOSED'));
+        // Either way the caller's doing, not the version's: its breaker must not count it (resilience/blame.ts).
+        running.abort(
+          expired ? new GatewayError('GW_ERR_DEADLINE_EXCEEDED', "the call's deadline passed", { blame: 'caller' }) : new GatewayError('GW_ERR_CLIENT_CLOSED'),
+        );
       });
       const chain = () => generation.pipeline(running);
       const reply = await (span ? context.with(trace.setSpan(context.active(), span), chain) : chain());

@@ -2,6 +2,7 @@
 // factory takes only its own options; this file is the one place that reads the config to build them.
 
 import type { RemoteKeySources } from '../auth/jwks.js';
+import { RetryBudget } from '../backends/retry-budget.js';
 import type { AccessPolicy } from '../auth/authorize.js';
 import { DEFAULT_IDENTITY_HEADERS } from '../auth/identity-headers.js';
 import { AuthStats } from '../auth/stats.js';
@@ -74,7 +75,13 @@ export function gatewayChain(deps: ChainDeps): Pipeline {
       rateLimitStage('routed', limits), // rules on the serving version or on batch rows, now both are known (413/429/503)
       shadowStage({ plans: shadowPlans(config, catalog), catalog, runtime: deps.shadow ?? new ShadowRuntime({ log }) }), // fire-and-forget copies, compared off the request path
       deadlineStage({ timeouts: timeoutsOf(config) }), // model's timeoutMs from the end of the body; aborts the backend call (504)
-      upstreamStage({ catalog, guards, fallbacks: fallbacksOf(config, catalog), ...(deps.rolloutSignals ? { signals: deps.rolloutSignals } : {}) }), // guard (breaker → cap, 503) → backend call → OIP reply; fallback and rollout failover
+      upstreamStage({
+        catalog,
+        guards,
+        fallbacks: fallbacksOf(config, catalog),
+        fallbackBudgets: fallbackBudgetsOf(config),
+        ...(deps.rolloutSignals ? { signals: deps.rolloutSignals } : {}),
+      }), // guard (breaker → cap, 503) → backend call → OIP reply; fallback (open breaker, unreachable backend) and rollout failover
     ],
     { traced: tracingEnabled() },
   );
@@ -162,6 +169,17 @@ function choiceRulesOf(config: GatewayConfig): Map<string, ModelChoiceRules> {
 /** Model → `timeoutMs`. */
 function timeoutsOf(config: GatewayConfig): Map<string, number> {
   return new Map(Object.entries(config.models).map(([name, model]) => [name, model.timeoutMs]));
+}
+
+/** Model → the budget its fallback re-serves unreachable calls within, for models that name a fallback. */
+function fallbackBudgetsOf(config: GatewayConfig): Map<string, RetryBudget> {
+  const budgets = new Map<string, RetryBudget>();
+  for (const [name, model] of Object.entries(config.models)) {
+    if (model.fallback === undefined) continue;
+    const { percent, minPerSecond, windowMs } = model.fallbackBudget;
+    budgets.set(name, new RetryBudget({ percent, minPerSecond, windowMs }));
+  }
+  return budgets;
 }
 
 /** Model → its `fallback` version, for models that name one. */

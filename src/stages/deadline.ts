@@ -41,6 +41,9 @@ export function deadlineStage({ timeouts, clock = systemClock }: DeadlineStageOp
               caller
                 ? `the call's deadline passed before model '${ctx.modelName}' answered (${Math.round(callerMs)} ms were left when its inference started)`
                 : `model '${ctx.modelName}' did not answer within its deadline of ${ms} ms`,
+              // A deadline the caller chose shorter than the model's says nothing about the version's health: a
+              // caller sending 1 ms deadlines must not open the breaker for everyone.
+              caller ? { blame: 'caller' } : {},
             );
             // The request's one signal: the backend call in flight is cut. Answering as well as aborting: the 504
             // goes out on time even if something downstream ignores the signal (its late result is dropped).

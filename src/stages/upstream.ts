@@ -4,7 +4,9 @@
 // candidate chosen by weight has stable behind it for any failure of its call.
 
 import { performance } from 'node:perf_hooks';
+import type { RetryBudget } from '../backends/retry-budget.js';
 import { GatewayError } from '../errors/gateway-error.js';
+import { blameOf } from '../resilience/blame.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import type { Context, Reply, Stage } from '../pipeline/stage.js';
 import { FALLBACK_HEADER, VERSION_HEADER } from '../protocol/headers.js';
@@ -18,8 +20,13 @@ export interface UpstreamStageOptions {
   readonly catalog: ModelCatalog;
   /** Each served version's breaker and concurrency cap; a version without one is called unguarded. */
   readonly guards: GuardSet;
-  /** Model → the version that serves requests while the chosen version's breaker is open (`models.<m>.fallback`). */
+  /**
+   * Model → the version that serves requests while the chosen version's breaker is open, or whose backend could not
+   * be reached (`models.<m>.fallback`).
+   */
   readonly fallbacks: ReadonlyMap<string, ServedVersion>;
+  /** Model → how many unreachable calls its fallback may re-serve (`models.<m>.fallbackBudget`); absent: none. */
+  readonly fallbackBudgets?: ReadonlyMap<string, RetryBudget>;
   /** Samples of running progressive rollouts: each guarded call of a watched model is one. */
   readonly signals?: RolloutSignals;
 }
@@ -27,24 +34,27 @@ export interface UpstreamStageOptions {
 /** A 5xx reply (a remote's own 5xx, passed through) is a failure for the breaker even though it is returned. */
 const isFailedReply = (reply: Reply): boolean => reply.status >= 500;
 
-/** The caller's doing (bad input, gone away) or our shutdown: says nothing about the version's health. */
+/** The caller's doing (bad input, gone away, its own deadline) or the gateway's: says nothing about the version's health. */
 function notTheVersionsFault(err: unknown, ctx: Context): boolean {
-  if (ctx.signal.aborted && !(err instanceof GatewayError && err.code === 'GW_ERR_DEADLINE_EXCEEDED')) return true;
-  return err instanceof GatewayError && (err.status < 500 || err.code === 'GW_ERR_SHUTTING_DOWN');
+  if (ctx.signal.aborted && blameOf(ctx.signal.reason) !== 'backend') return true;
+  return blameOf(err) !== 'backend';
 }
 
-/** A failure worth answering from another version: the backend failed, and the request is still wanted. */
+/**
+ * A failure worth answering from another version: the backend failed (or something unexpected broke on the way: the
+ * client is better served by stable than by a 500), and the request is still wanted.
+ */
 function failedUpstream(err: unknown, ctx: Context): boolean {
   if (ctx.signal.aborted) return false;
   if (!(err instanceof GatewayError)) return true;
-  return err.status >= 500 && err.code !== 'GW_ERR_DEADLINE_EXCEEDED' && err.code !== 'GW_ERR_SHUTTING_DOWN';
+  return blameOf(err) === 'backend' && err.code !== 'GW_ERR_DEADLINE_EXCEEDED';
 }
 
 function notReady(target: ServedVersion): GatewayError {
   return new GatewayError('GW_ERR_MODEL_NOT_READY', `model '${target.model}' version '${target.version}' is not ready`, { headers: { 'retry-after': '1' } });
 }
 
-export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamStageOptions): Stage {
+export function upstreamStage({ catalog, guards, fallbacks, fallbackBudgets, signals }: UpstreamStageOptions): Stage {
   const guarded = (target: ServedVersion, ctx: Context, call: () => Promise<Reply>): Promise<Reply> => {
     const guard = guards.get(target);
     return guard ? guard.run(ctx.signal, call, isFailedReply) : call();
@@ -70,6 +80,9 @@ export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamS
     // A rollout judges each of its versions by what their callers saw: outcome and latency of the guarded call.
     const watched = signals?.watching(primary.model) === true;
     const started = watched ? performance.now() : 0;
+    const fallback = fallbacks.get(primary.model);
+    const budget = fallback !== undefined ? fallbackBudgets?.get(primary.model) : undefined;
+    budget?.recordRequest();
     let reply: Reply;
     try {
       reply = await guarded(primary, ctx, callPrimary);
@@ -77,10 +90,13 @@ export function upstreamStage({ catalog, guards, fallbacks, signals }: UpstreamS
       if (watched && !notTheVersionsFault(err, ctx))
         signals!.recordCall(primary.model, primary.version, false, called ? performance.now() - started : undefined);
       if (ctx.failover && failedUpstream(err, ctx)) return divert(ctx.failover);
-      const fallback = fallbacks.get(primary.model);
-      // Only an open breaker diverts, and only before the primary's backend was called.
-      if (called || !fallback || fallback === primary || !(err instanceof GatewayError && err.code === 'GW_ERR_CIRCUIT_OPEN')) throw err;
-      return divert(fallback);
+      if (!fallback || fallback === primary || !(err instanceof GatewayError)) throw err;
+      // An open breaker diverts before the primary's backend is called; a call that never got an answer (refused,
+      // reset, connect timeout) is re-served at once — inference has no side effects — within the request's deadline
+      // (the same signal) and the model's budget, as Envoy's `retry_on: connect-failure` to another host.
+      if (err.code === 'GW_ERR_CIRCUIT_OPEN' && !called) return divert(fallback);
+      if (err.code === 'GW_ERR_BACKEND_UNREACHABLE' && !ctx.signal.aborted && budget?.tryRetry() === true) return divert(fallback);
+      throw err;
     }
     if (watched && (reply.status < 400 || reply.status >= 500))
       signals!.recordCall(primary.model, primary.version, reply.status < 500, performance.now() - started);

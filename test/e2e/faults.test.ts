@@ -92,7 +92,7 @@ function steadyLoad(url: string, workers: number, maxRequests: number) {
 }
 
 test.serial(
-  'the remote is killed under steady load: every request is answered, the breaker opens within one window, the fallback serves, and it closes after the restart',
+  'the remote is killed under steady load: zero non-2xx answers (calls that got no answer are re-served by the fallback), the breaker opens after consecutive connection failures, and it closes after the restart',
   async (t) => {
     let runtime: ServeModelProcess = await spawnServeModel(['--model-dir', MODELS, '--port', '0', '--log-level', 'silent']);
     t.teardown(() => runtime.stop('SIGKILL'));
@@ -144,24 +144,25 @@ test.serial(
     );
     const unanswered = samples.filter((s) => s.status === 0);
     t.deepEqual(unanswered, [], 'every request got an HTTP response');
+    // The calls in flight at the kill and the refused connections before the breaker opened got no answer from the
+    // runtime: each was re-served by the fallback, so no client saw the crash.
     const failed = samples.filter((s) => s.status !== 200);
-    t.true(
-      failed.every((s) => s.status === 502 || s.status === 503 || s.status === 504),
-      JSON.stringify(failed.slice(0, 5)),
+    t.deepEqual(
+      failed.map((s) => `${s.status} ${s.error ?? ''}`),
+      [],
     );
+    const reServed = samples.filter((s) => s.fallback !== null && s.at <= openedAt);
     const fallbacks = samples.filter((s) => s.fallback !== null);
     t.true(
       fallbacks.every((s) => s.fallback === '2' && s.version === '1' && s.status === 200),
       'fallback answers come from version 1 and say so',
     );
-    // Within one window: once a full window has passed since the kill it holds only failures. The window rotates in
-    // slices, so the slice holding the kill can linger for up to one slice longer.
-    const sliceMs = windowMs / 10;
-    t.true(openedAt - killedAt <= windowMs + sliceMs, `breaker opened ${(openedAt - killedAt).toFixed(0)} ms after the kill; the window is ${windowMs} ms`);
+    // Consecutive connection failures (5 by default) open it at once, well inside one window.
+    t.true(openedAt - killedAt <= windowMs / 2, `breaker opened ${(openedAt - killedAt).toFixed(0)} ms after the kill; the window is ${windowMs} ms`);
     t.like(guard.snapshot().breaker, { state: 'closed' });
     t.true(guard.snapshot().breaker.opened >= 1);
     t.log(
-      `${samples.length} requests: ${samples.length - failed.length} × 200 (${fallbacks.length} by the fallback), ${failed.length} errors ` +
+      `${samples.length} requests: ${samples.length - failed.length} × 200 (${fallbacks.length} by the fallback, ${reServed.length} of them re-served calls that got no answer before the breaker opened), ${failed.length} errors ` +
         `(${[...new Set(failed.map((s) => s.status))].join('/')}); breaker open ${(openedAt - killedAt).toFixed(0)} ms after the kill, ` +
         `closed ${(closedAt - restartedAt).toFixed(0)} ms after the restarted runtime was ready (opened ${guard.snapshot().breaker.opened}×)`,
     );

@@ -154,3 +154,19 @@ test('the caller’s deadline, when it comes first, is the one applied and sent 
     response: { model_name: 'slow', model_version: '1' },
   });
 });
+
+test.serial(
+  'a caller’s own deadline is the caller’s: thirty calls that run out of their 50 ms leave the version’s breaker closed for everyone else',
+  async (t) => {
+    const { gw, client } = await shared;
+    const before = gw.guards.get('slow', '1')!.snapshot().breaker;
+    // One after another: no concurrency cap is involved, only whether each failure counts (30 > volumeThreshold 20).
+    const codes = new Set<number>();
+    for (let i = 0; i < 30; i++) codes.add((await client.call('ModelInfer', echoCall('slow'), { deadlineMs: 50 })).code);
+    t.deepEqual([...codes], [grpc.status.DEADLINE_EXCEEDED]);
+    const after = gw.guards.get('slow', '1')!.snapshot().breaker;
+    t.is(after.state, 'closed');
+    t.is(after.window.failures, before.window.failures, 'none of them counted as the backend’s failure');
+    t.like(await client.call('ModelInfer', echoCall('slow'), { deadlineMs: 5_000 }), { code: grpc.status.OK });
+  },
+);

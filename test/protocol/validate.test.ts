@@ -116,7 +116,12 @@ test(
   { parameters: { deep: { a: { b: 1 } } }, inputs: [INPUT, IDS] },
   "'parameters'.deep must be a string, a number or a boolean, got an object",
 );
-test('an array parameter value', rejects, withInput({ parameters: { sizes: [1, 2] } }), "input 'input': parameters.sizes must be a string, a number or a boolean, got an array");
+test(
+  'an array parameter value',
+  rejects,
+  withInput({ parameters: { sizes: [1, 2] } }),
+  "input 'input': parameters.sizes must be a string, a number or a boolean, got an array",
+);
 test('missing inputs', rejects, {}, "'inputs' must be a non-empty array, got nothing");
 test('empty inputs', rejects, { inputs: [] }, "'inputs' must be a non-empty array, got an array");
 test('object inputs', rejects, { inputs: { input: INPUT } }, "'inputs' must be a non-empty array, got an object");

@@ -45,6 +45,9 @@ for (const code of [
   'GW_ERR_DEADLINE_EXCEEDED',
   'GW_ERR_BAD_GATEWAY',
   'GW_ERR_MODEL_NOT_READY',
+  'GW_ERR_BACKEND_UNREACHABLE',
+  // An open breaker speaks for its backend's recent failures (it can only come from a version's own guard).
+  'GW_ERR_CIRCUIT_OPEN',
 ] as const) {
   test(counts, new GatewayError(code), true);
 }
@@ -54,13 +57,19 @@ for (const code of [
   'GW_ERR_BODY_TOO_LARGE',
   'GW_ERR_CLIENT_CLOSED',
   'GW_ERR_OVERLOADED',
-  'GW_ERR_CIRCUIT_OPEN',
   'GW_ERR_SHUTTING_DOWN',
   'GW_ERR_INTERNAL',
+  'GW_ERR_NOT_REPRESENTABLE_IN_JSON',
+  'GW_ERR_BODY_BUDGET_FULL',
+  'GW_ERR_MEMORY_PRESSURE',
 ] as const) {
   test(counts, new GatewayError(code), false);
 }
 test(counts, new TypeError('a bug in the gateway'), false);
+test('a deadline the caller chose (gRPC) does not count against the backend; the model’s own deadline does', (t) => {
+  t.false(isBackendFailure(new GatewayError('GW_ERR_DEADLINE_EXCEEDED', 'the call’s deadline passed', { blame: 'caller' })));
+  t.true(isBackendFailure(new GatewayError('GW_ERR_DEADLINE_EXCEEDED')));
+});
 
 test('stays closed below the volume threshold, opens once it is reached above the error percentage', async (t) => {
   const b = breaker();
@@ -180,4 +189,30 @@ test('after shutdown calls are refused as shutting down', async (t) => {
   b.shutdown();
   const err = await t.throwsAsync(b.run(ok), { instanceOf: GatewayError });
   t.is(err!.code, 'GW_ERR_SHUTTING_DOWN');
+});
+
+test('consecutive calls that could not reach the backend open it at once, below the volume threshold; any other outcome resets the count', async (t) => {
+  const b = breaker({ volumeThreshold: 100, consecutiveConnectFailures: 3 });
+  // Two unreachable calls, then a success: the run is broken.
+  for (let i = 0; i < 2; i++) await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_UNREACHABLE')));
+  await b.run(ok);
+  for (let i = 0; i < 2; i++) await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_UNREACHABLE')));
+  t.is(b.snapshot().state, 'closed');
+  // A timeout is a failure, but not a connection that never formed: it breaks the run too.
+  await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_TIMEOUT')));
+  for (let i = 0; i < 2; i++) await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_UNREACHABLE')));
+  t.is(b.snapshot().state, 'closed');
+  const opened = whenState(b, 'open');
+  await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_UNREACHABLE')));
+  await opened;
+  t.is(b.snapshot().state, 'open', 'three in a row, though the window holds 9 calls and the volume threshold is 100');
+  await t.throwsAsync(b.run(ok), { message: /circuit breaker is open/ });
+  b.shutdown();
+});
+
+test('consecutiveConnectFailures 0 turns the rule off', async (t) => {
+  const b = breaker({ volumeThreshold: 100, consecutiveConnectFailures: 0 });
+  for (let i = 0; i < 20; i++) await t.throwsAsync(b.run(failWith('GW_ERR_BACKEND_UNREACHABLE')));
+  t.is(b.snapshot().state, 'closed');
+  b.shutdown();
 });

@@ -133,6 +133,11 @@ export const breakerSchema = z.strictObject({
   windowBuckets: z.int().min(1).max(100).default(10),
   /** How long an open breaker fails fast before letting one trial request through, ms. */
   resetTimeoutMs: z.int().min(100).default(10_000),
+  /**
+   * This many calls in a row that could not reach the backend (connection refused, reset before any answer, connect
+   * timeout) open the breaker at once, without waiting for the window's volume: a dead backend is known. 0: off.
+   */
+  consecutiveConnectFailures: z.int().min(0).default(5),
 });
 
 export const versionSchema = z.strictObject({

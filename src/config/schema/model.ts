@@ -136,8 +136,22 @@ export const modelSchema = z.strictObject({
   shadow: shadowSchema.optional(),
   /** Deadline of one inference request, ms, from the moment its body is received; beyond it → 504. */
   timeoutMs: z.int().min(1).default(30_000),
-  /** Version that serves a request whose chosen version's circuit breaker is open (answer carries x-model-fallback). */
+  /**
+   * Version that serves a request whose chosen version's circuit breaker is open, or whose backend could not be
+   * reached (connection refused, reset before any answer, connect timeout); the answer carries x-model-fallback.
+   */
   fallback: name('fallback').optional(),
+  /** Re-serving unreachable calls from `fallback` may add at most this much load (the breaker opening is free). */
+  fallbackBudget: z
+    .strictObject({
+      /** Share of the model's requests in the window that may be re-served, percent. */
+      percent: z.number().min(0).max(100).default(20),
+      /** Re-served calls always allowed per second of window, so a quiet model's first failures are covered. */
+      minPerSecond: z.number().min(0).default(3),
+      /** Window the budget is counted over, ms. */
+      windowMs: z.int().min(1000).default(10_000),
+    })
+    .prefault({}),
   /** Who may call this model (docs/security.md); unset: any verified caller. */
   auth: modelAuthSchema.optional(),
   /** Automated canary of one version over another; while it runs it owns this model's weights. */
