@@ -102,8 +102,9 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     // A reply from the model's fallback version (the primary's breaker was open) is not the primary's answer.
     const p = { ok: answered.ok && ctx.target === primaryTarget, ms: answered.ms };
     const outputs = ctx.result?.outputs;
-    // A rollout's candidate in its shadow phase is judged on these calls: any failure or timeout counts against it.
-    runtime.signals?.recordCall(ctx.modelName, target.version, s.ok, s.ms);
+    // A rollout's candidate is judged on these copies for errors (a failure or timeout counts against it), never for
+    // latency: the copy was dispatched after its primary and competed with it, so only real calls are timed.
+    runtime.signals?.recordCopy(ctx.modelName, target.version, s.ok);
     const comparison = p.ok && s.ok && outputs ? plan.comparator.compare(outputs, s.result.outputs) : undefined;
     if (comparison) runtime.signals?.recordComparison(ctx.modelName, primaryVersion, target.version, comparison.agreed);
     runtime.stats.record(ctx.modelName, primaryVersion, target.version, {

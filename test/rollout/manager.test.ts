@@ -183,7 +183,7 @@ test('every decision is one rollout.decision log line (warn for rollback and abo
   const by = (d: string) => lines.find((l) => l.decision === d)!;
   t.like(by('start'), { from: { status: 'running', phase: 'shadow', step: -1 }, to: { status: 'running', phase: 'shadow', step: -1 }, weights: { '1': 100 } });
   t.like(by('advance'), { from: { phase: 'shadow' }, to: { status: 'running', phase: 'step', step: 0 }, weights: { '1': 95, '2': 5 } });
-  t.like(by('advance').gates, { agreement: { status: 'pass', samples: 5 }, errorRate: { status: 'pass', value: 0, samples: 5 }, p99: { status: 'pass' } });
+  t.like(by('advance').gates, { agreement: { status: 'pass', samples: 5 }, errorRate: { status: 'pass', value: 0, samples: 5 }, p99: { status: 'skipped' } });
   t.like(by('promote'), { from: { step: 0 }, to: { phase: 'step', step: 1 }, weights: { '1': 75, '2': 25 } });
   t.like(by('abort'), { from: { status: 'running' }, to: { status: 'aborted' }, weights: { '1': 100 } });
   t.like(by('restart'), { from: { status: 'aborted' }, to: { status: 'running', phase: 'shadow' } });

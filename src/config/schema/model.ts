@@ -111,10 +111,15 @@ export const rolloutSchema = z.strictObject({
       minAgreement: z.number().min(0).max(1).default(0.99),
       /** Share of the candidate's backend calls that failed (5xx, timeouts, connection errors), 0–1. */
       maxErrorRate: z.number().min(0).max(1).default(0.01),
-      /** The candidate's p99 latency may be at most this multiple of stable's... */
+      /**
+       * The candidate's p99 latency on real requests may be at most this multiple of stable's (over the same window)...
+       * Mirrored copies are never timed: a copy queues behind its own primary.
+       */
       maxP99Ratio: z.number().min(1).default(1.5),
       /** ...or at most this much above it, ms, whichever allows more (sub-ms models would fail on noise). */
       p99AllowanceMs: z.number().min(0).default(5),
+      /** An absolute ceiling on the candidate's p99 on real requests, ms, whatever stable's; unset: none. */
+      maxP99Ms: z.number().positive().optional(),
       /** A gate is judged only on at least this many samples (comparisons, or calls of each version); until then it waits. */
       minSamples: z.int().min(1).default(100),
     })
