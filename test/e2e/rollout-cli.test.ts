@@ -97,7 +97,9 @@ test("status: one rollout and every rollout, in text and as the admin API's JSON
   t.true(agreement!.samples >= 20);
   t.is(lines[7], `  next evaluation: ${view.nextEvaluationAt}`);
   t.is(lines[8], `  coordination: local, replica ${c.replica}, leader yes, in sync yes`);
-  t.is(lines.length, 10); // and the final newline
+  // Started without a config file: nothing to keep the state beside.
+  t.is(lines[9], '  state: in memory only (rolloutState.persist is off, or no config file: a restart starts the rollout again)');
+  t.is(lines.length, 11); // and the final newline
 
   // Every model whose weights come from a rollout: iris only (plain has none).
   t.is(ok(t, await g.cli('status')), text);
