@@ -9,6 +9,7 @@ import type { InferenceResult } from '../protocol/oip.js';
 import { isMirroredRequest, markShadow } from '../protocol/shadow-mark.js';
 import type { ShadowPlan, ShadowTarget } from '../shadow/plan.js';
 import type { ShadowRuntime } from '../shadow/runtime.js';
+import { errorTypeOf } from '../telemetry/http-semconv.js';
 import { tracer } from '../telemetry/tracing.js';
 
 type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
@@ -35,8 +36,10 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
     // Racing our own timer (not only aborting) frees the slot on time even if a backend ignores the signal.
+    let timedOut = false;
     const deadline = new Promise<ShadowAnswer>((resolve) => {
       timer = setTimeout(() => {
+        timedOut = true;
         controller.abort(new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `shadow call timed out after ${plan.timeoutMs} ms`));
         resolve({ ok: false, ms: performance.now() - started, timedOut: true });
       }, plan.timeoutMs);
@@ -74,6 +77,8 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
       },
       (err: unknown): ShadowAnswer => {
         span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+        // Abandoned at the shadow timeout, or failed on its own (the gateway's error code, or the error's type).
+        span.setAttribute('error.type', timedOut ? 'timeout' : errorTypeOf(err));
         span.end();
         return { ok: false, ms: performance.now() - started, timedOut: false };
       },
