@@ -12,7 +12,8 @@ import type { ShadowRuntime } from '../shadow/runtime.js';
 import { errorTypeOf } from '../telemetry/http-semconv.js';
 import { tracer } from '../telemetry/tracing.js';
 
-type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
+/** `cancelled`: aborted because the gateway is shutting down — no verdict on the shadow, so nothing is recorded. */
+type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean; cancelled?: boolean };
 
 /** The plan's targets plus the rollout's candidate while the rollout mirrors to it. */
 function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtime: ShadowRuntime): readonly ShadowTarget[] {
@@ -80,7 +81,8 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
         // Abandoned at the shadow timeout, or failed on its own (the gateway's error code, or the error's type).
         span.setAttribute('error.type', timedOut ? 'timeout' : errorTypeOf(err));
         span.end();
-        return { ok: false, ms: performance.now() - started, timedOut: false };
+        const cancelled = err instanceof GatewayError && err.code === 'GW_ERR_SHUTTING_DOWN';
+        return { ok: false, ms: performance.now() - started, timedOut: false, cancelled };
       },
     );
     try {
@@ -101,6 +103,9 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     shadow: Promise<ShadowAnswer>,
   ): Promise<void> {
     const [answered, s] = await Promise.all([primary, shadow]);
+    // Cut short by our own shutdown: neither an error of the shadow nor a sample for a rollout (its copy stays counted
+    // as mirrored).
+    if (!s.ok && s.cancelled) return;
     // Let the primary's reply be written before spending event-loop time on the comparison.
     await new Promise<void>((resolve) => setImmediate(resolve));
     const primaryVersion = primaryTarget.version;
