@@ -72,12 +72,17 @@ export function candidateWeight(config: RolloutConfig, state: Pick<RolloutState,
   return config.steps[state.step]!;
 }
 
+/** Copies load the candidate beside its real traffic: a weight step mirrors only with `shadow.duringSteps`. */
+function mirrorsInSteps(config: RolloutConfig, w: number): boolean {
+  return config.shadow.duringSteps && w > 0 && w < 100;
+}
+
 export function effectsOf(config: RolloutConfig, state: RolloutState): RolloutEffects {
   const w = candidateWeight(config, state);
   const live = state.status === 'running' || state.status === 'paused';
   return {
     weights: w >= 100 ? { [config.candidate]: 100 } : w === 0 ? { [config.stable]: 100 } : { [config.stable]: 100 - w, [config.candidate]: w },
-    shadowPercent: live && w < 100 ? config.shadow.percent : 0,
+    shadowPercent: live && (state.phase === 'shadow' || mirrorsInSteps(config, w)) ? config.shadow.percent : 0,
     failover: live && state.phase === 'step',
   };
 }
@@ -105,7 +110,8 @@ const pctText = (x: number) => `${(x * 100).toFixed(1)}%`;
  * The p99 gate, on real requests only, over calls both versions served in the same window (never a time-shifted
  * reference: load and machine noise change over time). Two limits, the lower one applying:
  *
- * - relative, while stable still serves: max(maxP99Ratio × stable's p99, stable's p99 + p99AllowanceMs). It fails only
+ * - relative, while stable still serves and no copies load the candidate (they do only with `shadow.duringSteps`):
+ *   max(maxP99Ratio × stable's p99, stable's p99 + p99AllowanceMs). It fails only
  *   when the candidate holds more of the calls slower than the limit than its share of all calls explains, at
  *   P99_CONFIDENCE. A stall of the machine slows both versions' calls alike, so it is never read as the candidate's.
  * - absolute, `maxP99Ms`: fails when even the lower confidence bound of the candidate's p99 is over it.
@@ -125,10 +131,20 @@ function latencyGate(config: RolloutConfig, state: RolloutState, w: WindowSample
     return { ...base, status: 'skipped', limit: null, samples: c.timed, detail: 'latency is judged on real requests: the candidate gets none in this phase' };
   if (weight >= 100 && g.maxP99Ms === undefined)
     return { ...base, status: 'skipped', limit: null, samples: c.timed, detail: 'stable serves nothing at 100% to compare with, and no maxP99Ms is set' };
+  // Copies make the candidate busier than its real share: its real calls are no longer comparable with stable's.
+  const loadedByCopies = mirrorsInSteps(config, weight);
+  if (loadedByCopies && g.maxP99Ms === undefined)
+    return {
+      ...base,
+      status: 'skipped',
+      limit: null,
+      samples: c.timed,
+      detail: 'copies mirrored in this step load the candidate beyond its real share (shadow.duringSteps), and no maxP99Ms is set',
+    };
   if (c.timed < min || c.p99Ms === null || c.p99LowerBoundMs === null)
     return { ...base, status: 'waiting', limit: null, samples: c.timed, detail: `${c.timed}/${min} timed candidate calls` };
   let relative: number | null = null;
-  if (weight < 100) {
+  if (weight < 100 && !loadedByCopies) {
     if (s.timed < min || s.p99Ms === null)
       return { ...base, status: 'waiting', limit: null, samples: s.timed, detail: `${s.timed}/${min} timed stable calls to compare with` };
     relative = Math.max(s.p99Ms * g.maxP99Ratio, s.p99Ms + g.p99AllowanceMs);

@@ -85,7 +85,7 @@ test("status: one rollout and every rollout, in text and as the admin API's JSON
 
   const text = ok(t, await g.cli('status', 'iris'));
   const lines = text.split('\n');
-  t.is(lines[0], 'iris  1 → 2  running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on');
+  t.is(lines[0], 'iris  1 → 2  running  step 1/2 (25%)  weights 1=75 2=25  shadow 0%  failover on'); // steps mirror nothing by default
   t.is(lines[1], `  last decision: advance by controller at ${view.lastDecision.at}: shadow phase passed (agreement, errorRate): advancing to step 1/2 (25%)`);
   t.is(lines[2], `  gates (evaluated at ${view.evaluatedAt}):`);
   t.regex(lines[3]!, /^ {4}GATE +STATUS +VALUE +LIMIT +SAMPLES$/);
@@ -153,7 +153,7 @@ test('promote one step, promote --full, then abort sends all traffic back to sta
   const promoted = ok(t, await g.cli('promote', 'iris'));
   t.is(
     promoted,
-    'iris: promote — promoted by an operator from shadow phase to step 1/2 (25%)\n  now running  step 1/2 (25%)  weights 1=75 2=25  shadow 100%  failover on\n',
+    'iris: promote — promoted by an operator from shadow phase to step 1/2 (25%)\n  now running  step 1/2 (25%)  weights 1=75 2=25  shadow 0%  failover on\n',
   );
   t.like(await g.view(), { status: 'running', phase: 'step', step: 1, candidateWeight: 25 });
   t.like(await g.model('iris'), { weightsSource: 'rollout', weights: { '1': 75, '2': 25 } });

@@ -109,19 +109,19 @@ test('effects of the shadow phase: all weight on stable, shadow at the configure
   t.is(effectsOf(config(), at('running', -1)).shadowPercent, 100);
 });
 
-test('effects of each step: stable 100−w / candidate w, shadow while w < 100, failover on', (t) => {
-  const c = config({ shadow: { percent: 40 } });
-  const expected = [
-    { weights: { '1': 95, '2': 5 }, shadowPercent: 40, failover: true },
-    { weights: { '1': 75, '2': 25 }, shadowPercent: 40, failover: true },
-    { weights: { '1': 50, '2': 50 }, shadowPercent: 40, failover: true },
-    { weights: { '2': 100 }, shadowPercent: 0, failover: true },
-  ];
-  expected.forEach((effects, step) => {
-    t.deepEqual(effectsOf(c, at('running', step)), effects, `step ${step}`);
-    t.deepEqual(effectsOf(c, at('paused', step)), effects, `paused at step ${step}`);
-    t.is(candidateWeight(c, at('running', step)), c.steps[step]!);
-  });
+test('effects of each step: stable 100−w / candidate w, no mirroring (unless shadow.duringSteps, below 100 %), failover on', (t) => {
+  const weights = [{ '1': 95, '2': 5 }, { '1': 75, '2': 25 }, { '1': 50, '2': 50 }, { '2': 100 }];
+  for (const [c, shadowPercents] of [
+    [config({ shadow: { percent: 40 } }), [0, 0, 0, 0]],
+    [config({ shadow: { percent: 40, duringSteps: true } }), [40, 40, 40, 0]],
+  ] as const) {
+    weights.forEach((w, step) => {
+      const effects = { weights: w, shadowPercent: shadowPercents[step], failover: true };
+      t.deepEqual(effectsOf(c, at('running', step)), effects, `step ${step}`);
+      t.deepEqual(effectsOf(c, at('paused', step)), effects, `paused at step ${step}`);
+      t.is(candidateWeight(c, at('running', step)), c.steps[step]!);
+    });
+  }
 });
 
 test("effects of complete: the last step's split, shadow off, no failover", (t) => {
@@ -145,8 +145,11 @@ test('effects of rolled-back and aborted: stable 100, shadow 0, no failover, fro
 // ---------------------------------------------------------------------------------------------------------------
 // evaluateGates
 
+/** Mirroring in the steps too: every gate applies there (the relative p99 limit then needs maxP99Ms in its stead). */
+const allGates = (over: Record<string, unknown> = {}) => config({ shadow: { duringSteps: true }, gates: { maxP99Ms: 50 }, ...over });
+
 test('every gate waits below minSamples', (t) => {
-  const c = config();
+  const c = allGates();
   const w = window({ compared: 99, agreed: 99, candidate: { calls: 99, errors: 50, p99Ms: 1000 } });
   const { gates } = evaluateGates(c, at('running', 0), w);
   t.deepEqual(
@@ -168,7 +171,7 @@ test('every gate waits below minSamples', (t) => {
 });
 
 test('waiting gates without any samples have no value', (t) => {
-  const { gates } = evaluateGates(config(), at('running', 0), window({ compared: 0, candidate: { calls: 0, p99Ms: null } }));
+  const { gates } = evaluateGates(allGates(), at('running', 0), window({ compared: 0, candidate: { calls: 0, p99Ms: null } }));
   t.is(gate(gates, 'agreement').value, null);
   t.is(gate(gates, 'errorRate').value, null);
   t.is(gate(gates, 'p99').value, null);
@@ -184,19 +187,21 @@ test('the p99 gate is skipped in the shadow phase: latency is judged on real req
 });
 
 test('the gates are judged from exactly minSamples on', (t) => {
-  const { gates } = evaluateGates(config(), at('running', 0), window({ compared: 100, candidate: { calls: 100 } }));
+  const { gates } = evaluateGates(allGates(), at('running', 0), window({ compared: 100, candidate: { calls: 100 } }));
   t.deepEqual(
     gates.map((g) => g.status),
     ['pass', 'pass', 'pass'],
   );
+  // By default a step mirrors nothing: agreement is judged in the shadow phase only.
+  t.is(gate(evaluateGates(config(), at('running', 0), window({ compared: 100 })).gates, 'agreement').status, 'skipped');
 });
 
 test('agreement passes exactly at the minimum and fails just below it', (t) => {
   const c = config(); // minAgreement 0.99
-  const pass = gate(evaluateGates(c, at('running', 0), window({ compared: 100, agreed: 99 })).gates, 'agreement');
+  const pass = gate(evaluateGates(c, at('running', -1), window({ compared: 100, agreed: 99 })).gates, 'agreement');
   t.like(pass, { status: 'pass', value: 0.99, limit: 0.99, samples: 100 });
   t.is(pass.detail, 'agreement 99.00% (minimum 99.00%) over 100 comparisons');
-  const fail = gate(evaluateGates(c, at('running', 0), window({ compared: 100, agreed: 98 })).gates, 'agreement');
+  const fail = gate(evaluateGates(c, at('running', -1), window({ compared: 100, agreed: 98 })).gates, 'agreement');
   t.like(fail, { status: 'fail', value: 0.98, limit: 0.99 });
   const custom = config({ gates: { minAgreement: 0.9 } });
   t.is(gate(evaluateGates(custom, at('running', -1), window({ compared: 1000, agreed: 900 })).gates, 'agreement').status, 'pass');
@@ -302,9 +307,25 @@ test('agreement is skipped while the candidate takes 100 % (nothing is mirrored)
   t.is(gate(gates, 'p99').status, 'skipped'); // nothing beside it to compare with, and no maxP99Ms
   // Even a terrible agreement is not judged there.
   t.is(gate(evaluateGates(c, at('paused', 3), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'skipped');
-  // ...but it is in the shadow phase and below 100 %.
+  // ...but it is in the shadow phase, and below 100 % when the steps mirror too.
   t.is(gate(evaluateGates(c, at('running', -1), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'fail');
-  t.is(gate(evaluateGates(c, at('running', 2), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'fail');
+  t.is(gate(evaluateGates(c, at('running', 2), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'skipped');
+  t.is(gate(evaluateGates(allGates(), at('running', 2), window({ compared: 500, agreed: 0 })).gates, 'agreement').status, 'fail');
+});
+
+test('with shadow.duringSteps the copies load the candidate: the relative p99 limit is not applied, only maxP99Ms', (t) => {
+  const slow = window({ stable: { p99Ms: 10 }, candidate: { p99Ms: 40 } }); // 4 × stable: far over the relative limit
+  const mirrored = config({ shadow: { duringSteps: true } });
+  t.like(gate(evaluateGates(mirrored, at('running', 1), slow).gates, 'p99'), {
+    status: 'skipped',
+    detail: 'copies mirrored in this step load the candidate beyond its real share (shadow.duringSteps), and no maxP99Ms is set',
+  });
+  t.like(gate(evaluateGates(config({ shadow: { duringSteps: true }, gates: { maxP99Ms: 50 } }), at('running', 1), slow).gates, 'p99'), {
+    status: 'pass',
+    limit: 50,
+  });
+  // Without it the step mirrors nothing and the same window fails on the relative limit.
+  t.is(gate(evaluateGates(config(), at('running', 1), slow).gates, 'p99').status, 'fail');
 });
 
 test('the relative p99 limit compares calls of the same window only: it waits for stable calls, and is skipped at 100 %', (t) => {
@@ -404,7 +425,7 @@ test('each step is held for stepHoldMs before it may advance', (t) => {
   t.is(evaluate(c, s, window(), T0 + 1000).lastDecision.reason, 'holding step 1/4 (5%): 299 s left');
   const next = evaluate(c, s, window(), T0 + 300_000);
   t.like(next, { phase: 'step', step: 1, phaseId: 3, phaseStartedAt: T0 + 300_000, revision: 6 });
-  t.is(next.lastDecision.reason, 'step 1/4 (5%) passed (agreement, errorRate, p99): advancing to step 2/4 (25%)');
+  t.is(next.lastDecision.reason, 'step 1/4 (5%) passed (errorRate, p99): advancing to step 2/4 (25%)');
   // The shadow phase's request count plays no part in a step.
   t.is(evaluate(c, s, window({ phaseCompared: 0 }), T0 + 300_000).step, 1);
 });
@@ -432,7 +453,12 @@ test("a failing gate rolls back at once, with the failing gate's detail in the r
   t.deepEqual(next.lastDecision.to, { status: 'rolled-back', phase: 'step', step: 1 });
   t.deepEqual(effectsOf(c, next), { weights: { '1': 100 }, shadowPercent: 0, failover: false });
   // Several failing gates are all named; a waiting one does not prevent the rollback.
-  const many = evaluate(c, s, window({ compared: 100, agreed: 50, stable: { calls: 10 }, candidate: { calls: 100, errors: 100, p99Ms: 5 } }), T0 + 1000);
+  const many = evaluate(
+    allGates(),
+    s,
+    window({ compared: 100, agreed: 50, stable: { calls: 10 }, candidate: { calls: 100, errors: 100, p99Ms: 5, timed: 99 } }),
+    T0 + 1000,
+  );
   t.is(many.status, 'rolled-back');
   t.is(
     many.lastDecision.reason,
@@ -447,7 +473,7 @@ test('a failing gate in the shadow phase rolls back too', (t) => {
 });
 
 test('a paused rollout is still rolled back by a failing gate', (t) => {
-  const c = config();
+  const c = allGates();
   const next = evaluate(c, at('paused', 2, { phaseStartedAt: T0 }), window({ compared: 1000, agreed: 900 }), T0 + 10);
   t.like(next, { status: 'rolled-back', phase: 'step', step: 2 });
   t.is(next.lastDecision.decision, 'rollback');

@@ -80,8 +80,14 @@ export const rolloutSchema = z.strictObject({
   /** Phase 1: the candidate gets a copy of stable's traffic (never real traffic) until enough has been compared. */
   shadow: z
     .strictObject({
-      /** Share of stable's requests mirrored to the candidate, percent; mirroring continues during weight steps. */
+      /** Share of stable's requests mirrored to the candidate in the shadow phase (and in steps with duringSteps), percent. */
       percent: z.number().min(0.01).max(100).default(100),
+      /**
+       * Keep mirroring stable's traffic to the candidate during the weight steps below 100 %, so agreement keeps being
+       * judged. The copies then load the candidate beyond its real share, so its real requests are slower than stable's
+       * for that reason alone: the relative p99 limit is not applied then, only `gates.maxP99Ms`.
+       */
+      duringSteps: z.boolean().default(false),
       /** The phase may end once this many requests have been compared in it... */
       requests: z.int().min(1).default(1000),
       /** ...or once it has lasted this long, ms, whichever comes first (and only while every gate passes). */
