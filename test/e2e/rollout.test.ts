@@ -176,7 +176,7 @@ test('a candidate that starts failing at 25% is rolled back within one evaluatio
   await candidate.stop('SIGKILL'); // the candidate's container dies
   const failedAt = clock.now();
   const load = startLoad({ url: `${gw.url}/v2/models/iris/infer`, body: rowsBody(ALL_ROWS), concurrency: 4, maxRequests: 2_000 });
-  await load.completed(80);
+  await load.completed(160); // ≥ minSamples real candidate calls at 25 % (a step mirrors nothing)
   await gw.controller.shadow.idle();
   await tick(clock, ROLLOUT.evaluationIntervalMs, gw); // the next evaluation, with traffic still flowing
   await load.completed(40);
