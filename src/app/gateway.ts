@@ -31,7 +31,7 @@ import { tracingEnabled } from '../telemetry/tracing.js';
 import { systemClock, type Clock, type Now } from '../core/clock.js';
 import { RolloutManager } from '../rollout/manager.js';
 import { RolloutSignals } from '../rollout/signals.js';
-import { defaultReplicaId, LocalRolloutStore, type RolloutStore } from '../rollout/store.js';
+import { defaultReplicaId, LocalRolloutStore, stateFileOf, type RolloutStore } from '../rollout/store.js';
 import { registerRolloutMetrics } from './state-metrics.js';
 
 export interface RunningGateway {
@@ -132,7 +132,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   const rolloutStore: RolloutStore = config.coordination
     ? // Redis (ioredis) is loaded only by a gateway that uses it.
       await (await import('../rollout/redis-store.js')).connectRolloutStore(config.coordination.redis, { log, replicaId, now: () => rolloutClock.now() })
-    : new LocalRolloutStore(replicaId);
+    : // Without Redis, the state is kept in a file so a restart resumes each rollout (never throws: a bad file is logged).
+      await LocalRolloutStore.open(replicaId, { file: stateFileOf(config.rolloutState, options.configFile), log, now: () => rolloutClock.now() });
   const rollouts = await RolloutManager.start({
     gateway: controller,
     signals: rolloutSignals,

@@ -27,6 +27,8 @@ export interface Backend {
   forward?(request: ForwardedRequest): Promise<ForwardedResponse>;
   /** True when the backend wants bodies undecoded (it validates them itself); only meaningful with `forward`. */
   readonly passThrough?: boolean;
+  /** A remote backend's inference URL (its calls' client spans carry it, per the OpenTelemetry HTTP conventions). */
+  readonly inferUrl?: URL;
   /** Asks the backend now whether it can serve (a remote's ready endpoint); absent: ready() is current. */
   checkReady?(signal: AbortSignal): Promise<boolean>;
   /**
@@ -79,6 +81,7 @@ export function intercept(backend: Backend, ...interceptors: readonly BackendInt
     ...(calls.forward ? { forward: calls.forward } : {}),
     ...(backend.passThrough !== undefined ? { passThrough: backend.passThrough } : {}),
     ...(backend.remote !== undefined ? { remote: backend.remote } : {}),
+    ...(backend.inferUrl !== undefined ? { inferUrl: backend.inferUrl } : {}),
     ...(checkReady ? { checkReady } : {}),
   };
 }

@@ -37,5 +37,5 @@ export interface ServedBackendOptions {
 
 /** A version's backend as the gateway serves it: every call, in-process or remote, gets its span and latency sample. */
 export function servedBackend(backend: Backend, { model, version, metrics, traced, interceptors = [] }: ServedBackendOptions): Backend {
-  return intercept(backend, instrumented({ model, version, kind: backend.kind, metrics, traced }), ...interceptors);
+  return intercept(backend, instrumented({ model, version, kind: backend.kind, inferUrl: backend.inferUrl, metrics, traced }), ...interceptors);
 }

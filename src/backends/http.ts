@@ -14,6 +14,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import type { StreamedBody } from '../http/request-body.js';
 import type { Backend, ForwardedRequest, ForwardedResponse } from './backend.js';
 import { exchange, ExchangeError, type ExchangeRequest, type ExchangeResponse } from './http-dispatch.js';
+import { currentHttpExchange } from '../telemetry/http-semconv.js';
 import { decodeOutputs, encodeInferRequest, parseInferenceResponse, parseRemoteMetadata, remoteErrorMessage, RemoteModelPaths } from './http-oip.js';
 
 export interface HttpBackendOptions {
@@ -38,6 +39,8 @@ export class HttpBackend implements Backend {
   readonly kind = 'http';
   readonly remote = true;
   readonly passThrough: boolean;
+  /** Where inference calls go (the origin and path only: never credentials or a query). */
+  readonly inferUrl: URL;
   readonly #config: HttpBackendConfig;
   readonly #label: string;
   readonly #log: Logger;
@@ -60,6 +63,7 @@ export class HttpBackend implements Backend {
     this.passThrough = config.validate === 'remote';
     this.#configuredHeaders = Object.fromEntries(Object.entries(config.headers).map(([name, value]) => [name.toLowerCase(), value]));
     this.#paths = new RemoteModelPaths(config.url, config.model ?? opts.model, config.version);
+    this.inferUrl = new URL(this.#paths.infer, this.#paths.origin);
     this.#pool = new Pool(this.#paths.origin, {
       connections: config.connections,
       // No pipelining: inference calls are long and non-idempotent; one slow call must not stall those behind it.
@@ -170,14 +174,21 @@ export class HttpBackend implements Backend {
         ? (request as ExchangeRequest)
         : { ...request, body: Readable.from(request.body.open(), { objectMode: false }) };
     const req = attempt();
+    // The traced call this exchange serves (its client span records the status and any resend); none for probes.
+    const traced = retryable ? currentHttpExchange() : undefined;
     try {
-      return await exchange(this.#pool, req);
+      const res = await exchange(this.#pool, req);
+      if (traced) traced.status = res.status;
+      return res;
     } catch (first) {
       if (!(budget && isSafeToRetry(first) && !req.signal.aborted && budget.tryRetry())) throw this.#transportError(first, req.signal);
       this.#retries++;
+      if (traced) traced.resends++;
       this.#log.debug({ err: first }, 'retrying a request that never reached the backend');
       try {
-        return await exchange(this.#pool, attempt());
+        const res = await exchange(this.#pool, attempt());
+        if (traced) traced.status = res.status;
+        return res;
       } catch (second) {
         throw this.#transportError(second, req.signal);
       }

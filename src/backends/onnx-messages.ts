@@ -15,5 +15,6 @@ export type WorkerRequest =
 export type WorkerResponse =
   | { type: 'ready'; metadata: BackendMetadata; warmupError: string | undefined }
   | { type: 'load-error'; message: string }
-  | { type: 'result'; id: number; outputs: Tensor[] }
-  | { type: 'error'; id: number; message: string };
+  /** `completedAtUs`: when the run ended, on the process-wide clock (completion-order.ts). */
+  | { type: 'result'; id: number; outputs: Tensor[]; completedAtUs: number }
+  | { type: 'error'; id: number; message: string; completedAtUs: number };

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { BackendMetadata, Datatype, Tensor, TensorData, TensorMetadata } from '../protocol/oip.js';
+import { completedAtUs } from './completion-order.js';
 import type { WorkerRequest, WorkerResponse, OnnxWorkerData } from './onnx-messages.js';
 
 const ORT_TO_OIP: Partial<Record<string, Datatype>> = {
@@ -150,9 +151,9 @@ async function main(): Promise<void> {
       (outputs) => {
         const buffers = new Set<ArrayBuffer>();
         for (const o of outputs) if (!Array.isArray(o.data)) buffers.add(o.data.buffer as ArrayBuffer);
-        post({ type: 'result', id: msg.id, outputs }, [...buffers]);
+        post({ type: 'result', id: msg.id, outputs, completedAtUs: completedAtUs() }, [...buffers]);
       },
-      (err: unknown) => post({ type: 'error', id: msg.id, message: (err as Error).message }),
+      (err: unknown) => post({ type: 'error', id: msg.id, message: (err as Error).message, completedAtUs: completedAtUs() }),
     );
   });
 }

@@ -5,8 +5,10 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult, Tensor } from '../protocol/oip.js';
+import { isShadowRequest } from '../protocol/shadow-mark.js';
 import type { Backend } from './backend.js';
 import { batchKey, modelIsBatchable, planRun, splitOutputs, stackInputs, type BatchingOptions, type Plan } from './batcher.js';
+import { deliverInCompletionOrder } from './completion-order.js';
 import type { OnnxWorkerData, WorkerRequest, WorkerResponse } from './onnx-messages.js';
 
 export interface OnnxBackendOptions {
@@ -149,7 +151,7 @@ export class OnnxBackend implements Backend {
         queuedAtUs: this.#batching ? this.#nowUs() : 0,
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      this.#queue.push(job);
+      this.#enqueue(job);
       this.#pump();
     });
   }
@@ -181,6 +183,22 @@ export class OnnxBackend implements Backend {
       this.#opts.log.warn({ graceMs: CLOSE_GRACE_MS }, 'ONNX worker still running after close; terminating it');
       await worker.terminate();
     }
+  }
+
+  /**
+   * FIFO, except that a real call goes ahead of every queued mirrored copy: copies are fire-and-forget and unbounded
+   * by the callers' own concurrency, so without this they pile up (to the shadow cap) in front of the version's real
+   * callers — slowing a rollout candidate's real traffic by the mirror's load, not by anything of its own.
+   */
+  #enqueue(job: Job): void {
+    if (!isShadowRequest(job.request)) {
+      const firstCopy = this.#queue.findIndex((queued) => isShadowRequest(queued.request));
+      if (firstCopy >= 0) {
+        this.#queue.splice(firstCopy, 0, job);
+        return;
+      }
+    }
+    this.#queue.push(job);
   }
 
   #freeSlot(): Slot | undefined {
@@ -324,7 +342,9 @@ export class OnnxBackend implements Backend {
           case 'error': {
             const run = slot.run;
             slot.run = undefined;
-            if (run) this.#finish(run, msg);
+            // The worker takes its next run at once; its callers get this answer in completion order (fairness
+            // between versions, see completion-order.ts).
+            if (run) deliverInCompletionOrder(msg.completedAtUs, () => this.#finish(run, msg));
             this.#pump();
             return;
           }

@@ -264,6 +264,14 @@ function rolloutPosition(v: RolloutView): string {
   return `${status}  ${v.position}  weights ${weightsText(v.weights)}  shadow ${v.shadowPercent}%  failover ${v.failover ? 'on' : 'off'}`;
 }
 
+/** Where the rollout's state is kept, and whether a restart would lose it. */
+function stateKept(c: RolloutView['coordination']): string {
+  if (c.kept === 'redis') return 'in Redis (shared; kept across restarts)';
+  if (c.kept === 'file' && c.stateFileError === null) return `in ${c.stateFile} (kept across restarts)`;
+  if (c.stateFile !== null) return `in memory only: the state file ${c.stateFile} ${c.stateFileError} (a restart starts the rollout again)`;
+  return 'in memory only (rolloutState.persist is off, or no config file: a restart starts the rollout again)';
+}
+
 function describeRollout(v: RolloutView): string[] {
   const d = v.lastDecision;
   const lines = [`${v.model}  ${v.stable} → ${v.candidate}  ${rolloutPosition(v)}`, `  last decision: ${d.decision} by ${d.actor} at ${d.at}: ${d.reason}`];
@@ -281,6 +289,7 @@ function describeRollout(v: RolloutView): string[] {
   lines.push(
     `  coordination: ${c.mode}, replica ${c.replica}, leader ${c.leader ? 'yes' : 'no'}, in sync ${c.inSync ? 'yes' : 'NO (shared state unreachable: following the last state read)'}`,
   );
+  lines.push(`  state: ${stateKept(c)}`);
   return lines;
 }
 

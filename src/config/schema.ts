@@ -13,6 +13,7 @@ import {
   extAuthzSchema,
   loggingSchema,
   reloadSchema,
+  rolloutStateSchema,
   serverSchema,
   telemetrySchema,
 } from './schema/server.js';
@@ -35,6 +36,7 @@ export const configSchema = z
     rateLimits: rateLimitsSchema.optional(),
     extAuthz: extAuthzSchema.prefault({}),
     coordination: coordinationSchema.optional(),
+    rolloutState: rolloutStateSchema.prefault({}),
     models: z.record(name('model name'), modelSchema).refine((m) => Object.keys(m).length > 0, 'at least one model must be configured'),
   })
   .superRefine((config, ctx) => {

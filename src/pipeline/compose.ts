@@ -2,6 +2,7 @@
 
 import { SpanStatusCode } from '@opentelemetry/api';
 import { GatewayError, isGatewayError } from '../errors/gateway-error.js';
+import { errorTypeOf } from '../telemetry/http-semconv.js';
 import { tracer } from '../telemetry/tracing.js';
 import type { Context, Pipeline, Reply, Stage } from './stage.js';
 
@@ -22,6 +23,7 @@ function tracedStage(stage: Stage): Stage {
           // Client errors are answers, not span failures; 5xx and unexpected errors mark the span.
           if (!isGatewayError(err) || err.status >= 500) {
             span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+            span.setAttribute('error.type', errorTypeOf(err));
           }
           if (isGatewayError(err)) span.setAttribute('model_gateway.error.code', err.code);
           throw err;

@@ -39,6 +39,7 @@ export function restartOnlyChanges(before: GatewayConfig, after: GatewayConfig):
     .map((k) => `server.${k}`);
   for (const k of ['enabled', 'host', 'port'] as const) if (before.admin[k] !== after.admin[k]) changed.push(`admin.${k}`);
   if (JSON.stringify(before.coordination) !== JSON.stringify(after.coordination)) changed.push('coordination');
+  if (JSON.stringify(before.rolloutState) !== JSON.stringify(after.rolloutState)) changed.push('rolloutState');
   return changed;
 }
 

@@ -8,6 +8,16 @@ import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { VersionGuard, type GuardSnapshot } from './guard.js';
 
+interface GuardTotals {
+  opened: number;
+  shed: number;
+}
+
+function countsOf(guard: VersionGuard): GuardTotals {
+  const s = guard.snapshot();
+  return { opened: s.breaker.opened, shed: s.limits.shed };
+}
+
 interface Entry {
   backend: Backend;
   settings: string;
@@ -31,7 +41,10 @@ export class GuardRegistry {
   readonly #log: Logger;
   readonly #clock: Clock;
   #entries = new Map<string, Entry>();
-  readonly #retiring = new Set<VersionGuard>();
+  /** Guards a reload replaced, still serving the old generation's calls until closed: guard → `model/version`. */
+  readonly #retiring = new Map<VersionGuard, string>();
+  /** The final counts of closed guards, per `model/version`: part of the version's totals for good. */
+  readonly #closedTotals = new Map<string, GuardTotals>();
   #closed = false;
 
   constructor(opts: { log: Logger; clock?: Clock }) {
@@ -71,7 +84,8 @@ export class GuardRegistry {
         byVersion.set(served, entry.guard);
       }
     }
-    const retired = [...this.#entries.values()].filter((e) => ![...next.values()].includes(e)).map((e) => e.guard);
+    const kept = new Set(next.values());
+    const retired = [...this.#entries].filter(([, e]) => !kept.has(e)).map(([key, e]) => ({ key, guard: e.guard }));
     this.#entries = next;
     this.#retireLater(retired, config.reload.drainTimeoutMs);
     return new GuardSet(byVersion);
@@ -87,6 +101,26 @@ export class GuardRegistry {
     return out;
   }
 
+  /**
+   * Counts since start per version, over every guard it ever had: a reload that replaces a version's guard (new
+   * limits or breaker settings, a new backend) or removes the version never makes them go down — they are exported as
+   * Prometheus counters (model_gateway_breaker_opened_total, model_gateway_shed_total), which must only increase.
+   */
+  totals(): { model: string; version: string; opened: number; shed: number }[] {
+    const sums = new Map<string, GuardTotals>();
+    const add = (key: string, t: GuardTotals) => {
+      const sum = sums.get(key) ?? { opened: 0, shed: 0 };
+      sums.set(key, { opened: sum.opened + t.opened, shed: sum.shed + t.shed });
+    };
+    for (const [key, t] of this.#closedTotals) add(key, t);
+    for (const [guard, key] of this.#retiring) add(key, countsOf(guard));
+    for (const [key, entry] of this.#entries) add(key, countsOf(entry.guard));
+    return [...sums].map(([key, t]) => {
+      const slash = key.indexOf('/');
+      return { model: key.slice(0, slash), version: key.slice(slash + 1), ...t };
+    });
+  }
+
   /** The current guard of one version, if it is served. */
   get(model: string, version: string): VersionGuard | undefined {
     return this.#entries.get(`${model}/${version}`)?.guard;
@@ -96,23 +130,26 @@ export class GuardRegistry {
   close(): void {
     this.#closed = true;
     for (const entry of this.#entries.values()) entry.guard.close();
-    for (const guard of this.#retiring) guard.close();
+    for (const guard of this.#retiring.keys()) guard.close();
     this.#retiring.clear();
     this.#entries = new Map();
   }
 
-  #retireLater(guards: VersionGuard[], afterMs: number): void {
+  #retireLater(guards: { key: string; guard: VersionGuard }[], afterMs: number): void {
     if (guards.length === 0) return;
     if (this.#closed) {
-      for (const guard of guards) guard.close();
+      for (const { guard } of guards) guard.close();
       return;
     }
-    for (const guard of guards) this.#retiring.add(guard);
+    for (const { key, guard } of guards) this.#retiring.set(guard, key);
     // A plain unref'd timer: the drain period is wall-clock policy, not something tests drive.
     setTimeout(() => {
-      for (const guard of guards) {
-        guard.close();
+      for (const { key, guard } of guards) {
+        const last = countsOf(guard);
+        const sum = this.#closedTotals.get(key) ?? { opened: 0, shed: 0 };
+        this.#closedTotals.set(key, { opened: sum.opened + last.opened, shed: sum.shed + last.shed });
         this.#retiring.delete(guard);
+        guard.close();
       }
     }, afterMs).unref();
   }

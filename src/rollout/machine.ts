@@ -3,7 +3,8 @@
 
 import type { RolloutConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
-import type { WindowSummary } from './signals.js';
+import { binomialUpperTail, countSlowerThan, P99_CONFIDENCE } from './latency-stats.js';
+import { summaryOf, type WindowSamples, type WindowSummary } from './signals.js';
 
 /**
  * running: the controller advances it; paused: an operator froze it (gates are still checked, and a failing one
@@ -49,7 +50,7 @@ export interface RolloutState {
   startedAt: number;
   /** Bumped by every change; the shared store's compare-and-set token. */
   revision: number;
-  /** Stable's last measured p99 in this rollout: the latency gate's reference once stable gets no traffic. */
+  /** Stable's last p99 measured on minSamples calls in this rollout (shown; the gate compares same-window calls only). */
   stableP99Ms: number | null;
   lastDecision: Decision;
   /** The controller's latest gate evaluation (operator actions do not replace it). */
@@ -71,12 +72,17 @@ export function candidateWeight(config: RolloutConfig, state: Pick<RolloutState,
   return config.steps[state.step]!;
 }
 
+/** Copies load the candidate beside its real traffic: a weight step mirrors only with `shadow.duringSteps`. */
+function mirrorsInSteps(config: RolloutConfig, w: number): boolean {
+  return config.shadow.duringSteps && w > 0 && w < 100;
+}
+
 export function effectsOf(config: RolloutConfig, state: RolloutState): RolloutEffects {
   const w = candidateWeight(config, state);
   const live = state.status === 'running' || state.status === 'paused';
   return {
     weights: w >= 100 ? { [config.candidate]: 100 } : w === 0 ? { [config.stable]: 100 } : { [config.stable]: 100 - w, [config.candidate]: w },
-    shadowPercent: live && w < 100 ? config.shadow.percent : 0,
+    shadowPercent: live && (state.phase === 'shadow' || mirrorsInSteps(config, w)) ? config.shadow.percent : 0,
     failover: live && state.phase === 'step',
   };
 }
@@ -98,8 +104,77 @@ export function initialState(now: number, phaseId = 1): RolloutState {
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 const msText = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
 
+const pctText = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/**
+ * The p99 gate, on real requests only, over calls both versions served in the same window (never a time-shifted
+ * reference: load and machine noise change over time). Two limits, the lower one applying:
+ *
+ * - relative, while stable still serves and no copies load the candidate (they do only with `shadow.duringSteps`):
+ *   max(maxP99Ratio × stable's p99, stable's p99 + p99AllowanceMs). It fails only
+ *   when the candidate holds more of the calls slower than the limit than its share of all calls explains, at
+ *   P99_CONFIDENCE. A stall of the machine slows both versions' calls alike, so it is never read as the candidate's.
+ * - absolute, `maxP99Ms`: fails when even the lower confidence bound of the candidate's p99 is over it.
+ *
+ * The gate passes while the candidate's p99 is within the limit and waits in between (it looks slower, but its samples
+ * do not show it yet), so such a candidate neither advances nor rolls back. Skipped while the candidate gets no real
+ * traffic (the shadow phase), and at 100 % without `maxP99Ms` (nothing runs beside it to compare with).
+ */
+function latencyGate(config: RolloutConfig, state: RolloutState, w: WindowSamples): GateResult {
+  const g = config.gates;
+  const min = g.minSamples;
+  const c = w.candidate;
+  const s = w.stable;
+  const weight = candidateWeight(config, state);
+  const base = { gate: 'p99' as const, value: c.p99Ms };
+  if (weight === 0)
+    return { ...base, status: 'skipped', limit: null, samples: c.timed, detail: 'latency is judged on real requests: the candidate gets none in this phase' };
+  if (weight >= 100 && g.maxP99Ms === undefined)
+    return { ...base, status: 'skipped', limit: null, samples: c.timed, detail: 'stable serves nothing at 100% to compare with, and no maxP99Ms is set' };
+  // Copies make the candidate busier than its real share: its real calls are no longer comparable with stable's.
+  const loadedByCopies = mirrorsInSteps(config, weight);
+  if (loadedByCopies && g.maxP99Ms === undefined)
+    return {
+      ...base,
+      status: 'skipped',
+      limit: null,
+      samples: c.timed,
+      detail: 'copies mirrored in this step load the candidate beyond its real share (shadow.duringSteps), and no maxP99Ms is set',
+    };
+  if (c.timed < min || c.p99Ms === null || c.p99LowerBoundMs === null)
+    return { ...base, status: 'waiting', limit: null, samples: c.timed, detail: `${c.timed}/${min} timed candidate calls` };
+  let relative: number | null = null;
+  if (weight < 100 && !loadedByCopies) {
+    if (s.timed < min || s.p99Ms === null)
+      return { ...base, status: 'waiting', limit: null, samples: s.timed, detail: `${s.timed}/${min} timed stable calls to compare with` };
+    relative = Math.max(s.p99Ms * g.maxP99Ratio, s.p99Ms + g.p99AllowanceMs);
+  }
+  const limit = relative === null ? g.maxP99Ms! : g.maxP99Ms === undefined ? relative : Math.min(relative, g.maxP99Ms);
+  const against = [relative === null ? undefined : `stable ${msText(s.p99Ms!)}`, g.maxP99Ms === undefined ? undefined : `maximum ${msText(g.maxP99Ms)}`];
+  const measured = `candidate p99 ${msText(c.p99Ms)} vs ${against.filter((x) => x !== undefined).join(', ')} (limit ${msText(limit)})`;
+  const judged = { ...base, limit, samples: c.timed };
+  if (c.p99Ms <= limit) return { ...judged, status: 'pass', detail: measured };
+
+  const evidence: string[] = [];
+  const doubts: string[] = [];
+  if (relative !== null && c.p99Ms > relative) {
+    const slowC = countSlowerThan(c.latency, relative);
+    const slowS = countSlowerThan(s.latency, relative);
+    const share = c.timed / (c.timed + s.timed);
+    const split = `${slowC} of ${c.timed} candidate calls and ${slowS} of ${s.timed} stable calls slower than ${msText(relative)}`;
+    if (binomialUpperTail(slowC + slowS, share, slowC) < 1 - P99_CONFIDENCE) evidence.push(`${split}: more than its ${pctText(share)} share of calls explains`);
+    else doubts.push(split);
+  }
+  if (g.maxP99Ms !== undefined && c.p99Ms > g.maxP99Ms) {
+    if (c.p99LowerBoundMs > g.maxP99Ms) evidence.push(`its p99 is at least ${msText(c.p99LowerBoundMs)} (${P99_CONFIDENCE * 100}% confidence)`);
+    else doubts.push(`its p99 may be as low as ${msText(c.p99LowerBoundMs)}`);
+  }
+  if (evidence.length > 0) return { ...judged, status: 'fail', detail: `${measured}; ${evidence.join('; ')}` };
+  return { ...judged, status: 'waiting', detail: `${measured}, not conclusive yet (${doubts.join('; ')}): holding for more samples` };
+}
+
 /** Judges the three gates on a window. Agreement applies while stable traffic is mirrored (candidate below 100 %). */
-export function evaluateGates(config: RolloutConfig, state: RolloutState, w: WindowSummary): { gates: GateResult[]; stableP99Ms: number | null } {
+export function evaluateGates(config: RolloutConfig, state: RolloutState, w: WindowSamples): { gates: GateResult[]; stableP99Ms: number | null } {
   const g = config.gates;
   const min = g.minSamples;
   const gates: GateResult[] = [];
@@ -149,30 +224,9 @@ export function evaluateGates(config: RolloutConfig, state: RolloutState, w: Win
       detail: `candidate error rate ${pct(errorRate!)} (maximum ${pct(g.maxErrorRate)}) over ${c.calls} calls`,
     });
 
-  // Stable's p99 from this window when it had enough calls, else the last one measured in this rollout.
-  const stableP99Ms = w.stable.calls >= min && w.stable.p99Ms !== null ? w.stable.p99Ms : state.stableP99Ms;
-  if (c.calls < min || c.p99Ms === null) {
-    gates.push({ gate: 'p99', status: 'waiting', value: c.p99Ms, limit: null, samples: c.calls, detail: `${c.calls}/${min} candidate calls` });
-  } else if (stableP99Ms === null) {
-    gates.push({
-      gate: 'p99',
-      status: 'waiting',
-      value: c.p99Ms,
-      limit: null,
-      samples: w.stable.calls,
-      detail: `${w.stable.calls}/${min} stable calls for a reference p99`,
-    });
-  } else {
-    const limit = Math.max(stableP99Ms * g.maxP99Ratio, stableP99Ms + g.p99AllowanceMs);
-    gates.push({
-      gate: 'p99',
-      status: c.p99Ms <= limit ? 'pass' : 'fail',
-      value: c.p99Ms,
-      limit,
-      samples: c.calls,
-      detail: `candidate p99 ${msText(c.p99Ms)} vs stable ${msText(stableP99Ms)} (limit ${msText(limit)})`,
-    });
-  }
+  // Stable's last p99 measured on enough calls, for the record: the gate itself only compares calls of the same window.
+  const stableP99Ms = w.stable.timed >= min && w.stable.p99Ms !== null ? w.stable.p99Ms : state.stableP99Ms;
+  gates.push(latencyGate(config, state, w));
   return { gates, stableP99Ms };
 }
 
@@ -209,8 +263,9 @@ function where(config: RolloutConfig, s: Pick<RolloutState, 'status' | 'phase' |
  * has run its course and every applicable gate passes, otherwise hold. Returns the state unchanged but with a new
  * decision when it holds. Only running and paused rollouts are evaluated.
  */
-export function evaluate(config: RolloutConfig, state: RolloutState, window: WindowSummary, now: number): RolloutState {
-  const { gates, stableP99Ms } = evaluateGates(config, state, window);
+export function evaluate(config: RolloutConfig, state: RolloutState, samples: WindowSamples, now: number): RolloutState {
+  const { gates, stableP99Ms } = evaluateGates(config, state, samples);
+  const window = summaryOf(samples);
   const base = { ...state, stableP99Ms, lastEvaluation: { at: now, gates, window } };
   const failed = gates.filter((g) => g.status === 'fail');
   if (failed.length > 0) {

@@ -74,6 +74,9 @@ export class RolloutManager {
     const manager = new RolloutManager(options);
     manager.#reconcile(options.gateway.config);
     options.gateway.onApplied((config) => manager.#reconcile(config));
+    // A store of this replica's own forgets rollouts whose section changed or went away while the gateway was down.
+    const retain = options.store.retainOnly?.bind(options.store);
+    if (retain) await manager.#serialized(() => retain([...manager.#entries.values()].map((e) => e.key)));
     if (options.store.mode !== 'local') {
       await manager.#serialized(() => manager.#sync());
       manager.#armSync();
@@ -152,14 +155,12 @@ export class RolloutManager {
   }
 
   #view(entry: Entry, state: RolloutState): RolloutView {
+    return rolloutView(entry.model, entry.config, state, this.#coordination(entry), this.#nextEvaluationAt(entry.config, state));
+  }
+
+  #coordination(entry: Entry): RolloutView['coordination'] {
     const store = this.#o.store;
-    return rolloutView(
-      entry.model,
-      entry.config,
-      state,
-      { mode: store.mode, replica: store.replicaId, leader: store.isLeader(), inSync: entry.inSync },
-      this.#nextEvaluationAt(entry.config, state),
-    );
+    return { mode: store.mode, replica: store.replicaId, leader: store.isLeader(), inSync: entry.inSync, ...store.durability };
   }
 
   #nextEvaluationAt(config: RolloutConfig, state: RolloutState): number | null {
@@ -214,7 +215,20 @@ export class RolloutManager {
       entry.inSync = false;
       throw err;
     }
-    if (current) this.#commit(entry, current, false);
+    if (current) {
+      if (entry.state === undefined && current.revision > 1) this.#logResumed(entry, current);
+      this.#commit(entry, current, false);
+    }
+  }
+
+  /** A rollout picked up where it was (a restart, with a state file or Redis): one line, not a decision. */
+  #logResumed(entry: Entry, state: RolloutState): void {
+    const { kept, stateFile } = this.#o.store.durability;
+    const from = kept === 'file' ? `the state file ${stateFile}` : 'the shared state';
+    this.#o.log.info(
+      { event: 'rollout.resumed', model: entry.model, status: state.status, phase: state.phase, step: state.step, revision: state.revision },
+      `rollout ${entry.model}: resumed from ${from}: ${rolloutView(entry.model, entry.config, state, this.#coordination(entry), null).position}, ${state.status}`,
+    );
   }
 
   /** Makes `state` the entry's, applies it to the data plane, and logs and counts it when this replica decided it. */

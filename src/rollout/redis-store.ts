@@ -9,7 +9,7 @@ import { LogThrottle } from '../telemetry/log-throttle.js';
 import type { Logger } from '../telemetry/log.js';
 import type { RolloutState } from './machine.js';
 import type { SignalSnapshot } from './signals.js';
-import { defaultReplicaId, type RolloutStore } from './store.js';
+import { defaultReplicaId, type RolloutStore, type StoreDurability } from './store.js';
 
 export type RolloutRedisConfig = CoordinationConfig['redis'];
 
@@ -71,6 +71,8 @@ export interface RedisRolloutStoreOptions {
 
 export class RedisRolloutStore implements RolloutStore {
   readonly mode = 'redis' as const;
+  /** The state lives in Redis: any replica, restarted or new, picks each rollout up where it is. */
+  readonly durability: StoreDurability = { kept: 'redis', stateFile: null, stateFileError: null };
   readonly replicaId: string;
   readonly #client: Redis;
   readonly #config: RolloutRedisConfig;

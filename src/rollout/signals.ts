@@ -2,27 +2,15 @@
 // histogram) and of stable→candidate shadow comparisons. Buckets are plain data so replicas can share and merge them.
 
 import type { Clock } from '../core/clock.js';
+import { countOf, latencyIndex, p99LowerBoundOf, p99Of, type LatencyHistogram } from './latency-stats.js';
 
-/** Latency histogram resolution: bucket i holds samples up to HIST_MIN_MS·2^(i/HIST_STEPS_PER_DOUBLING) ms (≈4.4 % wide). */
-const HIST_MIN_MS = 0.01;
-const HIST_STEPS_PER_DOUBLING = 16;
-const HIST_MAX_INDEX = 600; // ≈ 0.01 ms · 2^37.5: far beyond any deadline
-
-export function latencyIndex(ms: number): number {
-  if (!(ms > HIST_MIN_MS)) return 0;
-  return Math.min(HIST_MAX_INDEX, Math.ceil(Math.log2(ms / HIST_MIN_MS) * HIST_STEPS_PER_DOUBLING));
-}
-
-/** The upper bound of histogram bucket `index`, ms. */
-export function latencyOfIndex(index: number): number {
-  return HIST_MIN_MS * 2 ** (index / HIST_STEPS_PER_DOUBLING);
-}
+export { latencyIndex, latencyOfIndex, p99Exceedances } from './latency-stats.js';
 
 /** One version's calls in a bucket; `latency` maps histogram index → count (sparse). */
 export interface VersionSample {
   calls: number;
   errors: number;
-  latency: Record<number, number>;
+  latency: LatencyHistogram;
 }
 
 export interface SignalBucket {
@@ -48,17 +36,41 @@ export interface SignalSnapshot {
 export interface SideSummary {
   calls: number;
   errors: number;
-  /** Nearest-rank p99 from the histogram (upper bucket bound), null without calls. */
+  /** Calls timed for the latency gate: real requests only (mirrored copies count for errors, never for latency). */
+  timed: number;
+  /** Nearest-rank p99 of the timed calls from the histogram (upper bucket bound), null without any. */
   p99Ms: number | null;
+  /**
+   * The lowest p99 the timed calls are consistent with at P99_CONFIDENCE (a lower confidence bound): an absolute
+   * latency limit fails only when even this is over it. 0 with too few samples to bound anything, null without any.
+   */
+  p99LowerBoundMs: number | null;
 }
 
-/** Merged samples of every replica inside one window. */
+/** A side as the gates judge it: the summary and the merged latency histogram it came from (not kept in the state). */
+export interface SideSamples extends SideSummary {
+  latency: LatencyHistogram;
+}
+
+/** Merged samples of every replica inside one window, as kept in the rollout's state and shown. */
 export interface WindowSummary {
   stable: SideSummary;
   candidate: SideSummary;
   compared: number;
   agreed: number;
   phaseCompared: number;
+}
+
+/** The same window with each side's latency histogram: what the gates are judged on. */
+export interface WindowSamples extends WindowSummary {
+  stable: SideSamples;
+  candidate: SideSamples;
+}
+
+/** The window without its histograms, as kept in the state. */
+export function summaryOf(w: WindowSummary): WindowSummary {
+  const side = ({ calls, errors, timed, p99Ms, p99LowerBoundMs }: SideSummary): SideSummary => ({ calls, errors, timed, p99Ms, p99LowerBoundMs });
+  return { stable: side(w.stable), candidate: side(w.candidate), compared: w.compared, agreed: w.agreed, phaseCompared: w.phaseCompared };
 }
 
 interface Watched {
@@ -110,8 +122,8 @@ export class RolloutSignals {
   }
 
   /**
-   * A finished backend call of `version` (only the rollout's two versions are kept); without `ms` (a call its guard
-   * refused: breaker open, concurrency cap) it counts for the error rate but not for latency.
+   * A finished real (not mirrored) backend call of `version` (only the rollout's two versions are kept); without `ms`
+   * (a call its guard refused: breaker open, concurrency cap) it counts for the error rate but not for latency.
    */
   recordCall(model: string, version: string, ok: boolean, ms?: number): void {
     const w = this.#models.get(model);
@@ -122,6 +134,15 @@ export class RolloutSignals {
     if (ms === undefined) return;
     const i = latencyIndex(ms);
     s.latency[i] = (s.latency[i] ?? 0) + 1;
+  }
+
+  /**
+   * A settled mirrored copy sent to `version`: it counts for the error rate, never for latency. A copy is dispatched
+   * after its primary and competes with it (and with the next requests) for the same event loop, cores or remote, so
+   * its latency says how mirroring behaves, not how the version would serve that request: only real calls are timed.
+   */
+  recordCopy(model: string, version: string, ok: boolean): void {
+    this.recordCall(model, version, ok);
   }
 
   /** A settled stable→candidate comparison (other pairs of the model are not the rollout's business). */
@@ -167,26 +188,22 @@ function addSample(into: VersionSample, s: VersionSample): void {
   for (const [i, n] of Object.entries(s.latency)) into.latency[Number(i)] = (into.latency[Number(i)] ?? 0) + n;
 }
 
-function p99(s: VersionSample): number | null {
-  const indices = Object.keys(s.latency)
-    .map(Number)
-    .sort((a, b) => a - b);
-  const timed = indices.reduce((n, i) => n + s.latency[i]!, 0);
-  if (timed === 0) return null;
-  const rank = Math.ceil(0.99 * timed);
-  let seen = 0;
-  for (const i of indices) {
-    seen += s.latency[i]!;
-    if (seen >= rank) return Math.round(latencyOfIndex(i) * 1000) / 1000;
-  }
-  return null;
+function side(s: VersionSample): SideSamples {
+  return {
+    calls: s.calls,
+    errors: s.errors,
+    timed: countOf(s.latency),
+    p99Ms: p99Of(s.latency),
+    p99LowerBoundMs: p99LowerBoundOf(s.latency),
+    latency: s.latency,
+  };
 }
 
 /**
  * Merges replicas' snapshots into one window: buckets of `phaseId` that overlap (now − windowMs, now]. Snapshots of
  * another phase (a replica that has not caught up yet) count for nothing.
  */
-export function mergeWindow(snapshots: readonly SignalSnapshot[], phaseId: number, now: number, windowMs: number): WindowSummary {
+export function mergeWindow(snapshots: readonly SignalSnapshot[], phaseId: number, now: number, windowMs: number): WindowSamples {
   const stable = emptySample();
   const candidate = emptySample();
   let compared = 0;
@@ -203,7 +220,6 @@ export function mergeWindow(snapshots: readonly SignalSnapshot[], phaseId: numbe
       agreed += b.agreed;
     }
   }
-  const side = (s: VersionSample): SideSummary => ({ calls: s.calls, errors: s.errors, p99Ms: p99(s) });
   return { stable: side(stable), candidate: side(candidate), compared, agreed, phaseCompared };
 }
 

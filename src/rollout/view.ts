@@ -3,6 +3,7 @@
 import type { RolloutConfig } from '../config/schema.js';
 import { describePosition, effectsOf, type Decision, type GateResult, type RolloutPhase, type RolloutState, type RolloutStatus } from './machine.js';
 import type { WindowSummary } from './signals.js';
+import type { StoreDurability } from './store.js';
 
 export interface DecisionView extends Omit<Decision, 'at'> {
   at: string;
@@ -42,7 +43,7 @@ export interface RolloutView {
     leader: boolean;
     /** False while this replica could not read the shared state (it then serves the safe split: all on stable). */
     inSync: boolean;
-  };
+  } & StoreDurability;
   config: Pick<RolloutConfig, 'shadow' | 'stepHoldMs' | 'evaluationIntervalMs' | 'windowMs' | 'gates'>;
 }
 

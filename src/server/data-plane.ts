@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
+import { errorTypeOfStatus, httpServerAttributes } from '../telemetry/http-semconv.js';
 import { tracer, tracingEnabled } from '../telemetry/tracing.js';
 import type { ServerConfig } from '../config/schema.js';
 import { ERROR_CODES } from '../errors/codes.js';
@@ -81,12 +82,13 @@ function startServerSpan(req: IncomingMessage, operation: Operation, versioned: 
   const suffix = operation === 'infer' ? '/infer' : operation === 'model-ready' ? '/ready' : '';
   const route = `/v2/models/{model}${versioned ? '/versions/{version}' : ''}${suffix}`;
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+  const http = httpServerAttributes(req.method ?? 'GET', req.headers, req.httpVersion);
   return tracer().startSpan(
-    `${req.method ?? 'GET'} ${route}`,
+    `${http['http.request.method'] === '_OTHER' ? 'HTTP' : String(http['http.request.method'])} ${route}`,
     {
       kind: SpanKind.SERVER,
       attributes: {
-        'http.request.method': req.method ?? 'GET',
+        ...http,
         'http.route': route,
         'url.path': (req.url ?? '').split('?')[0]!.slice(0, 256),
         'model_gateway.model': model.slice(0, 128),
@@ -256,7 +258,11 @@ export function createDataPlane(
         span.setAttribute('http.response.status_code', status);
         if (ctx.target) span.setAttribute('model_gateway.version', ctx.target.version);
         if (errorCode) span.setAttribute('model_gateway.error.code', errorCode);
-        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        if (status >= 500) {
+          // The gateway's error code when it failed the request itself; a remote's own 5xx passed through: its status.
+          span.setAttribute('error.type', errorCode ?? errorTypeOfStatus(status));
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
         span.end();
       }
       if (accessLog?.wants())

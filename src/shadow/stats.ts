@@ -199,15 +199,28 @@ class PairStats {
   }
 }
 
-/** All pairs' statistics. Outlives config generations: a reload or a weight shift does not reset them. */
+/** Receives every outcome as it is recorded (Prometheus counters count from these: resets never reach them). */
+export type MirrorOutcomeListener = (model: string, primaryVersion: string, shadowVersion: string, outcome: MirrorOutcome) => void;
+
+/**
+ * All pairs' statistics. Outlives config generations: a weight shift does not reset them; a reload drops the pairs of
+ * versions it removed, and an operator may reset a model's (listeners see every outcome regardless).
+ */
 export class ShadowStats {
   readonly #pairs = new Map<string, { model: string; primary: string; shadow: string; stats: PairStats }>();
+  readonly #listeners: MirrorOutcomeListener[] = [];
 
   record(model: string, primaryVersion: string, shadowVersion: string, outcome: MirrorOutcome): void {
     const key = `${model}\0${primaryVersion}\0${shadowVersion}`;
     let entry = this.#pairs.get(key);
     if (!entry) this.#pairs.set(key, (entry = { model, primary: primaryVersion, shadow: shadowVersion, stats: new PairStats() }));
     entry.stats.add(outcome);
+    for (const listener of this.#listeners) listener(model, primaryVersion, shadowVersion, outcome);
+  }
+
+  /** Adds a listener of every outcome recorded from now on. */
+  onRecord(listener: MirrorOutcomeListener): void {
+    this.#listeners.push(listener);
   }
 
   /** The model's pairs, ordered by primary then shadow version. */

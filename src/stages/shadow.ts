@@ -9,9 +9,11 @@ import type { InferenceResult } from '../protocol/oip.js';
 import { isMirroredRequest, markShadow } from '../protocol/shadow-mark.js';
 import type { ShadowPlan, ShadowTarget } from '../shadow/plan.js';
 import type { ShadowRuntime } from '../shadow/runtime.js';
+import { errorTypeOf } from '../telemetry/http-semconv.js';
 import { tracer } from '../telemetry/tracing.js';
 
-type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean };
+/** `cancelled`: aborted because the gateway is shutting down — no verdict on the shadow, so nothing is recorded. */
+type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean; cancelled?: boolean };
 
 /** The plan's targets plus the rollout's candidate while the rollout mirrors to it. */
 function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtime: ShadowRuntime): readonly ShadowTarget[] {
@@ -35,8 +37,10 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
     // Racing our own timer (not only aborting) frees the slot on time even if a backend ignores the signal.
+    let timedOut = false;
     const deadline = new Promise<ShadowAnswer>((resolve) => {
       timer = setTimeout(() => {
+        timedOut = true;
         controller.abort(new GatewayError('GW_ERR_BACKEND_UNAVAILABLE', `shadow call timed out after ${plan.timeoutMs} ms`));
         resolve({ ok: false, ms: performance.now() - started, timedOut: true });
       }, plan.timeoutMs);
@@ -74,8 +78,11 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
       },
       (err: unknown): ShadowAnswer => {
         span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+        // Abandoned at the shadow timeout, or failed on its own (the gateway's error code, or the error's type).
+        span.setAttribute('error.type', timedOut ? 'timeout' : errorTypeOf(err));
         span.end();
-        return { ok: false, ms: performance.now() - started, timedOut: false };
+        const cancelled = err instanceof GatewayError && err.code === 'GW_ERR_SHUTTING_DOWN';
+        return { ok: false, ms: performance.now() - started, timedOut: false, cancelled };
       },
     );
     try {
@@ -96,14 +103,18 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     shadow: Promise<ShadowAnswer>,
   ): Promise<void> {
     const [answered, s] = await Promise.all([primary, shadow]);
+    // Cut short by our own shutdown: neither an error of the shadow nor a sample for a rollout (its copy stays counted
+    // as mirrored).
+    if (!s.ok && s.cancelled) return;
     // Let the primary's reply be written before spending event-loop time on the comparison.
     await new Promise<void>((resolve) => setImmediate(resolve));
     const primaryVersion = primaryTarget.version;
     // A reply from the model's fallback version (the primary's breaker was open) is not the primary's answer.
     const p = { ok: answered.ok && ctx.target === primaryTarget, ms: answered.ms };
     const outputs = ctx.result?.outputs;
-    // A rollout's candidate in its shadow phase is judged on these calls: any failure or timeout counts against it.
-    runtime.signals?.recordCall(ctx.modelName, target.version, s.ok, s.ms);
+    // A rollout's candidate is judged on these copies for errors (a failure or timeout counts against it), never for
+    // latency: the copy was dispatched after its primary and competed with it, so only real calls are timed.
+    runtime.signals?.recordCopy(ctx.modelName, target.version, s.ok);
     const comparison = p.ok && s.ok && outputs ? plan.comparator.compare(outputs, s.result.outputs) : undefined;
     if (comparison) runtime.signals?.recordComparison(ctx.modelName, primaryVersion, target.version, comparison.agreed);
     runtime.stats.record(ctx.modelName, primaryVersion, target.version, {

@@ -24,14 +24,14 @@ export class GatewayMetrics {
 
   readonly requests = new Counter({
     name: 'model_gateway_requests_total',
-    help: 'Model requests answered, by model, version, status class (gRPC: of the same error over HTTP) and protocol (http, grpc).',
+    help: 'Model requests answered (metadata, ready, infer; not health or server metadata), by model, version, operation, status class (gRPC: of the same error over HTTP) and protocol (http, grpc).',
     labelNames: ['model', 'version', 'operation', 'status_class', 'protocol'] as const,
     registers: [this.registry],
   });
 
   readonly requestDuration = new Histogram({
     name: 'model_gateway_request_duration_seconds',
-    help: 'Time from request arrival to the end of the response, by model, version, status class and protocol (http, grpc).',
+    help: 'Time from a model request’s arrival until its response is handed to the socket, by model, version, operation, status class and protocol (http, grpc).',
     labelNames: ['model', 'version', 'operation', 'status_class', 'protocol'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
@@ -46,7 +46,7 @@ export class GatewayMetrics {
 
   readonly upstreamDuration = new Histogram({
     name: 'model_gateway_upstream_duration_seconds',
-    help: 'Time spent in the backend call for one model version (in-process ONNX or remote HTTP).',
+    help: 'Time spent in one backend call of a model version (in-process ONNX or remote HTTP; shadow copies and failover calls included), by outcome.',
     labelNames: ['model', 'version', 'backend', 'outcome'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],

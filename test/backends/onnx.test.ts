@@ -6,7 +6,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import os from 'node:os';
 import ort from 'onnxruntime-node';
+import { completedAtUs, deliverInCompletionOrder } from '../../src/backends/completion-order.js';
 import { OnnxBackend } from '../../src/backends/onnx.js';
+import { markShadow } from '../../src/protocol/shadow-mark.js';
 import { GatewayError } from '../../src/errors/gateway-error.js';
 import type { InferenceRequest } from '../../src/protocol/oip.js';
 import { createLogger } from '../../src/telemetry/log.js';
@@ -149,4 +151,31 @@ test('inference does not block the event loop (measured event-loop delay vs. the
   t.true(mainMaxMs > shortestMainRunMs * 0.5, `main-thread run should block the loop (max delay ${mainMaxMs} ms, shortest run ${shortestMainRunMs} ms)`);
   // Through the worker pool the loop stays free: stalls stay far below one run.
   t.true(workerMaxMs < medianWorkerRunMs * 0.4, `worker backend blocked the loop: max delay ${workerMaxMs} ms vs run ${medianWorkerRunMs} ms`);
+});
+
+test('a real call is served before mirrored copies queued ahead of it; copies keep their own order', async (t) => {
+  const b = backend(path.join(MODELS, 'iris-v1.onnx'));
+  t.teardown(() => b.close());
+  await b.start();
+  const order: string[] = [];
+  const call = (name: string, request: InferenceRequest) => b.infer(request, never).then(() => void order.push(name));
+  const row: InferenceRequest = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: new Float32Array([5.1, 3.5, 1.4, 0.2]) }] };
+  // The first call takes the only worker; the rest queue behind it, in the same turn of the event loop.
+  await Promise.all([call('copy 1', markShadow(row)), call('copy 2', markShadow(row)), call('copy 3', markShadow(row)), call('real', row)]);
+  t.deepEqual(order, ['copy 1', 'real', 'copy 2', 'copy 3']);
+});
+
+test('answers of worker threads reach their callers in the order the workers finished them', async (t) => {
+  const delivered: string[] = [];
+  await new Promise<void>((resolve) => {
+    // Handed over in the same turn in the order the event loop serviced the workers: later-finished first.
+    deliverInCompletionOrder(3_000, () => delivered.push('finished at 3 ms'));
+    deliverInCompletionOrder(1_000, () => delivered.push('finished at 1 ms'));
+    deliverInCompletionOrder(2_000, () => {
+      delivered.push('finished at 2 ms');
+    });
+    setImmediate(() => setImmediate(resolve));
+  });
+  t.deepEqual(delivered, ['finished at 1 ms', 'finished at 2 ms', 'finished at 3 ms']);
+  t.true(completedAtUs() > 0);
 });

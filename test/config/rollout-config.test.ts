@@ -15,7 +15,7 @@ const parse = (raw: unknown) => parseConfig(raw, { baseDir: ROOT, source: 'test'
 const ROLLOUT_DEFAULTS = {
   stable: '1',
   candidate: '2',
-  shadow: { percent: 100, requests: 1000, durationMs: 600_000, compare: {} },
+  shadow: { percent: 100, requests: 1000, durationMs: 600_000, duringSteps: false, compare: {} },
   steps: [5, 25, 50, 100],
   stepHoldMs: 300_000,
   evaluationIntervalMs: 30_000,
@@ -49,6 +49,7 @@ test('a full rollout is kept as written, with defaults inside its sections', asy
       percent: 12.5,
       requests: 50,
       durationMs: 600_000,
+      duringSteps: false,
       compare: { label: { mode: 'classification' }, probabilities: { mode: 'regression', maxRelL2: 0.1, maxAbsDiff: 1e-6 } },
     },
     steps: [1, 100],

@@ -61,6 +61,14 @@ async function start(t: ExecutionContext, raw: Record<string, unknown>, clock: M
 const rowsBody = (rows: readonly number[]) => (i: number) => JSON.stringify(irisRequest([IRIS_ROWS[rows[i % rows.length]!]!]));
 const ALL_ROWS = IRIS_ROWS.map((_, i) => i);
 
+/**
+ * Requests enough for one evaluation of `view`'s position: the p99 gate needs minSamples real candidate calls in the
+ * window, so a 5 % step takes twenty times as many requests as the candidate must answer (copies are not timed).
+ */
+function enoughFor(view: RolloutView, base = 40): number {
+  return view.phase === 'shadow' || view.candidateWeight === 0 ? base : Math.max(base, Math.ceil((ROLLOUT.gates.minSamples * 110) / view.candidateWeight));
+}
+
 /** `n` unversioned requests, `concurrency` at a time; waits until their shadow copies are compared. */
 async function send(gw: RunningGateway, n: number, concurrency = 4): Promise<LoadResult> {
   const result = await runLoad({ url: `${gw.url}/v2/models/iris/infer`, body: rowsBody(ALL_ROWS), concurrency, total: n });
@@ -100,7 +108,7 @@ test('a healthy candidate that agrees is promoted step by step to 100%', async (
   let realCandidateAnswers = 0;
   for (let round = 0; round < 20 && gw.rollouts.view('iris').status === 'running'; round++) {
     const before = gw.rollouts.view('iris');
-    const result = await send(gw, 40);
+    const result = await send(gw, enoughFor(before));
     t.deepEqual(result.failures, []);
     if (before.phase === 'shadow') t.deepEqual(result.versions, { '1': 40 }, 'no real traffic reaches the candidate in the shadow phase');
     realCandidateAnswers += result.versions['2'] ?? 0;
@@ -160,7 +168,7 @@ test('a candidate that starts failing at 25% is rolled back within one evaluatio
   const gw = await start(t, rolloutConfig(remote(candidate)), clock);
   // Shadow phase, then 5% (held 10 s: two evaluations), then 25%.
   for (let round = 0; round < 6 && gw.rollouts.view('iris').step !== 2; round++) {
-    t.deepEqual((await send(gw, 40)).failures, []);
+    t.deepEqual((await send(gw, enoughFor(gw.rollouts.view('iris')))).failures, []);
     await tick(clock, ROLLOUT.evaluationIntervalMs, gw);
   }
   t.like(gw.rollouts.view('iris'), { status: 'running', step: 2, candidateWeight: 25, failover: true });
@@ -168,7 +176,7 @@ test('a candidate that starts failing at 25% is rolled back within one evaluatio
   await candidate.stop('SIGKILL'); // the candidate's container dies
   const failedAt = clock.now();
   const load = startLoad({ url: `${gw.url}/v2/models/iris/infer`, body: rowsBody(ALL_ROWS), concurrency: 4, maxRequests: 2_000 });
-  await load.completed(80);
+  await load.completed(160); // ≥ minSamples real candidate calls at 25 % (a step mirrors nothing)
   await gw.controller.shadow.idle();
   await tick(clock, ROLLOUT.evaluationIntervalMs, gw); // the next evaluation, with traffic still flowing
   await load.completed(40);
@@ -209,7 +217,8 @@ test('pause, resume, promote and abort work under load, and every request is ans
   t.regex(gw.rollouts.view('iris').lastDecision.reason, /^paused by an operator/);
 
   t.like(await admin(gw, 'POST', '/resume'), { status: 200, body: { status: 'running', position: 'step 1/4 (5%)' } });
-  for (let i = 0; i < 2; i++) await evaluateAfter(60); // the step's hold starts again on resume
+  // The step's hold starts again on resume; at 5 % the p99 gate needs ~20 × minSamples requests in the window.
+  for (let i = 0; i < 2; i++) await evaluateAfter(enoughFor(gw.rollouts.view('iris')));
   t.is(gw.rollouts.view('iris').position, 'step 2/4 (25%)');
 
   t.like(await admin(gw, 'POST', '/promote'), {
@@ -311,7 +320,7 @@ redisTest('two replicas sharing Redis follow one leader, which judges the sample
   t.true(b.rollouts.view('iris').coordination.leader);
   t.like(await admin(b, 'POST', '/resume'), { status: 200, body: { status: 'running' } });
   for (let round = 0; round < 4 && b.rollouts.view('iris').step === 1; round++) {
-    await send(b, 40);
+    await send(b, enoughFor(b.rollouts.view('iris')));
     await syncs(ROLLOUT.evaluationIntervalMs);
   }
   t.is(b.rollouts.view('iris').position, 'step 2/4 (25%)');

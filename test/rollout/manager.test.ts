@@ -3,6 +3,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { Writable } from 'node:stream';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/app/gateway.js';
@@ -183,7 +184,7 @@ test('every decision is one rollout.decision log line (warn for rollback and abo
   const by = (d: string) => lines.find((l) => l.decision === d)!;
   t.like(by('start'), { from: { status: 'running', phase: 'shadow', step: -1 }, to: { status: 'running', phase: 'shadow', step: -1 }, weights: { '1': 100 } });
   t.like(by('advance'), { from: { phase: 'shadow' }, to: { status: 'running', phase: 'step', step: 0 }, weights: { '1': 95, '2': 5 } });
-  t.like(by('advance').gates, { agreement: { status: 'pass', samples: 5 }, errorRate: { status: 'pass', value: 0, samples: 5 }, p99: { status: 'pass' } });
+  t.like(by('advance').gates, { agreement: { status: 'pass', samples: 5 }, errorRate: { status: 'pass', value: 0, samples: 5 }, p99: { status: 'skipped' } });
   t.like(by('promote'), { from: { step: 0 }, to: { phase: 'step', step: 1 }, weights: { '1': 75, '2': 25 } });
   t.like(by('abort'), { from: { status: 'running' }, to: { status: 'aborted' }, weights: { '1': 100 } });
   t.like(by('restart'), { from: { status: 'aborted' }, to: { status: 'running', phase: 'shadow' } });
@@ -296,7 +297,7 @@ test('a reload keeps an unchanged rollout, restarts a changed one, and ends a re
   t.like(kept, { status: 200, body: { outcome: 'applied', generation: 2 } });
   t.like(gw.rollouts.view('iris'), { status: 'running', position: 'step 1/4 (5%)', revision: 2, lastDecision: { decision: 'promote' } });
   t.like(gw.controller.model('iris'), { weightsSource: 'rollout', weights: { '1': 95, '2': 5 } });
-  t.deepEqual(gw.controller.shadow.rolloutTarget('iris'), { version: '2', percent: 100 });
+  t.is(gw.controller.shadow.rolloutTarget('iris'), undefined, 'a weight step mirrors nothing (shadow.duringSteps is off)');
   await tick(gw, clock);
   t.like(gw.rollouts.view('iris'), { position: 'step 1/4 (5%)', revision: 3, lastDecision: { decision: 'hold' } });
   t.deepEqual(
@@ -378,7 +379,7 @@ test('weights are owned by the rollout: PUT and DELETE answer 409 naming `model-
   t.like(await admin(gw, 'DELETE', '/admin/models/iris/weights'), { status: 200, body: { weightsSource: 'default' } });
 });
 
-test('without Redis, a restarted gateway starts the rollout again from the shadow phase', async (t) => {
+test('without a state file (no config file, or rolloutState.persist: false), a restarted gateway starts the rollout again', async (t) => {
   const raw = rawConfig(irisWith(ROLLOUT));
   const clock = new ManualClock();
   const first = await start(t, raw, sink().log, { rolloutClock: clock });
@@ -399,7 +400,7 @@ test('without Redis, a restarted gateway starts the rollout again from the shado
     weights: { '1': 100, '2': 0 },
     startedAt: new Date(clock.now()).toISOString(),
     lastDecision: { decision: 'start', actor: 'controller' },
-    coordination: { mode: 'local', leader: true, inSync: true },
+    coordination: { mode: 'local', leader: true, inSync: true, kept: 'memory', stateFile: null, stateFileError: null },
   });
   t.like(second.controller.model('iris'), { weightsSource: 'rollout', weights: { '1': 100, '2': 0 } });
   t.deepEqual(
@@ -448,4 +449,57 @@ test('a rollout section changed and changed back starts a fresh rollout, not the
     decisions().map((l) => l.decision),
     ['start', 'promote', 'abort', 'start', 'start'],
   );
+});
+
+test('with a state file, a restarted gateway resumes its rollouts; a section changed while it was down starts afresh', async (t) => {
+  const dir = await tempDir('mg-rollout-restart-');
+  const file = path.join(dir, 'gateway.yaml');
+  const models = { ...irisWith(ROLLOUT), mlp: irisWith({ ...ROLLOUT, steps: [50, 100] }).iris };
+  await writeConfig(file, rawConfig(models, { reload: { watch: false, pollIntervalMs: 0 } }));
+  const clock = new ManualClock();
+  const boot = async (log: Logger) => {
+    const { config, file: absolute } = await loadConfig(file);
+    const gw = await startGateway(config, log, { configFile: absolute, rolloutClock: clock });
+    t.teardown(() => gw.stop());
+    return gw;
+  };
+  const first = await boot(sink().log);
+  await first.rollouts.act('iris', 'promote');
+  await first.rollouts.act('iris', 'promote');
+  await first.rollouts.act('mlp', 'promote', { full: true });
+  const before = { iris: first.rollouts.view('iris'), mlp: first.rollouts.view('mlp') };
+  t.like(before.iris, {
+    position: 'step 2/4 (25%)',
+    revision: 3,
+    coordination: { kept: 'file', stateFile: `${file}.rollout-state.json`, stateFileError: null },
+  });
+  t.like(before.mlp, { status: 'complete', weights: { '1': 0, '2': 100 } });
+  await first.stop();
+
+  clock.advance(60_000);
+  const { log, lines, decisions } = sink();
+  const second = await boot(log);
+  const iris = second.rollouts.view('iris');
+  t.deepEqual({ ...iris, coordination: undefined, nextEvaluationAt: undefined }, { ...before.iris, coordination: undefined, nextEvaluationAt: undefined });
+  t.like(second.controller.model('iris'), { weightsSource: 'rollout', weights: { '1': 75, '2': 25 } });
+  t.is(second.controller.shadow.rolloutTarget('iris'), undefined, 'a weight step mirrors nothing');
+  // Complete stays complete: the candidate keeps all the traffic, nothing goes back to stable.
+  t.like(second.rollouts.view('mlp'), { status: 'complete', revision: before.mlp.revision });
+  t.like(second.controller.model('mlp'), { weightsSource: 'rollout', weights: { '1': 0, '2': 100 } });
+  for (let i = 0; i < 3; i++) t.is((await postJson(`${second.url}/v2/models/mlp/infer`, irisRequest())).headers.get('x-model-version'), '2');
+  // Resuming is no decision (nothing counted), but it is said.
+  t.deepEqual(decisions(), []);
+  t.true(lines().some((l) => l.event === 'rollout.resumed' && l.model === 'iris' && String(l.msg).includes('step 2/4 (25%)')));
+  // The resumed rollout evaluates again, on fresh samples (none yet: it holds).
+  await tick(second, clock);
+  t.like(second.rollouts.view('iris'), { position: 'step 2/4 (25%)', lastDecision: { decision: 'hold' } });
+  await second.stop();
+
+  // iris's section changes while the gateway is down: its old state is neither resumed nor kept.
+  await writeConfig(file, rawConfig({ ...models, iris: irisWith({ ...ROLLOUT, steps: [10, 100] }).iris }, { reload: { watch: false, pollIntervalMs: 0 } }));
+  const third = await boot(sink().log);
+  t.like(third.rollouts.view('iris'), { phase: 'shadow', revision: 1, steps: [10, 100], lastDecision: { decision: 'start' } });
+  t.like(third.rollouts.view('mlp'), { status: 'complete' });
+  const onDisk = JSON.parse(await readFile(`${file}.rollout-state.json`, 'utf8')) as { rollouts: Record<string, unknown> };
+  t.is(Object.keys(onDisk.rollouts).length, 2, 'the old iris section is gone from the file');
 });

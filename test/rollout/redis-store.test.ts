@@ -131,8 +131,8 @@ redisTest('compareAndSet: create only if absent, then only from the expected rev
 
   const at = first.phaseStartedAt + 60_000;
   const window = {
-    stable: { calls: 120, errors: 0, p99Ms: 12.5 },
-    candidate: { calls: 118, errors: 1, p99Ms: null },
+    stable: { calls: 120, errors: 0, timed: 120, p99Ms: 12.5, p99LowerBoundMs: 11.9 },
+    candidate: { calls: 118, errors: 1, timed: 0, p99Ms: null, p99LowerBoundMs: null },
     compared: 110,
     agreed: 109,
     phaseCompared: 340,

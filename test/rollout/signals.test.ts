@@ -2,7 +2,17 @@
 // snapshots, and the latency histogram's p99.
 
 import test from 'ava';
-import { latencyIndex, latencyOfIndex, mergeWindow, RolloutSignals, type SignalBucket, type SignalSnapshot } from '../../src/rollout/signals.js';
+import {
+  latencyIndex,
+  latencyOfIndex,
+  mergeWindow,
+  p99Exceedances,
+  RolloutSignals,
+  summaryOf,
+  type SignalBucket,
+  type SignalSnapshot,
+} from '../../src/rollout/signals.js';
+import { binomialUpperTail, countSlowerThan } from '../../src/rollout/latency-stats.js';
 
 /** A clock tests set by hand. */
 class FakeClock {
@@ -21,7 +31,8 @@ function setup(phaseId = 1) {
   const clock = new FakeClock(T0);
   const signals = new RolloutSignals(clock);
   signals.watch('iris', { stable: '1', candidate: '2', windowMs: WINDOW, phaseId });
-  const summary = (id = phaseId) => mergeWindow([signals.snapshot('iris')!], id, clock.t, WINDOW);
+  // The summary as kept in a rollout's state (histograms are checked through snapshots).
+  const summary = (id = phaseId) => summaryOf(mergeWindow([signals.snapshot('iris')!], id, clock.t, WINDOW));
   return { clock, signals, summary };
 }
 
@@ -49,8 +60,8 @@ test('only the rollout pair of the watched model is recorded', (t) => {
   signals.recordComparison('iris', '3', '2', true);
   signals.recordComparison('other', '1', '2', true);
   const s = summary();
-  t.deepEqual(s.stable, { calls: 1, errors: 0, p99Ms: Math.round(latencyOfIndex(latencyIndex(5)) * 1000) / 1000 });
-  t.deepEqual(s.candidate, { calls: 1, errors: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(7)) * 1000) / 1000 });
+  t.deepEqual(s.stable, { calls: 1, errors: 0, timed: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(5)) * 1000) / 1000, p99LowerBoundMs: 0 });
+  t.deepEqual(s.candidate, { calls: 1, errors: 1, timed: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(7)) * 1000) / 1000, p99LowerBoundMs: 0 });
   t.is(s.compared, 2);
   t.is(s.agreed, 1);
   t.is(s.phaseCompared, 2);
@@ -84,8 +95,8 @@ test('a new phaseId resets the phase count and the buckets; the same phaseId kee
   const snap = signals.snapshot('iris')!;
   t.deepEqual(snap, { phaseId: 2, phaseCompared: 0, buckets: [] });
   t.deepEqual(summary(2), {
-    stable: { calls: 0, errors: 0, p99Ms: null },
-    candidate: { calls: 0, errors: 0, p99Ms: null },
+    stable: { calls: 0, errors: 0, timed: 0, p99Ms: null, p99LowerBoundMs: null },
+    candidate: { calls: 0, errors: 0, timed: 0, p99Ms: null, p99LowerBoundMs: null },
     compared: 0,
     agreed: 0,
     phaseCompared: 0,
@@ -148,7 +159,7 @@ test('buckets older than the window are dropped', (t) => {
   t.is(summary().stable.calls, 1);
   clock.t = T0 + 5000 + WINDOW + 2 * BUCKET;
   t.deepEqual(signals.snapshot('iris')!.buckets, []);
-  t.deepEqual(summary().stable, { calls: 0, errors: 0, p99Ms: null });
+  t.deepEqual(summary().stable, { calls: 0, errors: 0, timed: 0, p99Ms: null, p99LowerBoundMs: null });
   // Recording long after the last call also drops what has aged out.
   signals.recordCall('iris', '1', true, 4);
   t.is(signals.snapshot('iris')!.buckets.length, 1);
@@ -223,8 +234,8 @@ test('mergeWindow sums several replicas and ignores snapshots of another phase',
     10,
   );
   t.deepEqual(mergeWindow([], 4, T0, WINDOW), {
-    stable: { calls: 0, errors: 0, p99Ms: null },
-    candidate: { calls: 0, errors: 0, p99Ms: null },
+    stable: { calls: 0, errors: 0, timed: 0, p99Ms: null, p99LowerBoundMs: null, latency: {} },
+    candidate: { calls: 0, errors: 0, timed: 0, p99Ms: null, p99LowerBoundMs: null, latency: {} },
     compared: 0,
     agreed: 0,
     phaseCompared: 0,
@@ -267,14 +278,50 @@ test('a call without ms counts (and errs) but is no latency sample', (t) => {
   const { signals, summary } = setup();
   signals.recordCall('iris', '2', false);
   signals.recordCall('iris', '2', false);
-  t.deepEqual(summary().candidate, { calls: 2, errors: 2, p99Ms: null });
+  t.deepEqual(summary().candidate, { calls: 2, errors: 2, timed: 0, p99Ms: null, p99LowerBoundMs: null });
   signals.recordCall('iris', '2', true, 3);
-  t.deepEqual(summary().candidate, { calls: 3, errors: 2, p99Ms: Math.round(latencyOfIndex(latencyIndex(3)) * 1000) / 1000 });
+  t.deepEqual(summary().candidate, { calls: 3, errors: 2, timed: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(3)) * 1000) / 1000, p99LowerBoundMs: 0 });
   const latency = signals.snapshot('iris')!.buckets[0]!.candidate.latency;
   t.deepEqual(latency, { [latencyIndex(3)]: 1 });
   // A failed call with a duration is both an error and a latency sample.
   signals.recordCall('iris', '1', false, 8);
-  t.deepEqual(summary().stable, { calls: 1, errors: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(8)) * 1000) / 1000 });
+  t.deepEqual(summary().stable, { calls: 1, errors: 1, timed: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(8)) * 1000) / 1000, p99LowerBoundMs: 0 });
+});
+
+test('a mirrored copy counts for the error rate but is never a latency sample, however slow', (t) => {
+  const { signals, summary } = setup();
+  for (let i = 0; i < 200; i++) signals.recordCopy('iris', '2', i % 50 !== 0);
+  signals.recordCall('iris', '2', true, 3);
+  const c = summary().candidate;
+  t.like(c, { calls: 201, errors: 4, timed: 1, p99Ms: Math.round(latencyOfIndex(latencyIndex(3)) * 1000) / 1000 });
+  t.deepEqual(signals.snapshot('iris')!.buckets[0]!.candidate.latency, { [latencyIndex(3)]: 1 });
+});
+
+test('p99Exceedances: how many of n samples may lie above the true p99 at 99.9 % confidence (binomial, exact)', (t) => {
+  // Checked against the binomial CDF of Bin(n, 0.01): the smallest j with P(X ≤ j) ≥ 0.999.
+  t.is(p99Exceedances(1), 1); // P(X ≤ 0) = 0.99: one sample bounds nothing
+  t.is(p99Exceedances(100), 5); // P(X ≤ 4) = 0.99657, P(X ≤ 5) = 0.99947
+  t.is(p99Exceedances(1000), 21); // mean 10: P(X ≤ 20) = 0.99841, P(X ≤ 21) = 0.99930
+  // Large n, where (0.99)^n underflows a double, still works (normal approximation: 1000 + 3.09 × 31.5 ≈ 1097).
+  const big = p99Exceedances(100_000);
+  t.true(big > 1090 && big < 1105, String(big));
+  t.is(p99Exceedances(100, 0.5), 1);
+});
+
+test('the p99 lower bound: 5 slow calls of 100 are noise (bound fast), 6 are evidence (bound slow)', (t) => {
+  const summarise = (slow: number) => {
+    const { signals, summary } = setup();
+    for (let i = 0; i < 100; i++) signals.recordCall('iris', '2', true, i < slow ? 500 : 2);
+    return summary().candidate;
+  };
+  const below = (ms: number) => Math.round(latencyOfIndex(latencyIndex(ms) - 1) * 1000) / 1000;
+  const bound = (ms: number) => Math.round(latencyOfIndex(latencyIndex(ms)) * 1000) / 1000;
+  // 2 slow calls: the nearest-rank p99 (the 99th of 100) is slow; the bound (the 95th) is fast.
+  t.like(summarise(2), { timed: 100, p99Ms: bound(500), p99LowerBoundMs: below(2) });
+  t.like(summarise(5), { p99Ms: bound(500), p99LowerBoundMs: below(2) });
+  t.like(summarise(6), { p99Ms: bound(500), p99LowerBoundMs: below(500) });
+  // The bound is the lower edge of its bucket: never above the sample it stands for.
+  t.true(summarise(6).p99LowerBoundMs! <= 500);
 });
 
 test('latencyIndex is monotonic and latencyOfIndex(latencyIndex(x)) ≥ x, within one bucket', (t) => {
@@ -360,4 +407,26 @@ test('a snapshot is a deep copy: neither later calls nor edits to it leak', (t) 
   t.is(second.phaseCompared, 2);
   // Snapshots are plain data: they survive JSON (how replicas publish them).
   t.deepEqual(JSON.parse(JSON.stringify(second)), second);
+});
+
+test('binomialUpperTail: exact tails, and tiny ones without underflow', (t) => {
+  t.true(Math.abs(binomialUpperTail(10, 0.5, 10) - 1 / 1024) < 1e-15);
+  t.is(binomialUpperTail(10, 0.5, 0), 1);
+  t.is(binomialUpperTail(10, 0.5, 11), 0);
+  t.true(Math.abs(binomialUpperTail(10, 0.5, 8) - 56 / 1024) < 1e-12);
+  // 2 of 21 slow calls at a 5 % share: quite likely by chance.
+  const chance = binomialUpperTail(21, 0.05, 2);
+  t.true(Math.abs(chance - (1 - 0.95 ** 21 - 21 * 0.05 * 0.95 ** 20)) < 1e-12, String(chance));
+  // Thousands of trials far in the tail: small but not 0, and never NaN.
+  const tail = binomialUpperTail(5000, 0.01, 200);
+  t.true(tail > 0 && tail < 1e-40, String(tail));
+});
+
+test('countSlowerThan counts only the buckets wholly above the limit', (t) => {
+  const h = { [latencyIndex(5)]: 3, [latencyIndex(10)]: 2, [latencyIndex(100)]: 1 };
+  t.is(countSlowerThan(h, 50), 1);
+  t.is(countSlowerThan(h, 6), 3);
+  // The limit inside a bucket: that bucket's samples may be below it, so they do not count.
+  t.is(countSlowerThan(h, 9.9), 1);
+  t.is(countSlowerThan(h, 1000), 0);
 });

@@ -2,12 +2,16 @@
 // upstream call whose context the backend receives, and the shadow copy as its own trace linked to the primary, whose
 // remote backend receives the shadow's own client span as parent.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { startTracing } from '../../src/telemetry/tracing.js';
-import { IRIS_ROW, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
-import { startMirroringToRecorders } from '../helpers/oip-recorder.js';
+import { IRIS_ROW, MODELS, gatewayConfig, irisRequest, postJson, startTestGateway } from '../helpers/gateway.js';
+import { startMirroringToRecorders, startOipRecorder } from '../helpers/oip-recorder.js';
 
 const exporter = new InMemorySpanExporter();
 const tracing = await startTracing({ exporter });
@@ -108,4 +112,133 @@ test.serial('without a caller traceparent the server span starts a new trace; cl
   const validate = spans.find((x) => x.name === 'stage validate')!;
   t.is(validate.attributes['model_gateway.error.code'], 'GW_ERR_INVALID_REQUEST');
   t.is(validate.status.code, 0);
+});
+
+/** An OIP server with the Iris signature whose inference answers 500, or answers only after `delayMs`. */
+async function startRemote(t: ExecutionContext, behaviour: { fail: true } | { delayMs: number }): Promise<string> {
+  const recorder = await startOipRecorder();
+  t.teardown(() => recorder.close());
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST') {
+      req.resume();
+      if ('fail' in behaviour) {
+        res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"inference failed"}');
+        return;
+      }
+      setTimeout(() => res.writeHead(503).end(), behaviour.delayMs);
+      return;
+    }
+    // Metadata and readiness as the recorder answers them.
+    void fetch(`${recorder.url}${req.url}`).then(async (r) => res.writeHead(r.status, { 'content-type': 'application/json' }).end(await r.text()));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+const portOf = (url: string) => Number(new URL(url).port);
+
+test.serial('remote calls are HTTP client spans with the OpenTelemetry HTTP attributes; the server span has url.scheme and server.*', async (t) => {
+  const { gw, primary, shadow } = await startMirroringToRecorders(t);
+  exporter.reset();
+  t.is((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest([IRIS_ROW]))).status, 200);
+  const spans = await spansWhen((s) => s.some((x) => x.name === 'infer iris:2') && s.some((x) => x.name === 'forward iris:1'));
+  const one = (name: string) => spans.find((s) => s.name === name)!;
+
+  const forward = one('forward iris:1');
+  t.is(forward.kind, SpanKind.CLIENT);
+  t.like(forward.attributes, {
+    'http.request.method': 'POST',
+    'server.address': '127.0.0.1',
+    'server.port': portOf(primary.url),
+    'url.full': `${primary.url}/v2/models/iris/versions/1/infer`,
+    'url.scheme': 'http',
+    'http.response.status_code': 200,
+  });
+  t.false('error.type' in forward.attributes);
+  // The shadow copy's call (tensors in, tensors out) gets the same, its status code from the HTTP exchange itself.
+  const copy = one('infer iris:2');
+  t.is(copy.kind, SpanKind.CLIENT);
+  t.like(copy.attributes, {
+    'http.request.method': 'POST',
+    'server.address': '127.0.0.1',
+    'server.port': portOf(shadow.url),
+    'url.full': `${shadow.url}/v2/models/iris/versions/2/infer`,
+    'http.response.status_code': 200,
+  });
+
+  const server = one('POST /v2/models/{model}/infer');
+  t.like(server.attributes, {
+    'http.request.method': 'POST',
+    'url.scheme': 'http',
+    'server.address': '127.0.0.1',
+    'server.port': gw.port,
+    'network.protocol.version': '1.1',
+    'http.response.status_code': 200,
+  });
+  t.false('error.type' in server.attributes);
+});
+
+test.serial('failures carry error.type: a remote 5xx its status code, a refused connection the gateway error code, on client and server spans', async (t) => {
+  const failing = await startRemote(t, { fail: true });
+  const gw = await startTestGateway(
+    gatewayConfig({
+      models: {
+        failing: { versions: { '1': { backend: { kind: 'http', url: failing, model: 'iris', version: '1', retry: { enabled: false } } } } },
+        dead: { versions: { '1': { backend: { kind: 'http', url: 'http://127.0.0.1:1', probeIntervalMs: 60_000, retry: { enabled: false } } } } },
+      },
+    }),
+  );
+  t.teardown(() => gw.stop());
+  exporter.reset();
+  t.is((await postJson(`${gw.url}/v2/models/failing/infer`, irisRequest(), { 'x-forwarded-proto': 'https' })).status, 500);
+  t.is((await postJson(`${gw.url}/v2/models/dead/infer`, irisRequest())).status, 503);
+  const spans = await spansWhen((s) => s.filter((x) => x.kind === SpanKind.SERVER).length === 2);
+  const one = (name: string) => spans.find((s) => s.name === name)!;
+  const [failingServer, deadServer] = spans.filter((s) => s.kind === SpanKind.SERVER);
+
+  const answered500 = one('forward failing:1');
+  t.like(answered500.attributes, { 'http.response.status_code': 500, 'error.type': '500', 'url.full': `${failing}/v2/models/iris/versions/1/infer` });
+  t.is(answered500.status.code, 2); // ERROR
+  t.like(failingServer!.attributes, { 'http.response.status_code': 500, 'error.type': '500', 'url.scheme': 'https' });
+  t.is(failingServer!.status.code, 2);
+
+  const refused = one('forward dead:1');
+  t.like(refused.attributes, { 'server.address': '127.0.0.1', 'server.port': 1, 'error.type': 'GW_ERR_BACKEND_UNAVAILABLE' });
+  t.false('http.response.status_code' in refused.attributes, 'no response was received');
+  t.like(deadServer!.attributes, { 'http.response.status_code': 503, 'error.type': 'GW_ERR_BACKEND_UNAVAILABLE', 'url.scheme': 'http' });
+  // The stage that failed says why, too.
+  t.is(
+    spans.find((s) => s.name === 'stage upstream' && s.spanContext().traceId === deadServer!.spanContext().traceId)!.attributes['error.type'],
+    'GW_ERR_BACKEND_UNAVAILABLE',
+  );
+});
+
+test.serial('an in-process run is an internal span without HTTP attributes; a shadow abandoned at its timeout has error.type timeout', async (t) => {
+  const slow = await startRemote(t, { delayMs: 2_000 });
+  const gw = await startTestGateway(
+    gatewayConfig({
+      models: {
+        iris: {
+          defaultVersion: '1',
+          versions: {
+            '1': { backend: { kind: 'onnx', path: path.join(MODELS, 'iris-v1.onnx') } },
+            '2': { backend: { kind: 'http', url: slow, model: 'iris', version: '1' } },
+          },
+          shadow: { targets: [{ version: '2', percent: 100 }], timeoutMs: 50 },
+        },
+      },
+    }),
+  );
+  t.teardown(() => gw.stop());
+  exporter.reset();
+  t.is((await postJson(`${gw.url}/v2/models/iris/infer`, irisRequest())).status, 200);
+  const spans = await spansWhen((s) => s.some((x) => x.name === 'shadow iris:2'));
+  const run = spans.find((s) => s.name === 'infer iris:1')!;
+  t.is(run.kind, SpanKind.INTERNAL);
+  t.false(Object.keys(run.attributes).some((k) => k.startsWith('http.') || k.startsWith('url.') || k.startsWith('server.')));
+  const shadowSpan = spans.find((s) => s.name === 'shadow iris:2')!;
+  t.is(shadowSpan.attributes['error.type'], 'timeout');
+  t.is(shadowSpan.status.code, 2);
 });

@@ -80,8 +80,14 @@ export const rolloutSchema = z.strictObject({
   /** Phase 1: the candidate gets a copy of stable's traffic (never real traffic) until enough has been compared. */
   shadow: z
     .strictObject({
-      /** Share of stable's requests mirrored to the candidate, percent; mirroring continues during weight steps. */
+      /** Share of stable's requests mirrored to the candidate in the shadow phase (and in steps with duringSteps), percent. */
       percent: z.number().min(0.01).max(100).default(100),
+      /**
+       * Keep mirroring stable's traffic to the candidate during the weight steps below 100 %, so agreement keeps being
+       * judged. The copies then load the candidate beyond its real share, so its real requests are slower than stable's
+       * for that reason alone: the relative p99 limit is not applied then, only `gates.maxP99Ms`.
+       */
+      duringSteps: z.boolean().default(false),
       /** The phase may end once this many requests have been compared in it... */
       requests: z.int().min(1).default(1000),
       /** ...or once it has lasted this long, ms, whichever comes first (and only while every gate passes). */
@@ -111,10 +117,15 @@ export const rolloutSchema = z.strictObject({
       minAgreement: z.number().min(0).max(1).default(0.99),
       /** Share of the candidate's backend calls that failed (5xx, timeouts, connection errors), 0–1. */
       maxErrorRate: z.number().min(0).max(1).default(0.01),
-      /** The candidate's p99 latency may be at most this multiple of stable's... */
+      /**
+       * The candidate's p99 latency on real requests may be at most this multiple of stable's (over the same window)...
+       * Mirrored copies are never timed: a copy queues behind its own primary.
+       */
       maxP99Ratio: z.number().min(1).default(1.5),
       /** ...or at most this much above it, ms, whichever allows more (sub-ms models would fail on noise). */
       p99AllowanceMs: z.number().min(0).default(5),
+      /** An absolute ceiling on the candidate's p99 on real requests, ms, whatever stable's; unset: none. */
+      maxP99Ms: z.number().positive().optional(),
       /** A gate is judged only on at least this many samples (comparisons, or calls of each version); until then it waits. */
       minSamples: z.int().min(1).default(100),
     })

@@ -191,6 +191,20 @@ export const coordinationSchema = z.strictObject({
 });
 
 /**
+ * Where a gateway without `coordination` keeps its rollouts' state, so a restart resumes each rollout where it was
+ * (docs/rollouts.md#restarts-and-the-state-file). Read at start only.
+ */
+export const rolloutStateSchema = z.strictObject({
+  /** Keep the state in a file; false: in memory only (a restart starts every rollout again from the shadow phase). */
+  persist: z.boolean().default(true),
+  /**
+   * The state file, relative to the config file's directory; its directory must be writable. Unset:
+   * `<config file>.rollout-state.json` beside the config file (nothing is kept for a gateway started without one).
+   */
+  path: z.string().min(1).optional(),
+});
+
+/**
  * Envoy external authorization (ext_authz): the gateway answers Envoy's checks with the same JWT and rate-limit
  * policy it enforces itself. Each service listens on its own port, off the data plane's OIP path space.
  */
