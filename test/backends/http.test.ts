@@ -223,7 +223,7 @@ const refused = test.macro(async (t, retry: Record<string, unknown>, expectedRet
   t.throws(() => b.metadata(), { instanceOf: GatewayError, message: /metadata has not been fetched yet/ });
   t.false(await b.checkReady(never));
   const err = await t.throwsAsync(b.forward({ body: Buffer.from('{}'), headers: {}, signal: never }), { instanceOf: GatewayError });
-  t.is(err!.code, 'GW_ERR_BACKEND_UNAVAILABLE');
+  t.is(err!.code, 'GW_ERR_BACKEND_UNREACHABLE');
   t.is(err!.status, 503);
   t.is(err!.headers['retry-after'], '1');
   t.regex(err!.message, /model flowers version 1: the backend is unreachable \(ECONNREFUSED\)/);

@@ -41,6 +41,6 @@ test('ModelInfer: span inference.GRPCInferenceService/ModelInfer with rpc.* attr
   t.is(ok!.spanContext().traceId, CALLER_TRACE);
   const upstream = spans.find((s) => s.name === 'stage upstream' && s.spanContext().traceId === CALLER_TRACE);
   t.truthy(upstream, 'the chain ran under the call');
-  t.truthy(spans.find((s) => s.name === 'infer iris:1' && s.spanContext().traceId === CALLER_TRACE && s.kind === SpanKind.CLIENT));
+  t.truthy(spans.find((s) => s.name === 'infer iris:1' && s.spanContext().traceId === CALLER_TRACE && s.kind === SpanKind.INTERNAL));
   t.like(missing!.attributes, { 'rpc.grpc.status_code': 5, 'model_gateway.error.code': 'GW_ERR_MODEL_NOT_FOUND' });
 });

@@ -205,13 +205,13 @@ test.serial('failures carry error.type: a remote 5xx its status code, a refused 
   t.is(failingServer!.status.code, 2);
 
   const refused = one('forward dead:1');
-  t.like(refused.attributes, { 'server.address': '127.0.0.1', 'server.port': 1, 'error.type': 'GW_ERR_BACKEND_UNAVAILABLE' });
+  t.like(refused.attributes, { 'server.address': '127.0.0.1', 'server.port': 1, 'error.type': 'GW_ERR_BACKEND_UNREACHABLE' });
   t.false('http.response.status_code' in refused.attributes, 'no response was received');
-  t.like(deadServer!.attributes, { 'http.response.status_code': 503, 'error.type': 'GW_ERR_BACKEND_UNAVAILABLE', 'url.scheme': 'http' });
+  t.like(deadServer!.attributes, { 'http.response.status_code': 503, 'error.type': 'GW_ERR_BACKEND_UNREACHABLE', 'url.scheme': 'http' });
   // The stage that failed says why, too.
   t.is(
     spans.find((s) => s.name === 'stage upstream' && s.spanContext().traceId === deadServer!.spanContext().traceId)!.attributes['error.type'],
-    'GW_ERR_BACKEND_UNAVAILABLE',
+    'GW_ERR_BACKEND_UNREACHABLE',
   );
 });
 
