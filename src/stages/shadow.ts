@@ -3,6 +3,7 @@
 import { performance } from 'node:perf_hooks';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import { GatewayError } from '../errors/gateway-error.js';
+import { blameOf } from '../resilience/blame.js';
 import type { ModelCatalog, ServedVersion } from '../models/catalog.js';
 import type { Context, Next, Reply, Stage } from '../pipeline/stage.js';
 import type { InferenceResult } from '../protocol/oip.js';
@@ -12,8 +13,12 @@ import type { ShadowRuntime } from '../shadow/runtime.js';
 import { errorTypeOf } from '../telemetry/http-semconv.js';
 import { tracer } from '../telemetry/tracing.js';
 
-/** `cancelled`: aborted because the gateway is shutting down — no verdict on the shadow, so nothing is recorded. */
-type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean; cancelled?: boolean };
+/**
+ * `excused`: the copy failed, but not through the shadow version's fault (resilience/blame.ts): the request's own
+ * (input the model answers with values JSON cannot carry, a remote's 4xx), or the gateway's (its shutdown) — no
+ * verdict on the shadow, so neither an error nor a rollout sample is recorded.
+ */
+type ShadowAnswer = { ok: true; ms: number; result: InferenceResult } | { ok: false; ms: number; timedOut: boolean; excused?: boolean };
 
 /** The plan's targets plus the rollout's candidate while the rollout mirrors to it. */
 function targetsOf(plan: ShadowPlan, ctx: Context, catalog: ModelCatalog, runtime: ShadowRuntime): readonly ShadowTarget[] {
@@ -81,8 +86,7 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
         // Abandoned at the shadow timeout, or failed on its own (the gateway's error code, or the error's type).
         span.setAttribute('error.type', timedOut ? 'timeout' : errorTypeOf(err));
         span.end();
-        const cancelled = err instanceof GatewayError && err.code === 'GW_ERR_SHUTTING_DOWN';
-        return { ok: false, ms: performance.now() - started, timedOut: false, cancelled };
+        return { ok: false, ms: performance.now() - started, timedOut: false, excused: blameOf(err) !== 'backend' };
       },
     );
     try {
@@ -103,9 +107,9 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
     shadow: Promise<ShadowAnswer>,
   ): Promise<void> {
     const [answered, s] = await Promise.all([primary, shadow]);
-    // Cut short by our own shutdown: neither an error of the shadow nor a sample for a rollout (its copy stays counted
-    // as mirrored).
-    if (!s.ok && s.cancelled) return;
+    // Failed through no fault of the shadow version (the request's, or our shutdown): neither an error of the shadow
+    // nor a sample for a rollout (its copy stays counted as mirrored).
+    if (!s.ok && s.excused === true) return;
     // Let the primary's reply be written before spending event-loop time on the comparison.
     await new Promise<void>((resolve) => setImmediate(resolve));
     const primaryVersion = primaryTarget.version;
