@@ -89,7 +89,7 @@ export class SessionStore {
 
   /** Seconds until `session` expires, for the cookie's Max-Age. */
   maxAgeSeconds(session: ConsoleSession): number {
-    return Math.max(0, Math.floor((session.expiresAt - this.#o.now()) / 1000));
+    return Math.max(0, Math.round((session.expiresAt - this.#o.now()) / 1000));
   }
 
   #sweep(): void {
