@@ -19,12 +19,16 @@ export class ShadowPanel {
     this.#model = model;
     this.#tbody = h('tbody');
     this.#empty = h('p', { class: 'note' });
-    const head = ['Pair', 'Compared', 'Agreement', 'Per output', 'Mirrored / dropped / failed', ''];
+    const head = ['Pair', 'Compared', 'Agreement', 'Mirrored / dropped / failed', ''];
     this.element = h(
       'section',
       { class: 'panel', 'aria-label': `Shadow comparison of ${model}` },
       h('h3', {}, 'Shadow agreement'),
-      h('div', { class: 'table-scroll' }, h('table', { class: 'shadow' }, h('thead', {}, h('tr', {}, ...head.map((c) => h('th', { scope: 'col' }, c)))), this.#tbody)),
+      h(
+        'div',
+        { class: 'table-scroll' },
+        h('table', { class: 'shadow' }, h('thead', {}, h('tr', {}, ...head.map((c) => h('th', { scope: 'col' }, c)))), this.#tbody),
+      ),
       this.#empty,
     );
   }
@@ -36,18 +40,29 @@ export class ShadowPanel {
       if (!cells) {
         cells = {
           compared: h('td', { class: 'num', 'data-field': 'compared' }),
-          agreement: h('td', { class: 'num', 'data-field': 'agreement' }),
-          outputs: h('td', { 'data-field': 'outputs' }),
+          agreement: h('span', { 'data-field': 'agreement' }),
+          outputs: h('small', { 'data-field': 'outputs' }),
           mirrored: h('td', { class: 'num', title: 'copies mirrored / dropped at the shadow concurrency cap / shadow errors (timeouts)' }),
         };
-        const button = h('button', { type: 'button', class: 'link', onclick: () => void this.#disagreements(p) }, 'Last disagreements');
-        const tr = h('tr', { 'data-pair': key }, h('th', { scope: 'row', class: 'nowrap' }, `v${p.primaryVersion} → v${p.shadowVersion}`), cells.compared, cells.agreement, cells.outputs, cells.mirrored, h('td', {}, button));
+        const button = h('button', { type: 'button', class: 'link', onclick: () => void this.#disagreements(p) }, 'Disagreements');
+        const tr = h(
+          'tr',
+          { 'data-pair': key },
+          h('th', { scope: 'row', class: 'nowrap' }, `v${p.primaryVersion} → v${p.shadowVersion}`),
+          cells.compared,
+          h('td', { class: 'num' }, cells.agreement, cells.outputs),
+          cells.mirrored,
+          h('td', {}, button),
+        );
         this.#tbody.append(tr);
         this.#rows.set(key, cells);
       }
       this.#fill(cells, p);
     }
-    setText(this.#empty, m.shadowPairs.length === 0 ? 'No shadow comparisons yet (no shadow configured, or no mirrored traffic since start or the last reset).' : '');
+    setText(
+      this.#empty,
+      m.shadowPairs.length === 0 ? 'No shadow comparisons yet (no shadow configured, or no mirrored traffic since start or the last reset).' : '',
+    );
   }
 
   #fill(cells: Record<string, HTMLElement>, p: Pair): void {
@@ -58,7 +73,7 @@ export class ShadowPanel {
       cells.outputs!,
       Object.entries(p.outputs)
         .map(([name, o]) => `${name} ${pct(o.agreementRate)}`)
-        .join(', ') || NONE,
+        .join(' · ') || NONE,
     );
     setText(cells.mirrored!, `${p.mirrored} / ${p.dropped} / ${p.errors.shadow}${p.errors.shadowTimeouts > 0 ? ` (${p.errors.shadowTimeouts})` : ''}`);
   }
@@ -67,9 +82,12 @@ export class ShadowPanel {
     const title = `${this.#model}: last disagreements v${p.primaryVersion} → v${p.shadowVersion}`;
     detailsLoading(title);
     try {
-      const view = await api.get<{ path: string | null; entries: Disagreement[] }>(`/admin/models/${encodeURIComponent(this.#model)}/shadow/disagreements?limit=20`);
+      const view = await api.get<{ path: string | null; entries: Disagreement[] }>(
+        `/admin/models/${encodeURIComponent(this.#model)}/shadow/disagreements?limit=20`,
+      );
       const entries = view.entries.filter((d) => d.primaryVersion === p.primaryVersion && d.shadowVersion === p.shadowVersion).slice(0, 10);
-      if (view.path === null) return showDetails(title, h('p', {}, 'No disagreement log is configured (disagreementLog in the config), so individual disagreements are not kept.'));
+      if (view.path === null)
+        return showDetails(title, h('p', {}, 'No disagreement log is configured (disagreementLog in the config), so individual disagreements are not kept.'));
       if (entries.length === 0) return showDetails(title, h('p', {}, `None in the newest part of ${view.path}.`));
       showDetails(title, h('p', { class: 'note' }, `From ${view.path}, newest first.`), ...entries.map(disagreementView));
     } catch (err) {
@@ -114,7 +132,12 @@ type RolloutAction = 'pause' | 'resume' | 'promote' | 'abort';
 
 const ACTIONS: { action: RolloutAction; label: string; allowed: Rollout['status'][]; explain: string }[] = [
   { action: 'pause', label: 'Pause', allowed: ['running'], explain: 'Freeze the rollout where it is (a failing gate still rolls it back).' },
-  { action: 'resume', label: 'Resume', allowed: ['paused', 'rolled-back', 'aborted'], explain: 'Continue the rollout (or restart one that was rolled back or aborted).' },
+  {
+    action: 'resume',
+    label: 'Resume',
+    allowed: ['paused', 'rolled-back', 'aborted'],
+    explain: 'Continue the rollout (or restart one that was rolled back or aborted).',
+  },
   { action: 'promote', label: 'Promote', allowed: ['running', 'paused'], explain: 'Go to the next step now, skipping the gates.' },
   { action: 'abort', label: 'Abort', allowed: ['running', 'paused'], explain: 'Send all traffic back to stable.' },
 ];
@@ -138,13 +161,17 @@ export class RolloutPanel {
     this.#note = h('p', { class: 'note' });
     const buttons = h('div', { class: 'buttons' });
     for (const a of ACTIONS) {
-      const button = h('button', { type: 'button', class: a.action === 'abort' ? 'danger' : '', 'data-action': a.action, onclick: () => void this.#run(a) }, a.label);
+      const button = h(
+        'button',
+        { type: 'button', class: a.action === 'abort' ? 'danger' : '', 'data-action': a.action, onclick: () => void this.#run(a) },
+        a.label,
+      );
       this.#buttons.set(a.action, button);
       buttons.append(button);
     }
     this.element = h(
       'section',
-      { class: 'panel', 'aria-label': `Progressive rollout of ${model}` },
+      { class: 'panel wide', 'aria-label': `Progressive rollout of ${model}` },
       h('h3', {}, 'Progressive rollout'),
       h(
         'dl',
