@@ -29,6 +29,8 @@ export interface AdminPrincipal {
   readonly kind: 'static-token' | 'jwt';
   /** When the credential itself expires (a JWT's `exp`), epoch ms: a console session never outlives it. */
   readonly expiresAt?: number;
+  /** The static token's digest: a console session opened with it ends when a reload rotates the token. */
+  readonly tokenDigest?: string;
 }
 
 /**
@@ -39,10 +41,19 @@ export interface AdminPrincipal {
  */
 export type AdminAuthorizer = (request: AdminRequest) => void | AdminPrincipal | Promise<void | AdminPrincipal>;
 
-export const STATIC_TOKEN_PRINCIPAL: AdminPrincipal = { subject: 'static token', kind: 'static-token' };
+/** A digest of a static admin token (what sessions keep instead of the token). */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
 
 /** The known caller a 403 refused (a valid JWT without the scopes), so the audit trail can name who tried. */
 const refusedCallers = new WeakMap<object, AdminPrincipal>();
+
+/** Marks `err` as the refusal of a known caller (see refusedPrincipal); returns it. */
+export function markRefused<E extends object>(err: E, principal: AdminPrincipal): E {
+  refusedCallers.set(err, principal);
+  return err;
+}
 
 /** The caller a refusal was about, when its credential was valid but not enough. */
 export function refusedPrincipal(err: unknown): AdminPrincipal | undefined {
@@ -84,7 +95,7 @@ export function bearerTokenAuthorizer(expected: () => string | undefined): Admin
         headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}", error="invalid_token"` },
       });
     }
-    return STATIC_TOKEN_PRINCIPAL;
+    return { subject: 'static token', kind: 'static-token', tokenDigest: tokenDigest(token) };
   };
 }
 
@@ -129,10 +140,7 @@ export function jwtAdminAuthorizer(
     const exp = identity.claims.exp;
     const principal: AdminPrincipal = { subject: identity.subject, kind: 'jwt', ...(typeof exp === 'number' ? { expiresAt: exp * 1000 } : {}) };
     const denied = checkAccess(identity, auth.admin[request.action], auth.realm, `admin ${request.action} access`);
-    if (denied) {
-      refusedCallers.set(denied, principal);
-      throw denied;
-    }
+    if (denied) throw markRefused(denied, principal);
     return principal;
   };
 }

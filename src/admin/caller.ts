@@ -2,9 +2,10 @@
 // session cookie — with the session's role, and for a change its CSRF token and a same-origin request.
 
 import type { IncomingMessage } from 'node:http';
-import { ADMIN_REALM, refusedPrincipal, type AdminAction, type AdminAuthorizer, type AdminPrincipal } from './auth.js';
+import { ADMIN_REALM, refusedPrincipal, tokenDigest, type AdminAction, type AdminAuthorizer, type AdminPrincipal } from './auth.js';
 import type { AuditActor } from './audit.js';
-import { cookieValue, crossOrigin, CSRF_HEADER, csrfMatches, SESSION_COOKIE, tokenDigest, type ConsoleSession, type SessionStore } from './sessions.js';
+import { cookieValue, crossOrigin, CSRF_HEADER, csrfMatches, SESSION_COOKIE, type ConsoleSession, type SessionStore } from './sessions.js';
+import { relayedActor, type RelayedSession } from './relayed.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { ErrorCode } from '../errors/codes.js';
 
@@ -18,8 +19,11 @@ export interface CallerDeps {
   authorize: AdminAuthorizer;
   /** Console sessions; undefined when the console is off (cookies are then ignored). */
   sessions: SessionStore | undefined;
-  /** The static admin token now (a reload may rotate it, which ends the sessions opened with the old one). */
-  staticToken: () => string | undefined;
+  /**
+   * The static admin token now (a reload may rotate it, which ends the sessions opened with the old one). Absent where
+   * the token is not known (the workers' relay): the worker checks the session's token digest instead.
+   */
+  staticToken?: () => string | undefined;
 }
 
 /** The caller a refusal was about, when it is known (a session without the right, a JWT without the scope). */
@@ -78,7 +82,7 @@ export function liveSession(id: string, deps: Pick<CallerDeps, 'sessions' | 'sta
   const unknown = { subject: null, kind: 'session', role: null } as const;
   const session = deps.sessions?.get(id);
   if (!session) throw refuse('GW_ERR_ADMIN_UNAUTHORIZED', 'the console session has ended or expired: log in again', unknown);
-  if (session.tokenDigest !== undefined) {
+  if (session.tokenDigest !== undefined && deps.staticToken) {
     const token = deps.staticToken();
     if (token === undefined || tokenDigest(token) !== session.tokenDigest) {
       deps.sessions!.delete(id);
@@ -86,4 +90,20 @@ export function liveSession(id: string, deps: Pick<CallerDeps, 'sessions' | 'sta
     }
   }
   return session;
+}
+
+/**
+ * A call the relay made for one of its console sessions (it checked the cookie, the CSRF token and the origin): the
+ * role still decides, and a session opened with a static token since rotated is refused here, where the token is known.
+ */
+export function relayedCaller(session: RelayedSession, action: AdminAction, staticToken: () => string | undefined): AdminCaller {
+  const actor = relayedActor(session);
+  if (session.tokenDigest !== undefined) {
+    const token = staticToken();
+    if (token === undefined || tokenDigest(token) !== session.tokenDigest)
+      throw refuse('GW_ERR_ADMIN_UNAUTHORIZED', 'the admin token was changed since this console session began: log in again', actor);
+  }
+  if (action === 'write' && session.role !== 'write')
+    throw refuse('GW_ERR_ADMIN_FORBIDDEN', `${session.subject}'s console session is read-only: the login token does not grant admin write access`, actor);
+  return { actor };
 }

@@ -94,6 +94,23 @@ function shadowState(c: GatewayController, model: string): unknown {
 
 const ok = async (body: unknown) => ({ status: 200, body });
 
+/**
+ * The audit action and target of a change, from its method and path alone: the handlers below use it, and so does
+ * the workers' relay for the refusals it makes itself (it has no handlers).
+ */
+export function auditedAction(method: string, path: string): { action: string; target: Record<string, string> | null } | undefined {
+  const s = path.split('/');
+  if (s[0] !== '' || s[1] !== 'admin') return undefined;
+  if (method === 'POST' && s.length === 3 && s[2] === 'reload') return { action: 'reload', target: null };
+  const model = s[3];
+  if (s[2] !== 'models' || !model) return undefined;
+  const target = { model };
+  if (s.length === 5 && s[4] === 'weights' && (method === 'PUT' || method === 'DELETE')) return { action: method === 'PUT' ? 'weights.set' : 'weights.reset', target };
+  if (s.length === 5 && s[4] === 'shadow' && method === 'DELETE') return { action: 'shadow.reset', target };
+  if (s.length === 6 && s[4] === 'rollout' && method === 'POST' && ROLLOUT_ACTIONS.includes(s[5] as OperatorAction)) return { action: `rollout.${s[5]}`, target };
+  return undefined;
+}
+
 /** The handlers of `path` by method; undefined for paths the admin API does not have. */
 export function match(path: string, deps: RouteDeps): { routes: Routes } | undefined {
   const { controller: c, guards, rollouts, audit } = deps;
@@ -104,7 +121,7 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
     const state = () => ({ generation: c.generation, configHash: configHash(c.config) });
     return {
       routes: {
-        POST: { action: 'write', audit: { action: 'reload', target: null, state }, run: async () => ({ status: 200, body: await c.reloadFromFile('admin') }) },
+        POST: { action: 'write', audit: { ...auditedAction('POST', path)!, state }, run: async () => ({ status: 200, body: await c.reloadFromFile('admin') }) },
       },
     };
   }
@@ -132,7 +149,6 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
   }
   const model = s[3];
   if (!model) return undefined;
-  const target = { model };
   if (s.length === 4) return { routes: { GET: { action: 'read', run: () => ok(c.model(model)) } } };
   if (s[4] === 'rollout' && rollouts) {
     if (s.length === 5) return { routes: { GET: { action: 'read', run: () => ok(rollouts.view(model)) } } };
@@ -142,7 +158,7 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
       routes: {
         POST: {
           action: 'write',
-          audit: { action: `rollout.${action}`, target, state: () => rolloutState(rollouts, model) },
+          audit: { ...auditedAction('POST', path)!, state: () => rolloutState(rollouts, model) },
           run: async (req) => {
             rollouts.view(model); // 404 (no such model, or no rollout) before reading the body
             return { status: 200, body: await rollouts.act(model, action, await rolloutOptions(req, action)) };
@@ -169,7 +185,7 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
     return {
       routes: {
         GET: { action: 'read', run: () => ok(c.shadowStats(model)) },
-        DELETE: { action: 'write', audit: { action: 'shadow.reset', target, state: () => shadowState(c, model) }, run: () => ok(c.resetShadowStats(model)) },
+        DELETE: { action: 'write', audit: { ...auditedAction('DELETE', path)!, state: () => shadowState(c, model) }, run: () => ok(c.resetShadowStats(model)) },
       },
     };
   }
@@ -179,14 +195,14 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
       routes: {
         PUT: {
           action: 'write',
-          audit: { action: 'weights.set', target, state },
+          audit: { ...auditedAction('PUT', path)!, state },
           run: async (req) => {
             c.model(model); // 404 for an unknown model before reading the body
             const body = await new RequestBody(req, MAX_ADMIN_BODY_BYTES).json();
             return { status: 200, body: await c.setWeights(model, body) };
           },
         },
-        DELETE: { action: 'write', audit: { action: 'weights.reset', target, state }, run: async () => ({ status: 200, body: await c.clearWeights(model) }) },
+        DELETE: { action: 'write', audit: { ...auditedAction('DELETE', path)!, state }, run: async () => ({ status: 200, body: await c.clearWeights(model) }) },
       },
     };
   }

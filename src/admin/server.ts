@@ -8,11 +8,12 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditTrail } from './audit.js';
 import { bearerTokenAuthorizer, type AdminAuthorizer } from './auth.js';
-import { authorizeCall, refusedActor, type AdminCaller, type CallerDeps } from './caller.js';
+import { authorizeCall, refusedActor, relayedCaller, type AdminCaller, type CallerDeps } from './caller.js';
 import { ConsoleAssets, SECURITY_HEADERS, sessionEndpoint } from './console.js';
 import { consoleSnapshot, ReloadHistory } from './console-view.js';
 import { EventHub } from './events.js';
 import type { LiveStats } from './live-stats.js';
+import { ACTOR_HEADER, AUDIT_HEADER, decodeHeader, encodeHeader, fromRelay, type RelayedAudit, type RelayedSession } from './relayed.js';
 import { match, type AuditSpec } from './routes.js';
 import { SessionStore } from './sessions.js';
 import { ADMIN_TOKEN_ENV, adminToken } from './token.js';
@@ -40,6 +41,11 @@ export interface AdminServerOptions {
   audit?: AuditTrail;
   /** The console's live figures (sampled from `metrics`); absent when metrics are off. */
   live?: LiveStats;
+  /**
+   * A data-plane worker's admin API behind the supervisor's relay: it answers only calls carrying this secret, acts
+   * for the console sessions the relay holds, and hands each audit entry back to the relay instead of recording it.
+   */
+  relaySecret?: string;
   env?: NodeJS.ProcessEnv;
   /** Listen on a port of this process only, even in a cluster worker (whose ports Node otherwise shares). */
   exclusive?: boolean;
@@ -79,25 +85,27 @@ interface AdminServer extends http.Server {
 }
 
 export async function createAdminServer(options: AdminServerOptions): Promise<AdminServer> {
-  const { controller, log, audit } = options;
+  const { controller, log, audit, relaySecret } = options;
   const env = options.env ?? process.env;
   const staticToken = () => adminToken(controller.config.admin, env);
   // The token is looked up per request: a reloaded config can rotate it without a restart.
   const authorize = options.authorize ?? bearerTokenAuthorizer(staticToken);
   const consoleConfig = options.config.console;
-  const sessions = consoleConfig.enabled ? new SessionStore({ ttlMs: consoleConfig.sessionTtlMs, maxSessions: consoleConfig.maxSessions }) : undefined;
+  // Behind the relay, the page, its sessions and the audit trail are the supervisor's; a worker serves the data.
+  const ownConsole = consoleConfig.enabled && relaySecret === undefined;
+  const sessions = ownConsole ? new SessionStore({ ttlMs: consoleConfig.sessionTtlMs, maxSessions: consoleConfig.maxSessions }) : undefined;
   const callers: CallerDeps = { authorize, sessions, staticToken };
-  const assets = consoleConfig.enabled ? await ConsoleAssets.load() : undefined;
-  if (consoleConfig.enabled && !assets) log.warn('the ops console was not built (npm run build): /console answers 503');
+  const assets = ownConsole ? await ConsoleAssets.load() : undefined;
+  if (ownConsole && !assets) log.warn('the ops console was not built (npm run build): /console answers 404');
   const reloads = consoleConfig.enabled ? new ReloadHistory(controller) : undefined;
   const sources = { controller, guards: options.guards, rollouts: options.rollouts, live: options.live, audit, reloads: reloads! };
   const hub =
-    sessions && reloads
+    reloads
       ? new EventHub({
           snapshot: () => consoleSnapshot(sources),
           history: () => ({ metrics: options.live !== undefined, ...(options.live?.history() ?? { t: [], series: {} }) }),
           maxStreams: consoleConfig.maxStreams,
-          sessionLive: (id) => sessions.get(id) !== undefined,
+          sessionLive: (id) => sessions?.get(id) !== undefined,
           log,
           headers: SECURITY_HEADERS,
         })
@@ -108,7 +116,22 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
   }
   const deps = { controller, guards: options.guards, rollouts: options.rollouts, audit, ...(hub ? { events: hub.open.bind(hub) } : {}) };
 
-  function recordAudit(req: IncomingMessage, path: string, entry: { actor: AdminCaller['actor']; action: string; target: Record<string, string> | null }, outcome: { status: number; error?: string }, before: unknown, after: unknown) {
+  function recordAudit(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    entry: { actor: AdminCaller['actor']; action: string; target: Record<string, string> | null },
+    outcome: { status: number; error?: string },
+    before: unknown,
+    after: unknown,
+  ) {
+    if (relaySecret !== undefined) {
+      // The relay records it once, with the client's address, whatever the number of workers.
+      const relayed: RelayedAudit = { ...entry, request: { method: req.method ?? 'GET', path: path.slice(0, 512) }, outcome, before, after };
+      const encoded = encodeHeader(relayed);
+      if (!res.headersSent) res.setHeader(AUDIT_HEADER, encoded.length <= 12_000 ? encoded : encodeHeader({ ...relayed, before: { omitted: 'too large' }, after: { omitted: 'too large' } }));
+      return;
+    }
     return audit?.record({
       ...entry,
       peer: peerAddress(req.socket.remoteAddress),
@@ -118,6 +141,18 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
       before,
       after,
     });
+  }
+
+  /** The relay asks whether a credential may log in to the console (read or write): the principal, or the refusal. */
+  async function verifyForRelay(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
+    const action = new URL(raw, 'http://admin').searchParams.get('action') === 'write' ? 'write' : 'read';
+    try {
+      const principal = await authorize({ method: 'POST', path: '/admin/session', headers: req.headers, rawHeaders: req.rawHeaders, action });
+      send(res, 200, { principal: principal ?? null });
+    } catch (err) {
+      const mapped = toResponse(err);
+      send(res, mapped.status, { ...mapped.body, actor: refusedActor(err) }, mapped.headers);
+    }
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -137,7 +172,7 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
     let caller: AdminCaller | undefined;
     let before: unknown;
     try {
-      if (consoleConfig.enabled && (path === '/console' || path.startsWith('/console/'))) {
+      if (ownConsole && (path === '/console' || path.startsWith('/console/'))) {
         if (!assets) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', 'the ops console was not built with this gateway (npm run build)');
         if (assets.serve(req, res, path)) return;
         throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such console file: ${path.slice(0, 200)}`);
@@ -147,7 +182,13 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
         if (method !== 'GET' && method !== 'HEAD') hub?.changed();
         return send(res, answer.status, answer.body, answer.headers);
       }
-      caller = await authorizeCall(req, path, action, callers);
+      if (relaySecret !== undefined) {
+        if (!fromRelay(req.headers, relaySecret))
+          throw new GatewayError('GW_ERR_ADMIN_FORBIDDEN', "this is a data-plane worker's private admin API: call the supervisor's admin address, which relays to every worker");
+        if (path === '/admin/session/verify') return await verifyForRelay(req, res, raw);
+      }
+      const relayedAs = relaySecret !== undefined ? decodeHeader<RelayedSession>(req.headers[ACTOR_HEADER]) : undefined;
+      caller = relayedAs ? relayedCaller(relayedAs, action, staticToken) : await authorizeCall(req, path, action, callers);
       if (!found) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such admin endpoint: ${method} ${path.slice(0, 200)}`);
       if (!handler) {
         const allow = Object.keys(found.routes).join(', ');
@@ -158,7 +199,7 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
       if (handler.audit) before = stateOf(handler.audit);
       const { status, body } = await handler.run!(req, context);
       if (handler.action === 'write') log.info({ method, path, status, actor: caller.actor }, 'admin change');
-      if (handler.audit) await recordAudit(req, path, { actor: caller.actor, ...handler.audit }, { status }, before, stateOf(handler.audit));
+      if (handler.audit) await recordAudit(req, res, path, { actor: caller.actor, ...handler.audit }, { status }, before, stateOf(handler.audit));
       hub?.changed();
       send(res, status, body);
     } catch (err) {
@@ -168,10 +209,18 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
         log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
       if (caller && handler?.audit) {
         // An authorised change that failed (invalid weights, a rollout conflict): recorded with the state it left.
-        await recordAudit(req, path, { actor: caller.actor, ...handler.audit }, { status: mapped.status, error: mapped.body.error }, before, stateOf(handler.audit));
+        await recordAudit(req, res, path, { actor: caller.actor, ...handler.audit }, { status: mapped.status, error: mapped.body.error }, before, stateOf(handler.audit));
       } else if (!caller && (mapped.status === 401 || mapped.status === 403) && path !== '/admin/session') {
         const target = handler?.audit?.target ?? null;
-        await recordAudit(req, path, { actor: refusedActor(err), action: handler?.audit?.action ?? `${action} (refused)`, target }, { status: mapped.status, error: mapped.body.error }, null, null);
+        await recordAudit(
+          req,
+          res,
+          path,
+          { actor: refusedActor(err), action: handler?.audit?.action ?? `${action} (refused)`, target },
+          { status: mapped.status, error: mapped.body.error },
+          null,
+          null,
+        );
       }
       if (res.headersSent) return void res.destroy();
       // A refused or half-read body must not be parsed as the next request on this connection.

@@ -45,7 +45,7 @@ export class SessionStore {
   }
 
   /** A new session for `principal` with `role`; the oldest session ends when the store is full. */
-  create(principal: AdminPrincipal, role: AdminRole, tokenDigest?: string): { id: string; session: ConsoleSession } {
+  create(principal: AdminPrincipal, role: AdminRole): { id: string; session: ConsoleSession } {
     this.#sweep();
     while (this.#sessions.size >= this.#o.maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);
     const now = this.#o.now();
@@ -58,7 +58,7 @@ export class SessionStore {
       // A JWT's own expiry ends the session sooner: a session never outlives the credential it was opened with.
       expiresAt: Math.min(now + this.#o.ttlMs, principal.expiresAt ?? Infinity),
       csrfToken: randomToken(),
-      ...(tokenDigest !== undefined ? { tokenDigest } : {}),
+      ...(principal.tokenDigest !== undefined ? { tokenDigest: principal.tokenDigest } : {}),
     };
     this.#sessions.set(digest(id), session);
     return { id, session };
@@ -96,11 +96,6 @@ export class SessionStore {
     const now = this.#o.now();
     for (const [key, s] of this.#sessions) if (s.expiresAt <= now) this.#sessions.delete(key);
   }
-}
-
-/** A digest of a static admin token, stored in its sessions instead of the token. */
-export function tokenDigest(token: string): string {
-  return digest(token);
 }
 
 /** The presented CSRF token equals the session's (compared in constant time). */

@@ -6,6 +6,7 @@ import type http from 'node:http';
 import { startAdminServer, type RunningAdmin } from '../admin/server.js';
 import { AuditTrail, auditPath } from '../admin/audit.js';
 import { LiveStats } from '../admin/live-stats.js';
+import { RELAY_SECRET_ENV } from '../admin/relayed.js';
 import { anyOf, bearerTokenAuthorizer, jwtAdminAuthorizer, type AdminAuthorizer } from '../admin/auth.js';
 import { adminToken } from '../admin/token.js';
 import { createBackend, servedBackend } from '../backends/create.js';
@@ -149,8 +150,10 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   let extAuthz: RunningExtAuthz;
   // The ops console and the audit trail live on the admin port; the console's figures come from the metrics registry.
   const adminConfig = config.admin;
+  // A worker's admin API answers only its supervisor's relay, which keeps the one audit trail and the console sessions.
+  const relaySecret = options.worker ? (options.env ?? process.env)[RELAY_SECRET_ENV] : undefined;
   const audit =
-    adminConfig.enabled && adminConfig.audit.enabled
+    adminConfig.enabled && adminConfig.audit.enabled && relaySecret === undefined
       ? await AuditTrail.open({ path: auditPath(adminConfig.audit, options.configFile), maxFileBytes: adminConfig.audit.maxFileBytes, log })
       : undefined;
   const live = adminConfig.enabled && adminConfig.console.enabled && metrics ? new LiveStats(metrics) : undefined;
@@ -180,6 +183,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
       log,
       ...(audit ? { audit } : {}),
       ...(live ? { live } : {}),
+      ...(relaySecret ? { relaySecret } : {}),
       ...(adminAuthorizer ? { authorize: adminAuthorizer } : {}),
       ...(options.env ? { env: options.env } : {}),
       ...(options.worker ? { exclusive: true } : {}),

@@ -95,7 +95,7 @@ test('includeInputs writes the request inputs beside both answers (cut like them
     d.record({ ...entry(1), inputs: [input] });
     await d.close();
     const line = JSON.parse(await readFile(file, 'utf8')) as { inputs?: unknown[] };
-    if (includeInputs) t.deepEqual(line.inputs, [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.099999904632568, 3.5, 1.399999976158691], truncated: true }]);
+    if (includeInputs) t.deepEqual(line.inputs, [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [...Float32Array.from([5.1, 3.5, 1.4])], truncated: true }]);
     else t.false('inputs' in line);
   }
 });

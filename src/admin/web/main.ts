@@ -69,6 +69,16 @@ function openStream(): void {
     store.load(history);
   });
   es.addEventListener('snapshot', (e) => render(JSON.parse((e as MessageEvent<string>).data) as Snapshot));
+  // Behind the workers' relay: say whose figures these are.
+  es.addEventListener('relay', (e) => {
+    const { worker, workers } = JSON.parse((e as MessageEvent<string>).data) as { worker: number; workers: number };
+    const note = byId('workers-note');
+    note.hidden = false;
+    setText(
+      note,
+      `This gateway runs ${workers} data-plane workers. Live figures, breakers and shadow statistics below are worker ${worker}'s own (about 1/${workers} of the traffic); weights, rollouts, reloads and the audit trail are the same for every worker, and every action here is applied by all of them.`,
+    );
+  });
   es.addEventListener('end', (e) => {
     const { reason } = JSON.parse((e as MessageEvent<string>).data) as { reason: string };
     closeStream();
