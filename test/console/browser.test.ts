@@ -229,6 +229,9 @@ test('the console in headless Chromium: log in, watch, shift, see a breaker open
   // The screenshots: 1280 px, then phone width (nothing wider than the screen).
   await page.waitForTimeout(1200); // one more snapshot, so the charts show the latest points
   await page.screenshot({ path: path.join(ARTIFACTS, 'console-1280.png'), fullPage: true });
+  // The README's picture (docs/console.png is a copy of one): both models, down to the rollout's buttons.
+  const shown = await canary.locator('[data-action="abort"]').boundingBox();
+  await page.screenshot({ path: path.join(ARTIFACTS, 'console-overview.png'), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: Math.ceil((shown?.y ?? 1400) + 60) } });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300);
   t.true(await page.evaluate('document.documentElement.scrollWidth <= 390'), 'no horizontal scrolling at 390 px');
