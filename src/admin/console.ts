@@ -102,7 +102,9 @@ export class ConsoleAssets {
     }
     if (!asset) return false;
     if (method !== 'GET' && method !== 'HEAD') {
-      throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method.slice(0, 16)} is not allowed here; use GET, HEAD`, { headers: { allow: 'GET, HEAD' } });
+      throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method.slice(0, 16)} is not allowed here; use GET, HEAD`, {
+        headers: { allow: 'GET, HEAD' },
+      });
     }
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': cache });
     res.end(method === 'HEAD' ? undefined : asset.body);
@@ -192,10 +194,14 @@ export async function sessionEndpoint(req: IncomingMessage, urlPath: string, dep
     await record('session.logout', { actor: sessionActor(session), status: 200 });
     return { status: 200, body: { loggedOut: true }, headers: clear };
   }
-  if (method !== 'POST') throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method.slice(0, 16)} is not allowed here; use GET, POST, DELETE`, { headers: { allow: 'GET, POST, DELETE' } });
+  if (method !== 'POST')
+    throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method.slice(0, 16)} is not allowed here; use GET, POST, DELETE`, {
+      headers: { allow: 'GET, POST, DELETE' },
+    });
   const body = await new RequestBody(req, MAX_ADMIN_BODY_BYTES).json();
   const token = typeof body === 'object' && body !== null ? (body as { token?: unknown }).token : undefined;
-  if (typeof token !== 'string' || token.length === 0) throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be {"token": "<admin token or admin JWT>"}');
+  if (typeof token !== 'string' || token.length === 0)
+    throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be {"token": "<admin token or admin JWT>"}');
   let granted: Awaited<ReturnType<typeof roleOf>>;
   try {
     granted = await roleOf(deps.authorize, token, urlPath);

@@ -76,7 +76,8 @@ export class RelayConsole {
     });
     const body = (await res.body.json()) as { principal?: AdminPrincipal | null; error?: string; actor?: { subject: string | null; kind: string } };
     if (res.statusCode === 200) return body.principal ?? undefined;
-    const code: ErrorCode = res.statusCode === 403 ? 'GW_ERR_ADMIN_FORBIDDEN' : res.statusCode === 401 ? 'GW_ERR_ADMIN_UNAUTHORIZED' : 'GW_ERR_WORKERS_UNAVAILABLE';
+    const code: ErrorCode =
+      res.statusCode === 403 ? 'GW_ERR_ADMIN_FORBIDDEN' : res.statusCode === 401 ? 'GW_ERR_ADMIN_UNAUTHORIZED' : 'GW_ERR_WORKERS_UNAVAILABLE';
     const err = new GatewayError(code, body.error ?? `the worker answered ${res.statusCode}`);
     const actor = body.actor;
     return Promise.reject(actor?.subject && actor.kind === 'jwt' ? markRefused(err, { subject: actor.subject, kind: 'jwt' }) : err);
@@ -86,7 +87,12 @@ export class RelayConsole {
    * What the relay answers itself — the page and the live streams (written here: 'served'), the session endpoints and
    * the audit trail (a JSON answer); undefined for everything else, which is relayed to the workers.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, path: string, url: URL): Promise<{ status: number; body: unknown; headers?: Record<string, string> } | 'served' | undefined> {
+  async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    url: URL,
+  ): Promise<{ status: number; body: unknown; headers?: Record<string, string> } | 'served' | undefined> {
     const sessions = this.#sessions;
     if (sessions && this.#assets && (path === '/console' || path.startsWith('/console/'))) {
       if (this.#assets.serve(req, res, path)) return 'served';
@@ -155,7 +161,12 @@ export class RelayConsole {
       res.writeHead(upstream.statusCode, { ...SECURITY_HEADERS, 'content-type': 'application/json', 'cache-control': 'no-store' });
       return void res.end(body);
     }
-    res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-model-gateway-worker': `${number}/${workers.size}` });
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-model-gateway-worker': `${number}/${workers.size}`,
+    });
     req.socket.setTimeout(0);
     const stream: Piped = { res, sessionId: caller.session ? cookieValue(req.headers, SESSION_COOKIE) : undefined, abort };
     this.#streams.add(stream);

@@ -51,7 +51,15 @@ interface Answer {
 /** Response headers worth passing back to the operator. */
 const PASSED = ['content-type', 'www-authenticate', 'retry-after', 'allow', 'cache-control'];
 
-async function ask(worker: number, base: string, req: IncomingMessage, path: string, body: Buffer, secret: string, session: RelayedSession | undefined): Promise<Answer> {
+async function ask(
+  worker: number,
+  base: string,
+  req: IncomingMessage,
+  path: string,
+  body: Buffer,
+  secret: string,
+  session: RelayedSession | undefined,
+): Promise<Answer> {
   const headers: Record<string, string> = { [RELAY_HEADER]: secret };
   if (session) headers[ACTOR_HEADER] = encodeHeader(session);
   else if (typeof req.headers.authorization === 'string') headers.authorization = req.headers.authorization;
@@ -69,7 +77,13 @@ async function ask(worker: number, base: string, req: IncomingMessage, path: str
     if (typeof value === 'string') out[name] = value;
   }
   const audit = res.headers[AUDIT_HEADER];
-  return { worker, status: res.statusCode, headers: out, body: Buffer.from(await res.body.arrayBuffer()), audit: typeof audit === 'string' ? audit : undefined };
+  return {
+    worker,
+    status: res.statusCode,
+    headers: out,
+    body: Buffer.from(await res.body.arrayBuffer()),
+    audit: typeof audit === 'string' ? audit : undefined,
+  };
 }
 
 function write(res: ServerResponse, status: number, headers: Record<string, string>, body: Buffer | string): void {
@@ -105,12 +119,23 @@ export async function startAdminRelay(options: RelayOptions): Promise<RunningAdm
     try {
       const own = await consoleSide.serve(req, res, url.pathname, url);
       if (own === 'served') return;
-      if (own) return write(res, own.status, { ...SECURITY_HEADERS, ...own.headers, 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(own.body));
+      if (own)
+        return write(
+          res,
+          own.status,
+          { ...SECURITY_HEADERS, ...own.headers, 'content-type': 'application/json', 'cache-control': 'no-store' },
+          JSON.stringify(own.body),
+        );
       session = await consoleSide.sessionFor(req, url.pathname, read ? 'read' : 'write');
     } catch (err) {
       // A refusal of the relay's own (a console session without its CSRF token, say): no worker saw the call.
       if (err instanceof GatewayError && (err.status === 401 || err.status === 403) && url.pathname !== '/admin/session') {
-        await consoleSide.recordRefusal(req, url.pathname, err, auditedAction(method, url.pathname) ?? { action: `${read ? 'read' : 'write'} (refused)`, target: null });
+        await consoleSide.recordRefusal(
+          req,
+          url.pathname,
+          err,
+          auditedAction(method, url.pathname) ?? { action: `${read ? 'read' : 'write'} (refused)`, target: null },
+        );
       }
       throw err;
     }

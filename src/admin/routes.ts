@@ -105,9 +105,11 @@ export function auditedAction(method: string, path: string): { action: string; t
   const model = s[3];
   if (s[2] !== 'models' || !model) return undefined;
   const target = { model };
-  if (s.length === 5 && s[4] === 'weights' && (method === 'PUT' || method === 'DELETE')) return { action: method === 'PUT' ? 'weights.set' : 'weights.reset', target };
+  if (s.length === 5 && s[4] === 'weights' && (method === 'PUT' || method === 'DELETE'))
+    return { action: method === 'PUT' ? 'weights.set' : 'weights.reset', target };
   if (s.length === 5 && s[4] === 'shadow' && method === 'DELETE') return { action: 'shadow.reset', target };
-  if (s.length === 6 && s[4] === 'rollout' && method === 'POST' && ROLLOUT_ACTIONS.includes(s[5] as OperatorAction)) return { action: `rollout.${s[5]}`, target };
+  if (s.length === 6 && s[4] === 'rollout' && method === 'POST' && ROLLOUT_ACTIONS.includes(s[5] as OperatorAction))
+    return { action: `rollout.${s[5]}`, target };
   return undefined;
 }
 
@@ -134,7 +136,7 @@ export function match(path: string, deps: RouteDeps): { routes: Routes } | undef
   }
   if (s.length === 3 && s[2] === 'events' && deps.events) {
     const stream = deps.events;
-    return { routes: { GET: { action: "read", stream } } };
+    return { routes: { GET: { action: 'read', stream } } };
   }
   if (s[2] !== 'models') return undefined;
   if (s.length === 3) {

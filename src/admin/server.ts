@@ -99,17 +99,16 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
   if (ownConsole && !assets) log.warn('the ops console was not built (npm run build): /console answers 404');
   const reloads = consoleConfig.enabled ? new ReloadHistory(controller) : undefined;
   const sources = { controller, guards: options.guards, rollouts: options.rollouts, live: options.live, audit, reloads: reloads! };
-  const hub =
-    reloads
-      ? new EventHub({
-          snapshot: () => consoleSnapshot(sources),
-          history: () => ({ metrics: options.live !== undefined, ...(options.live?.history() ?? { t: [], series: {} }) }),
-          maxStreams: consoleConfig.maxStreams,
-          sessionLive: (id) => sessions?.get(id) !== undefined,
-          log,
-          headers: SECURITY_HEADERS,
-        })
-      : undefined;
+  const hub = reloads
+    ? new EventHub({
+        snapshot: () => consoleSnapshot(sources),
+        history: () => ({ metrics: options.live !== undefined, ...(options.live?.history() ?? { t: [], series: {} }) }),
+        maxStreams: consoleConfig.maxStreams,
+        sessionLive: (id) => sessions?.get(id) !== undefined,
+        log,
+        headers: SECURITY_HEADERS,
+      })
+    : undefined;
   if (hub) {
     reloads!.onReload(() => hub.changed());
     audit?.onEntry(() => hub.changed());
@@ -129,7 +128,11 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
       // The relay records it once, with the client's address, whatever the number of workers.
       const relayed: RelayedAudit = { ...entry, request: { method: req.method ?? 'GET', path: path.slice(0, 512) }, outcome, before, after };
       const encoded = encodeHeader(relayed);
-      if (!res.headersSent) res.setHeader(AUDIT_HEADER, encoded.length <= 12_000 ? encoded : encodeHeader({ ...relayed, before: { omitted: 'too large' }, after: { omitted: 'too large' } }));
+      if (!res.headersSent)
+        res.setHeader(
+          AUDIT_HEADER,
+          encoded.length <= 12_000 ? encoded : encodeHeader({ ...relayed, before: { omitted: 'too large' }, after: { omitted: 'too large' } }),
+        );
       return;
     }
     return audit?.record({
@@ -184,7 +187,10 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
       }
       if (relaySecret !== undefined) {
         if (!fromRelay(req.headers, relaySecret))
-          throw new GatewayError('GW_ERR_ADMIN_FORBIDDEN', "this is a data-plane worker's private admin API: call the supervisor's admin address, which relays to every worker");
+          throw new GatewayError(
+            'GW_ERR_ADMIN_FORBIDDEN',
+            "this is a data-plane worker's private admin API: call the supervisor's admin address, which relays to every worker",
+          );
         if (path === '/admin/session/verify') return await verifyForRelay(req, res, raw);
       }
       const relayedAs = relaySecret !== undefined ? decodeHeader<RelayedSession>(req.headers[ACTOR_HEADER]) : undefined;
@@ -209,7 +215,15 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
         log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
       if (caller && handler?.audit) {
         // An authorised change that failed (invalid weights, a rollout conflict): recorded with the state it left.
-        await recordAudit(req, res, path, { actor: caller.actor, ...handler.audit }, { status: mapped.status, error: mapped.body.error }, before, stateOf(handler.audit));
+        await recordAudit(
+          req,
+          res,
+          path,
+          { actor: caller.actor, ...handler.audit },
+          { status: mapped.status, error: mapped.body.error },
+          before,
+          stateOf(handler.audit),
+        );
       } else if (!caller && (mapped.status === 401 || mapped.status === 403) && path !== '/admin/session') {
         const target = handler?.audit?.target ?? null;
         await recordAudit(

@@ -134,7 +134,10 @@ test("a session opened with a JWT ends with the JWT: its stream ends when the to
   t.teardown(() => gw.stop());
   const admin = gw.admin!.url;
   const now = Math.floor(Date.now() / 1000);
-  const s = await login(admin, tokenFor(key, { iss: 'https://idp', aud: 'gw', sub: 'brief', scope: 'gateway:admin', iat: now, exp: now + 3, jti: randomUUID() }));
+  const s = await login(
+    admin,
+    tokenFor(key, { iss: 'https://idp', aud: 'gw', sub: 'brief', scope: 'gateway:admin', iat: now, exp: now + 3, jti: randomUUID() }),
+  );
   t.is(s.answer.status, 200);
   const stream = await openEvents(`${admin}/admin/events`, consoleHeaders(admin, s, null));
   t.teardown(() => stream.close());

@@ -176,14 +176,31 @@ test.serial('a JWT with only the read scope opens a read-only session: it looks 
 test.serial('refused bearer calls are audited too, with what they tried', async (t) => {
   const res = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: bearer('wrong-token-0000000000000'), body: '{"1":1}' });
   t.is(res.status, 401);
-  t.like((await audit(1))[0], { action: 'weights.set', target: { model: 'iris' }, actor: { kind: 'unauthenticated' }, outcome: { status: 401 }, before: null, after: null });
+  t.like((await audit(1))[0], {
+    action: 'weights.set',
+    target: { model: 'iris' },
+    actor: { kind: 'unauthenticated' },
+    outcome: { status: 401 },
+    before: null,
+    after: null,
+  });
   const read = await request(`${admin}/admin/models`, { headers: { authorization: `Bearer ${jwt('nobody', 'other')}` } });
   t.is(read.status, 403);
-  t.like((await audit(1))[0], { action: 'read (refused)', actor: { subject: 'nobody', kind: 'jwt' }, outcome: { status: 403 }, request: { method: 'GET', path: '/admin/models' } });
+  t.like((await audit(1))[0], {
+    action: 'read (refused)',
+    actor: { subject: 'nobody', kind: 'jwt' },
+    outcome: { status: 403 },
+    request: { method: 'GET', path: '/admin/models' },
+  });
   // An authorised change that fails is recorded with its error and the unchanged state.
   const bad = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: bearer(), body: '{"3": 1}' });
   t.is(bad.status, 400);
-  t.like((await audit(1))[0], { action: 'weights.set', outcome: { status: 400 }, before: { weights: { '1': 90, '2': 10 } }, after: { weights: { '1': 90, '2': 10 } } });
+  t.like((await audit(1))[0], {
+    action: 'weights.set',
+    outcome: { status: 400 },
+    before: { weights: { '1': 90, '2': 10 } },
+    after: { weights: { '1': 90, '2': 10 } },
+  });
   t.regex((await audit(1))[0]!.outcome.error!, /version '3' is not one of 1, 2/);
 });
 
@@ -218,6 +235,10 @@ test.serial('logout ends the session (cookie cleared, stream and calls refused);
   const after = await request(`${admin}/admin/models`, { headers: consoleHeaders(admin, again, null) });
   t.is(after.status, 401);
   t.regex(String(after.json.error), /admin token was changed/);
-  t.is((await request(`${admin}/admin/models`, { headers: consoleHeaders(admin, viaJwt, null) })).status, 200, 'a JWT session does not depend on the static token');
+  t.is(
+    (await request(`${admin}/admin/models`, { headers: consoleHeaders(admin, viaJwt, null) })).status,
+    200,
+    'a JWT session does not depend on the static token',
+  );
   await gw.controller.applyConfig(await parseConfig(raw(TOKEN), { baseDir: ROOT, source: 'test' }));
 });

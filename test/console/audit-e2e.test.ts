@@ -60,17 +60,47 @@ test('CLI and console actions are audited with their subject and before/after st
   t.is(session.answer.status, 200);
   const put = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: consoleHeaders(admin, session), body: '{"1": 20, "2": 80}' });
   t.is(put.status, 200);
-  const forged = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: consoleHeaders(admin, session, null), body: '{"1": 1, "2": 1}' });
+  const forged = await request(`${admin}/admin/models/iris/weights`, {
+    method: 'PUT',
+    headers: consoleHeaders(admin, session, null),
+    body: '{"1": 1, "2": 1}',
+  });
   t.is(forged.status, 403);
 
   const expected = [
-    { action: 'weights.set', actor: { subject: 'static token', kind: 'static-token' }, before: { weights: { '1': 90, '2': 10 } }, after: { weights: { '1': 75, '2': 25 } } },
-    { action: 'weights.reset', actor: { subject: 'bob', kind: 'jwt', role: 'write' }, before: { weightsSource: 'override' }, after: { weightsSource: 'config' } },
-    { action: 'rollout.pause', actor: { subject: 'carol', kind: 'jwt' }, target: { model: 'canary' }, before: { status: 'running' }, after: { status: 'paused' } },
+    {
+      action: 'weights.set',
+      actor: { subject: 'static token', kind: 'static-token' },
+      before: { weights: { '1': 90, '2': 10 } },
+      after: { weights: { '1': 75, '2': 25 } },
+    },
+    {
+      action: 'weights.reset',
+      actor: { subject: 'bob', kind: 'jwt', role: 'write' },
+      before: { weightsSource: 'override' },
+      after: { weightsSource: 'config' },
+    },
+    {
+      action: 'rollout.pause',
+      actor: { subject: 'carol', kind: 'jwt' },
+      target: { model: 'canary' },
+      before: { status: 'running' },
+      after: { status: 'paused' },
+    },
     { action: 'reload', actor: { subject: 'static token' }, target: null, before: { generation: 1 }, after: { generation: 2 } },
-    { action: 'read (refused)', actor: { subject: null, kind: 'unauthenticated' }, outcome: { status: 401 }, request: { method: 'GET', path: '/admin/status' } },
+    {
+      action: 'read (refused)',
+      actor: { subject: null, kind: 'unauthenticated' },
+      outcome: { status: 401 },
+      request: { method: 'GET', path: '/admin/status' },
+    },
     { action: 'session.login', actor: { subject: 'dana', kind: 'jwt', role: 'write' }, outcome: { status: 200 } },
-    { action: 'weights.set', actor: { subject: 'dana', kind: 'session', via: 'jwt' }, before: { weights: { '1': 60, '2': 40 } }, after: { weights: { '1': 20, '2': 80 } } },
+    {
+      action: 'weights.set',
+      actor: { subject: 'dana', kind: 'session', via: 'jwt' },
+      before: { weights: { '1': 60, '2': 40 } },
+      after: { weights: { '1': 20, '2': 80 } },
+    },
     { action: 'weights.set', actor: { subject: 'dana', kind: 'session' }, outcome: { status: 403 } },
   ];
   const check = (entries: AuditEntry[]) => {
@@ -104,6 +134,10 @@ test('CLI and console actions are audited with their subject and before/after st
   t.is((await cli(['shift', 'iris', '--reset'])).code, 0);
   const after = await trail();
   t.is(after.length, expected.length + 1);
-  t.like(after.at(-1), { action: 'weights.reset', before: { weightsSource: 'config' }, after: { weightsSource: 'config' } }, 'restarted: the override is gone, and so recorded');
+  t.like(
+    after.at(-1),
+    { action: 'weights.reset', before: { weightsSource: 'config' }, after: { weightsSource: 'config' } },
+    'restarted: the override is gone, and so recorded',
+  );
   t.like(await request(`${admin}/admin/models/iris`, { headers: consoleHeaders(admin, session, null) }), { status: 401 }, 'sessions do not survive a restart');
 });

@@ -16,7 +16,14 @@ function capture() {
   const stream = new PassThrough();
   let text = '';
   stream.on('data', (d: Buffer) => (text += d.toString()));
-  return { log: createLogger('info', stream), lines: () => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    log: createLogger('info', stream),
+    lines: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 const entry = (i: number, status = 200): Omit<AuditEntry, 'time' | 'suppressed'> => ({

@@ -3,12 +3,13 @@
 // and a second model under a progressive rollout. Every "Done when" step of issue 20, then a screenshot at 1280 px
 // and at phone width in test/artifacts/.
 
-import test from 'ava';
+import anyTest from 'ava';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
 import type { AuditEntry } from '../../src/admin/audit.js';
 import { irisRequest, MODELS, ROOT, spawnGateway, writeConfigFile } from '../helpers/gateway.js';
 import { IRIS_ROWS, irisDisagreementRows } from '../helpers/iris.js';
@@ -16,6 +17,9 @@ import { ecKey, tokenFor } from '../helpers/jwt.js';
 import { spawnServeModel } from '../helpers/serve-model.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** Without Debian's chromium these tests are skipped with the install hint, except under CI=true, where they fail. */
+const test = existsSync(CHROMIUM) || process.env.CI === 'true' ? anyTest : anyTest.skip;
+if (!existsSync(CHROMIUM) && process.env.CI !== 'true') process.stderr.write('skipping the console browser tests: apt-get install -y chromium\n');
 const ARTIFACTS = path.join(ROOT, 'test/artifacts');
 const ADMIN_TOKEN = 'browser-test-admin-token-0123456789';
 const ISS = 'https://idp.console.test';
@@ -177,7 +181,10 @@ test('the console in headless Chromium: log in, watch, shift, see a breaker open
   await page.click('#confirm-ok');
   await page.locator('#status', { hasText: 'iris: weights set to 1=50 2=50' }).waitFor();
   await cell('2', 'weight').filter({ hasText: /^50$/ }).waitFor({ timeout: 2000 });
-  t.like(await api<{ weights: Record<string, number>; weightsSource: string }>('/admin/models/iris'), { weights: { '1': 50, '2': 50 }, weightsSource: 'override' });
+  t.like(await api<{ weights: Record<string, number>; weightsSource: string }>('/admin/models/iris'), {
+    weights: { '1': 50, '2': 50 },
+    weightsSource: 'override',
+  });
   await irisPanel.locator('[data-field="weights-source"]', { hasText: 'RUNTIME OVERRIDE (config: 1=90 2=10)' }).waitFor();
   const disagreeing = irisDisagreementRows();
   const after = await traffic(infer, 200, [...IRIS_ROWS.keys(), ...disagreeing, ...disagreeing]);
@@ -193,7 +200,10 @@ test('the console in headless Chromium: log in, watch, shift, see a breaker open
     return a && b && a.compared > 0 && a.compared === b.compared ? b : undefined;
   });
   const agreement = irisPanel.locator('tr[data-pair="1→2"] [data-field="agreement"]');
-  await until('the page to show the same compared count', async () => (await irisPanel.locator('tr[data-pair="1→2"] td[data-field="compared"]').textContent()) === String(pair.compared));
+  await until(
+    'the page to show the same compared count',
+    async () => (await irisPanel.locator('tr[data-pair="1→2"] td[data-field="compared"]').textContent()) === String(pair.compared),
+  );
   t.is(await agreement.getAttribute('data-rate'), String(pair.agreementRate));
   t.is(await agreement.textContent(), `${(pair.agreementRate * 100).toFixed(1)}%`);
   t.true(pair.agreementRate < 1, 'the disagreeing rows were compared');
@@ -231,7 +241,11 @@ test('the console in headless Chromium: log in, watch, shift, see a breaker open
   await page.screenshot({ path: path.join(ARTIFACTS, 'console-1280.png'), fullPage: true });
   // The README's picture (docs/console.png is a copy of one): both models, down to the rollout's buttons.
   const shown = await canary.locator('[data-action="abort"]').boundingBox();
-  await page.screenshot({ path: path.join(ARTIFACTS, 'console-overview.png'), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: Math.ceil((shown?.y ?? 1400) + 60) } });
+  await page.screenshot({
+    path: path.join(ARTIFACTS, 'console-overview.png'),
+    fullPage: true,
+    clip: { x: 0, y: 0, width: 1280, height: Math.ceil((shown?.y ?? 1400) + 60) },
+  });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300);
   t.true(await page.evaluate('document.documentElement.scrollWidth <= 390'), 'no horizontal scrolling at 390 px');

@@ -26,7 +26,10 @@ async function hubServer(options: { sessionLive?: (id: string) => boolean } = {}
     const caller = { actor: { subject: 'x', kind: 'session' as const, role: 'read' as const } };
     const withSession =
       typeof session === 'string'
-        ? { ...caller, session: { id: session, session: { subject: 'x', via: 'jwt' as const, role: 'read' as const, createdAt: 0, expiresAt: 0, csrfToken: '' } } }
+        ? {
+            ...caller,
+            session: { id: session, session: { subject: 'x', via: 'jwt' as const, role: 'read' as const, createdAt: 0, expiresAt: 0, csrfToken: '' } },
+          }
         : caller;
     hub.open(req, res, { url: new URL('http://x/'), caller: withSession });
   });
@@ -51,7 +54,7 @@ test('heartbeats keep an idle connection alive between snapshots; snapshots come
   t.is(s.built() - before, 1, 'ten changes in a burst: one snapshot');
 });
 
-test("a stream whose session ended is closed at the next tick with the reason; others go on", async (t) => {
+test('a stream whose session ended is closed at the next tick with the reason; others go on', async (t) => {
   const s = await hubServer();
   t.teardown(s.close);
   const mine = await openEvents(s.url, { 'x-session': 's1' });

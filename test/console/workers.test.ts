@@ -73,7 +73,12 @@ test('two workers: the relay serves the console, a console change reaches both w
     ],
     'each action once, not once per worker',
   );
-  t.like(entries[2], { actor: { kind: 'session', via: 'jwt' }, before: { weights: { '1': 90, '2': 10 } }, after: { weights: { '1': 50, '2': 50 } }, peer: '127.0.0.1' });
+  t.like(entries[2], {
+    actor: { kind: 'session', via: 'jwt' },
+    before: { weights: { '1': 90, '2': 10 } },
+    after: { weights: { '1': 50, '2': 50 } },
+    peer: '127.0.0.1',
+  });
   const lines = (await readFile(path.join(path.dirname(file), 'model-gateway-audit.jsonl'), 'utf8')).trimEnd().split('\n');
   t.is(lines.length, 4, 'one file, written by the supervisor alone');
 
@@ -84,7 +89,10 @@ test('two workers: the relay serves the console, a console change reaches both w
 test("a worker's admin API answers only its relay: the secret, a relayed session's role, and the audit entry handed back", async (t) => {
   const secret = 'relay-secret-for-tests';
   const gw = await startTestGateway(
-    { ...gatewayConfig({ admin: { token: TOKEN }, models: { iris: { ...(irisModels().iris as Record<string, unknown>), weights: { '1': 90, '2': 10 } } } }), auth },
+    {
+      ...gatewayConfig({ admin: { token: TOKEN }, models: { iris: { ...(irisModels().iris as Record<string, unknown>), weights: { '1': 90, '2': 10 } } } }),
+      auth,
+    },
     { worker: true, env: { ...process.env, [RELAY_SECRET_ENV]: secret } },
   );
   t.teardown(() => gw.stop());
@@ -100,9 +108,17 @@ test("a worker's admin API answers only its relay: the secret, a relayed session
   t.is((await request(`${admin}/admin/models/iris`, { headers: asViewer })).status, 200);
   const refused = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: asViewer, body: '{"1": 1, "2": 1}' });
   t.is(refused.status, 403);
-  t.like(decodeHeader<RelayedAudit>(refused.headers[AUDIT_HEADER]), { action: 'weights.set', actor: { subject: 'victor', kind: 'session', role: 'read' }, outcome: { status: 403 } });
+  t.like(decodeHeader<RelayedAudit>(refused.headers[AUDIT_HEADER]), {
+    action: 'weights.set',
+    actor: { subject: 'victor', kind: 'session', role: 'read' },
+    outcome: { status: 403 },
+  });
 
-  const operator = { [RELAY_HEADER]: secret, [ACTOR_HEADER]: encodeHeader({ subject: 'alice', role: 'write', via: 'jwt' }), 'content-type': 'application/json' };
+  const operator = {
+    [RELAY_HEADER]: secret,
+    [ACTOR_HEADER]: encodeHeader({ subject: 'alice', role: 'write', via: 'jwt' }),
+    'content-type': 'application/json',
+  };
   const done = await request(`${admin}/admin/models/iris/weights`, { method: 'PUT', headers: operator, body: '{"1": 50, "2": 50}' });
   t.is(done.status, 200);
   t.like(decodeHeader<RelayedAudit>(done.headers[AUDIT_HEADER]), {
@@ -111,11 +127,16 @@ test("a worker's admin API answers only its relay: the secret, a relayed session
     before: { weights: { '1': 90, '2': 10 } },
     after: { weights: { '1': 50, '2': 50 } },
   });
-  const stale = { [RELAY_HEADER]: secret, [ACTOR_HEADER]: encodeHeader({ subject: 'static token', role: 'write', via: 'static-token', tokenDigest: 'not-the-digest' }) };
+  const stale = {
+    [RELAY_HEADER]: secret,
+    [ACTOR_HEADER]: encodeHeader({ subject: 'static token', role: 'write', via: 'static-token', tokenDigest: 'not-the-digest' }),
+  };
   t.is((await request(`${admin}/admin/models`, { headers: stale })).status, 401, 'a session opened with a rotated token');
 
   const verify = await request(`${admin}/admin/session/verify?action=write`, { headers: { [RELAY_HEADER]: secret, authorization: `Bearer ${jwt('alice')}` } });
   t.like(verify, { status: 200, json: { principal: { subject: 'alice', kind: 'jwt' } } });
-  const wrong = await request(`${admin}/admin/session/verify?action=read`, { headers: { [RELAY_HEADER]: secret, authorization: 'Bearer nope-nope-nope-nope' } });
+  const wrong = await request(`${admin}/admin/session/verify?action=read`, {
+    headers: { [RELAY_HEADER]: secret, authorization: 'Bearer nope-nope-nope-nope' },
+  });
   t.is(wrong.status, 401);
 });

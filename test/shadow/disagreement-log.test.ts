@@ -54,7 +54,12 @@ test('each disagreement is one JSON line with the request id, the disagreeing ou
 test('sampleRate keeps the given fraction (injected rng)', async (t) => {
   const file = path.join(await dir(), 'd.jsonl');
   let i = 0;
-  const d = new DisagreementLog(file, { path: file, sampleRate: 0.25, maxFileBytes: 1 << 20, maxElementsPerOutput: 8, includeInputs: false }, log, () => (i++ % 4) / 4);
+  const d = new DisagreementLog(
+    file,
+    { path: file, sampleRate: 0.25, maxFileBytes: 1 << 20, maxElementsPerOutput: 8, includeInputs: false },
+    log,
+    () => (i++ % 4) / 4,
+  );
   for (let k = 0; k < 40; k++) d.record(entry(k));
   await d.close();
   t.like(d.stats(), { written: 10, sampledOut: 30 });
@@ -95,7 +100,8 @@ test('includeInputs writes the request inputs beside both answers (cut like them
     d.record({ ...entry(1), inputs: [input] });
     await d.close();
     const line = JSON.parse(await readFile(file, 'utf8')) as { inputs?: unknown[] };
-    if (includeInputs) t.deepEqual(line.inputs, [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [...Float32Array.from([5.1, 3.5, 1.4])], truncated: true }]);
+    if (includeInputs)
+      t.deepEqual(line.inputs, [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [...Float32Array.from([5.1, 3.5, 1.4])], truncated: true }]);
     else t.false('inputs' in line);
   }
 });

@@ -22,12 +22,19 @@ export function renderActivity(s: Snapshot): void {
   const audit = JSON.stringify(s.audit);
   if (audit !== lastAudit) {
     lastAudit = audit;
-    replaceChildren(byId('audit-rows'), ...(s.audit.length > 0 ? s.audit.map(auditRow) : [h('tr', {}, h('td', { colspan: 6 }, 'No operator action recorded yet.'))]));
+    replaceChildren(
+      byId('audit-rows'),
+      ...(s.audit.length > 0 ? s.audit.map(auditRow) : [h('tr', {}, h('td', { colspan: 6 }, 'No operator action recorded yet.'))]),
+    );
   }
   const trail = g.audit;
   setText(
     byId('audit-file'),
-    trail === null ? 'The audit trail is off (admin.audit.enabled: false).' : trail.path ? `Kept in ${trail.path}${trail.lastError ? ` — cannot write it: ${trail.lastError}` : ''}` : 'Kept in memory and the log only (no file).',
+    trail === null
+      ? 'The audit trail is off (admin.audit.enabled: false).'
+      : trail.path
+        ? `Kept in ${trail.path}${trail.lastError ? ` — cannot write it: ${trail.lastError}` : ''}`
+        : 'Kept in memory and the log only (no file).',
   );
 }
 
@@ -39,7 +46,9 @@ function reloadItem(r: Reload): HTMLElement {
     h('span', { class: 'outcome', 'data-state': refused ? 'bad' : 'ok' }, refused ? `✗ ${r.outcome.toUpperCase()}` : `✓ ${r.outcome}`),
     ` ${dateTime(r.at)} · ${r.trigger} · generation ${r.generation}`,
     r.restartRequired ? ` · needs a restart: ${r.restartRequired.join(', ')}` : null,
-    refused ? h('ul', { class: 'problems' }, ...(r.problems && r.problems.length > 0 ? r.problems : [r.error ?? 'no detail']).map((p) => h('li', {}, p))) : null,
+    refused
+      ? h('ul', { class: 'problems' }, ...(r.problems && r.problems.length > 0 ? r.problems : [r.error ?? 'no detail']).map((p) => h('li', {}, p)))
+      : null,
   );
 }
 

@@ -36,7 +36,10 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
     throw new ApiError(res.status, `the gateway answered ${res.status} with a body that is not JSON`);
   }
   if (!res.ok) {
-    const error = typeof parsed === 'object' && parsed !== null && typeof (parsed as { error?: unknown }).error === 'string' ? (parsed as { error: string }).error : `HTTP ${res.status}`;
+    const error =
+      typeof parsed === 'object' && parsed !== null && typeof (parsed as { error?: unknown }).error === 'string'
+        ? (parsed as { error: string }).error
+        : `HTTP ${res.status}`;
     throw new ApiError(res.status, error);
   }
   return parsed as T;

@@ -33,7 +33,8 @@ export class SeriesStore {
 
   add(t: number, points: Record<string, ChartPoint>): void {
     if (this.t.length > 0 && t <= this.t[this.t.length - 1]!) return;
-    for (const name of Object.keys(points)) if (!this.series.has(name)) this.series.set(name, { rps: this.t.map(() => null), errors: this.t.map(() => null), p99Ms: this.t.map(() => null) });
+    for (const name of Object.keys(points))
+      if (!this.series.has(name)) this.series.set(name, { rps: this.t.map(() => null), errors: this.t.map(() => null), p99Ms: this.t.map(() => null) });
     this.t.push(t);
     for (const [name, s] of this.series) {
       const p = points[name];
@@ -74,7 +75,10 @@ export class ModelCharts {
           scales: { x: { time: true } },
           legend: { show: true },
           cursor: { drag: { x: false, y: false } },
-          axes: [{ stroke: '#57606a', grid: { stroke: '#eaeef2' } }, { stroke: '#57606a', grid: { stroke: '#eaeef2' }, size: 48 }],
+          axes: [
+            { stroke: '#57606a', grid: { stroke: '#eaeef2' } },
+            { stroke: '#57606a', grid: { stroke: '#eaeef2' }, size: 48 },
+          ],
           series: [
             {},
             ...versions.map((v, i) => ({

@@ -168,7 +168,8 @@ function boot(): void {
     );
   });
   window.setInterval(() => {
-    if (stream && lastSnapshotAt > 0 && Date.now() - lastSnapshotAt > STALE_MS) setConnection('stale', `STALE: no update since ${clock(new Date(lastSnapshotAt).toISOString())}`);
+    if (stream && lastSnapshotAt > 0 && Date.now() - lastSnapshotAt > STALE_MS)
+      setConnection('stale', `STALE: no update since ${clock(new Date(lastSnapshotAt).toISOString())}`);
   }, 1000);
   let resizing: number | undefined;
   window.addEventListener('resize', () => {

@@ -75,7 +75,10 @@ export class ModelPanel {
     this.#editor = new WeightEditor(model, role);
     this.#shadow = new ShadowPanel(model.name);
     this.#rollout = model.rollout || model.rolloutError ? new RolloutPanel(model.name, role) : undefined;
-    this.charts = new ModelCharts(model.name, model.versions.map((v) => v.version));
+    this.charts = new ModelCharts(
+      model.name,
+      model.versions.map((v) => v.version),
+    );
     this.element = h(
       'section',
       { class: 'model', 'aria-labelledby': id, 'data-model': model.name },
@@ -115,10 +118,14 @@ export class ModelPanel {
     setText(cells.p99!, live ? ms(live.p99Ms) : noFigures);
     const guard = v.guard;
     const breaker = guard ? BREAKER[guard.breaker.state] : undefined;
-    const detail = guard && guard.breaker.state === 'open' && guard.breaker.retryInMs !== undefined ? ` (trial in ${Math.ceil(guard.breaker.retryInMs / 1000)} s)` : '';
+    const detail =
+      guard && guard.breaker.state === 'open' && guard.breaker.retryInMs !== undefined ? ` (trial in ${Math.ceil(guard.breaker.retryInMs / 1000)} s)` : '';
     setText(cells.breaker!, breaker ? `${breaker.icon} ${breaker.text}${detail}` : NONE);
     setAttr(cells.breaker!, 'data-state', guard ? guard.breaker.state : null);
-    setText(cells['in-use']!, guard ? `${guard.limits.inFlight} / ${guard.limits.maxConcurrent}${guard.limits.queued > 0 ? ` (+${guard.limits.queued} queued)` : ''}` : NONE);
+    setText(
+      cells['in-use']!,
+      guard ? `${guard.limits.inFlight} / ${guard.limits.maxConcurrent}${guard.limits.queued > 0 ? ` (+${guard.limits.queued} queued)` : ''}` : NONE,
+    );
     setText(cells.ready!, v.ready ? '✓ ready' : '✗ not ready');
     setAttr(cells.ready!, 'data-state', v.ready ? 'ok' : 'bad');
   }
@@ -149,7 +156,15 @@ class WeightEditor {
     const rows = versions.map((v) => {
       const id = `w-${model.name}-${v}`;
       const range = h('input', { type: 'range', id, min: 0, max: 100, step: 1, 'data-version': v });
-      const number = h('input', { type: 'number', min: 0, max: 100, step: 1, inputmode: 'numeric', 'aria-label': `weight of version ${v}, percent`, 'data-version': v });
+      const number = h('input', {
+        type: 'number',
+        min: 0,
+        max: 100,
+        step: 1,
+        inputmode: 'numeric',
+        'aria-label': `weight of version ${v}, percent`,
+        'data-version': v,
+      });
       const onInput = (source: HTMLInputElement) => () => this.#edited(v, Number(source.value), versions);
       range.addEventListener('input', onInput(range));
       number.addEventListener('input', onInput(number));
@@ -214,7 +229,11 @@ class WeightEditor {
     const clamped = Math.max(0, Math.min(100, Math.round(value)));
     this.#show(version, clamped);
     // Two versions: moving one moves the other, so the total stays 100%.
-    if (versions.length === 2) this.#show(versions.find((v) => v !== version)!, 100 - clamped);
+    if (versions.length === 2)
+      this.#show(
+        versions.find((v) => v !== version)!,
+        100 - clamped,
+      );
     if (this.#last) this.update(this.#last);
   }
 

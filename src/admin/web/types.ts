@@ -21,7 +21,13 @@ export interface Live {
 }
 
 export interface Guard {
-  breaker: { state: 'closed' | 'open' | 'half-open' | 'disabled'; retryInMs?: number; window: { requests: number; failures: number; errorPercent: number }; opened: number; rejected: number };
+  breaker: {
+    state: 'closed' | 'open' | 'half-open' | 'disabled';
+    retryInMs?: number;
+    window: { requests: number; failures: number; errorPercent: number };
+    opened: number;
+    rejected: number;
+  };
   limits: { maxConcurrent: number; maxQueue: number; inFlight: number; queued: number; admitted: number; shed: number };
 }
 
