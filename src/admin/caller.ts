@@ -66,7 +66,7 @@ export async function authorizeCall(req: IncomingMessage, path: string, action: 
   }
   const session = liveSession(id, deps);
   const actor = sessionActor(session);
-  const cross = crossOrigin(req.headers);
+  const cross = crossOrigin(req.headers, action === 'read');
   if (cross !== undefined) throw refuse('GW_ERR_CSRF_REJECTED', `a console session may only be used from the console's own origin (${cross})`, actor);
   if (action === 'write') {
     if (!csrfMatches(session, req.headers[CSRF_HEADER]))

@@ -167,7 +167,7 @@ export async function sessionEndpoint(req: IncomingMessage, urlPath: string, dep
       before: null,
       after: partial.after ?? null,
     });
-  const cross = crossOrigin(req.headers);
+  const cross = crossOrigin(req.headers, method === 'GET' || method === 'HEAD');
   if (cross !== undefined) {
     const err = new GatewayError('GW_ERR_CSRF_REJECTED', `console sessions are only opened, read and ended from the console's own origin (${cross})`);
     if (method === 'POST' || method === 'DELETE') {

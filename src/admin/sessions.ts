@@ -121,13 +121,14 @@ export function sessionCookie(id: string, maxAgeSeconds: number, secure: boolean
 }
 
 /**
- * Whether a browser says the request came from another origin: `Sec-Fetch-Site` other than same-origin, or an
- * `Origin` whose host is not the one the request was sent to. Requests from non-browsers carry neither and pass; the
- * CSRF token is what guards them.
+ * Whether a browser says the request came from another origin: `Sec-Fetch-Site` other than same-origin (a read may
+ * also be `none`, a navigation), or an `Origin` whose host is not the one the request was sent to. Requests from
+ * non-browsers carry neither and pass; the CSRF token is what guards them.
  */
-export function crossOrigin(headers: IncomingHttpHeaders): string | undefined {
+export function crossOrigin(headers: IncomingHttpHeaders, read = false): string | undefined {
   const site = headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin') return `Sec-Fetch-Site is ${String(site).slice(0, 32)}`;
+  // `none`: the operator typed the URL or opened a bookmark — a navigation, never a forged change.
+  if (site !== undefined && site !== 'same-origin' && !(read && site === 'none')) return `Sec-Fetch-Site is ${String(site).slice(0, 32)}`;
   const origin = headers.origin;
   if (origin !== undefined) {
     let host: string | undefined;

@@ -98,3 +98,8 @@ test('another port of the same host is another origin', origins, { origin: 'http
 test('a same-site page (SameSite does not stop it)', origins, { 'sec-fetch-site': 'same-site' }, true);
 test('a cross-site page', origins, { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }, true);
 test('an opaque origin', origins, { origin: 'null' }, true);
+
+test('a navigation (Sec-Fetch-Site: none) may read, never change', (t) => {
+  t.is(crossOrigin({ host: '127.0.0.1:8081', 'sec-fetch-site': 'none' }, true), undefined);
+  t.regex(crossOrigin({ host: '127.0.0.1:8081', 'sec-fetch-site': 'none' }) ?? '', /Sec-Fetch-Site is none/);
+});
