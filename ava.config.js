@@ -1,6 +1,7 @@
-// The main test pass: every test file except the latency comparisons, which run alone afterwards (ava.timing.config.js).
+// The main test pass: every test file except the latency comparisons and the console's browser test, which run alone
+// afterwards (ava.timing.config.js).
 export default {
-  files: ['test/**/*.test.ts', '!test/**/*.timing.test.ts'],
+  files: ['test/**/*.test.ts', '!test/**/*.timing.test.ts', '!test/console/browser.test.ts'],
   typescript: {
     rewritePaths: {
       'src/': 'dist/src/',

@@ -22,12 +22,43 @@ export interface AdminRequest {
   readonly rawHeaders?: readonly string[];
 }
 
+/** Who an authorised admin call came from: the audit trail's actor and a console session's owner. */
+export interface AdminPrincipal {
+  /** The JWT's `sub`, or "static token". */
+  readonly subject: string;
+  readonly kind: 'static-token' | 'jwt';
+  /** When the credential itself expires (a JWT's `exp`), epoch ms: a console session never outlives it. */
+  readonly expiresAt?: number;
+  /** The static token's digest: a console session opened with it ends when a reload rotates the token. */
+  readonly tokenDigest?: string;
+}
+
 /**
- * Resolves when the caller may perform the request; rejects (or throws) a GatewayError otherwise — 401
- * (GW_ERR_ADMIN_UNAUTHORIZED) for missing or wrong credentials, 403 (GW_ERR_ADMIN_FORBIDDEN) for a known caller that
- * lacks the right. Authorisers compose with `anyOf`, so a JWT-scope check can sit beside the static token.
+ * Resolves (with the caller, when the authoriser knows it) when the caller may perform the request; rejects (or
+ * throws) a GatewayError otherwise — 401 (GW_ERR_ADMIN_UNAUTHORIZED) for missing or wrong credentials, 403
+ * (GW_ERR_ADMIN_FORBIDDEN) for a known caller that lacks the right. Authorisers compose with `anyOf`, so a JWT-scope
+ * check can sit beside the static token.
  */
-export type AdminAuthorizer = (request: AdminRequest) => void | Promise<void>;
+export type AdminAuthorizer = (request: AdminRequest) => void | AdminPrincipal | Promise<void | AdminPrincipal>;
+
+/** A digest of a static admin token (what sessions keep instead of the token). */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
+
+/** The known caller a 403 refused (a valid JWT without the scopes), so the audit trail can name who tried. */
+const refusedCallers = new WeakMap<object, AdminPrincipal>();
+
+/** Marks `err` as the refusal of a known caller (see refusedPrincipal); returns it. */
+export function markRefused<E extends object>(err: E, principal: AdminPrincipal): E {
+  refusedCallers.set(err, principal);
+  return err;
+}
+
+/** The caller a refusal was about, when its credential was valid but not enough. */
+export function refusedPrincipal(err: unknown): AdminPrincipal | undefined {
+  return typeof err === 'object' && err !== null ? refusedCallers.get(err) : undefined;
+}
 
 export const ADMIN_REALM = 'model-gateway-admin';
 
@@ -64,6 +95,7 @@ export function bearerTokenAuthorizer(expected: () => string | undefined): Admin
         headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}", error="invalid_token"` },
       });
     }
+    return { subject: 'static token', kind: 'static-token', tokenDigest: tokenDigest(token) };
   };
 }
 
@@ -73,8 +105,7 @@ export function anyOf(...authorizers: AdminAuthorizer[]): AdminAuthorizer {
     let refusal: unknown;
     for (const authorize of authorizers) {
       try {
-        await authorize(request);
-        return;
+        return (await authorize(request)) ?? undefined;
       } catch (err) {
         if (refusal === undefined || (err instanceof GatewayError && err.status === 403)) refusal = err;
       }
@@ -89,7 +120,10 @@ export function anyOf(...authorizers: AdminAuthorizer[]): AdminAuthorizer {
  * claims of `auth.admin.read` or `auth.admin.write`. Without an `auth` section every call is refused (401), so
  * combined with the static token (`anyOf`) the token alone decides.
  */
-export function jwtAdminAuthorizer(currentConfig: () => GatewayConfig, deps: { log: Logger; now?: () => number }): (request: AdminRequest) => Promise<void> {
+export function jwtAdminAuthorizer(
+  currentConfig: () => GatewayConfig,
+  deps: { log: Logger; now?: () => number },
+): (request: AdminRequest) => Promise<AdminPrincipal> {
   let built: { auth: AuthConfig; verifier: TokenVerifier } | undefined;
   const verifierFor = (auth: AuthConfig): TokenVerifier => {
     if (built?.auth !== auth) {
@@ -103,7 +137,10 @@ export function jwtAdminAuthorizer(currentConfig: () => GatewayConfig, deps: { l
     if (auth === undefined) throw authError('GW_ERR_UNAUTHENTICATED', 'model-gateway', 'no JWT auth is configured for the admin API');
     const identity = await verifierFor(auth).authenticate(request.headers, request.rawHeaders ?? []);
     if (identity === undefined) throw authError('GW_ERR_UNAUTHENTICATED', auth.realm, 'the admin API needs a bearer token');
+    const exp = identity.claims.exp;
+    const principal: AdminPrincipal = { subject: identity.subject, kind: 'jwt', ...(typeof exp === 'number' ? { expiresAt: exp * 1000 } : {}) };
     const denied = checkAccess(identity, auth.admin[request.action], auth.realm, `admin ${request.action} access`);
-    if (denied) throw denied;
+    if (denied) throw markRefused(denied, principal);
+    return principal;
   };
 }

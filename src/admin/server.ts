@@ -1,23 +1,29 @@
-// Admin HTTP server on its own port (loopback by default): traffic weights, shadow statistics, reload — bearer-token protected.
+// Admin HTTP server on its own port (loopback by default): traffic weights, shadow statistics, rollouts, reload, the
+// ops console and its live stream — bearer token or console session, every change and refusal in the audit trail.
 
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { bearerTokenAuthorizer, type AdminAction, type AdminAuthorizer } from './auth.js';
+import type { AuditTrail } from './audit.js';
+import { bearerTokenAuthorizer, type AdminAuthorizer } from './auth.js';
+import { authorizeCall, refusedActor, relayedCaller, type AdminCaller, type CallerDeps } from './caller.js';
+import { ConsoleAssets, SECURITY_HEADERS, sessionEndpoint } from './console.js';
+import { consoleSnapshot, ReloadHistory } from './console-view.js';
+import { EventHub } from './events.js';
+import type { LiveStats } from './live-stats.js';
+import { ACTOR_HEADER, AUDIT_HEADER, decodeHeader, encodeHeader, fromRelay, type RelayedAudit, type RelayedSession } from './relayed.js';
+import { match, type AuditSpec } from './routes.js';
+import { SessionStore } from './sessions.js';
 import { ADMIN_TOKEN_ENV, adminToken } from './token.js';
 import type { AdminConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toResponse } from '../errors/to-response.js';
-import { RequestBody } from '../http/request-body.js';
+import { peerAddress } from '../http/peer.js';
 import type { GatewayController } from '../reload/controller.js';
 import type { GuardRegistry } from '../resilience/registry.js';
 import type { RolloutManager } from '../rollout/manager.js';
-import type { OperatorAction } from '../rollout/machine.js';
-
-/** Admin request bodies are tiny (a weight map). */
-const MAX_ADMIN_BODY_BYTES = 64 * 1024;
 
 export interface AdminServerOptions {
   controller: GatewayController;
@@ -31,6 +37,15 @@ export interface AdminServerOptions {
   metrics?: GatewayMetrics;
   /** Progressive rollouts: GET /admin/models/{m}/rollout and POST .../rollout/{pause,resume,promote,abort}. */
   rollouts?: RolloutManager;
+  /** The audit trail every change and refusal is recorded in (GET /admin/audit); none: nothing is recorded. */
+  audit?: AuditTrail;
+  /** The console's live figures (sampled from `metrics`); absent when metrics are off. */
+  live?: LiveStats;
+  /**
+   * A data-plane worker's admin API behind the supervisor's relay: it answers only calls carrying this secret, acts
+   * for the console sessions the relay holds, and hands each audit entry back to the relay instead of recording it.
+   */
+  relaySecret?: string;
   env?: NodeJS.ProcessEnv;
   /** Listen on a port of this process only, even in a cluster worker (whose ports Node otherwise shares). */
   exclusive?: boolean;
@@ -43,122 +58,110 @@ export interface RunningAdmin {
   close(): Promise<void>;
 }
 
-interface Handler {
-  action: AdminAction;
-  run(req: IncomingMessage, params: { model?: string }): Promise<{ status: number; body: unknown }>;
-}
-
-type Routes = Partial<Record<string, Handler>>;
-
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const payload = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+  });
   res.end(payload);
 }
 
-/** Resolves the path to its handlers by method; undefined for paths the admin API does not have. */
-const ROLLOUT_ACTIONS: readonly OperatorAction[] = ['pause', 'resume', 'promote', 'abort'];
-
-/** The optional body of a rollout action: `{"full": true}` makes promote go straight to the last step. */
-async function rolloutOptions(req: IncomingMessage, action: OperatorAction): Promise<{ full?: boolean }> {
-  const body = new RequestBody(req, MAX_ADMIN_BODY_BYTES);
-  if ((await body.bytes()).length === 0) return {};
-  const parsed = await body.json();
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw new GatewayError('GW_ERR_INVALID_REQUEST', 'the body must be a JSON object');
-  const { full, ...rest } = parsed as Record<string, unknown>;
-  const unknownKeys = Object.keys(rest);
-  if (unknownKeys.length > 0) throw new GatewayError('GW_ERR_INVALID_REQUEST', `unknown field(s) ${unknownKeys.join(', ')}; only promote takes {"full": true}`);
-  if (full !== undefined && (typeof full !== 'boolean' || action !== 'promote'))
-    throw new GatewayError('GW_ERR_INVALID_REQUEST', '"full" is a boolean and only promote takes it');
-  return full === undefined ? {} : { full };
+/** The state an audited action changes; null when it cannot be read (an unknown model: the call answers 404). */
+function stateOf(spec: AuditSpec): unknown {
+  try {
+    return spec.state() ?? null;
+  } catch {
+    return null;
+  }
 }
 
-function match(
-  path: string,
-  c: GatewayController,
-  guards?: GuardRegistry,
-  rollouts?: RolloutManager,
-): { routes: Routes; params: { model?: string } } | undefined {
-  const s = path.split('/');
-  if (s[0] !== '' || s[1] !== 'admin') return undefined;
-  const ok = async (body: unknown) => ({ status: 200, body });
-  if (s.length === 3 && s[2] === 'status') return { routes: { GET: { action: 'read', run: () => ok(c.status()) } }, params: {} };
-  if (s.length === 3 && s[2] === 'reload') {
-    return { routes: { POST: { action: 'write', run: async () => ({ status: 200, body: await c.reloadFromFile('admin') }) } }, params: {} };
-  }
-  if (s[2] !== 'models') return undefined;
-  if (s.length === 3) {
-    return {
-      routes: {
-        GET: {
-          action: 'read',
-          run: () => ok({ generation: c.generation, reload: c.status().reload.lastAttempt, models: c.models(), resilience: guards?.snapshot() ?? {} }),
-        },
-      },
-      params: {},
-    };
-  }
-  const model = s[3];
-  if (!model) return undefined;
-  const params = { model };
-  if (s.length === 4) return { routes: { GET: { action: 'read', run: () => ok(c.model(model)) } }, params };
-  if (s[4] === 'rollout' && rollouts) {
-    if (s.length === 5) return { routes: { GET: { action: 'read', run: () => ok(rollouts.view(model)) } }, params };
-    const action = s[5] as OperatorAction;
-    if (s.length !== 6 || !ROLLOUT_ACTIONS.includes(action)) return undefined;
-    return {
-      routes: {
-        POST: {
-          action: 'write',
-          run: async (req) => {
-            rollouts.view(model); // 404 (no such model, or no rollout) before reading the body
-            return { status: 200, body: await rollouts.act(model, action, await rolloutOptions(req, action)) };
-          },
-        },
-      },
-      params,
-    };
-  }
-  if (s.length !== 5) return undefined;
-  if (s[4] === 'shadow') {
-    return {
-      routes: {
-        GET: { action: 'read', run: () => ok(c.shadowStats(model)) },
-        DELETE: { action: 'write', run: () => ok(c.resetShadowStats(model)) },
-      },
-      params,
-    };
-  }
-  if (s[4] === 'weights') {
-    return {
-      routes: {
-        PUT: {
-          action: 'write',
-          run: async (req) => {
-            c.model(model); // 404 for an unknown model before reading the body
-            const body = await new RequestBody(req, MAX_ADMIN_BODY_BYTES).json();
-            return { status: 200, body: await c.setWeights(model, body) };
-          },
-        },
-        DELETE: { action: 'write', run: async () => ({ status: 200, body: await c.clearWeights(model) }) },
-      },
-      params,
-    };
-  }
-  return undefined;
+interface AdminServer extends http.Server {
+  /** Ends the console's live streams (with a last event saying why) and stops their timers. */
+  closeConsole(): void;
 }
 
-export function createAdminServer(options: AdminServerOptions): http.Server {
-  const { controller, log } = options;
+export async function createAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const { controller, log, audit, relaySecret } = options;
   const env = options.env ?? process.env;
+  const staticToken = () => adminToken(controller.config.admin, env);
   // The token is looked up per request: a reloaded config can rotate it without a restart.
-  const authorize = options.authorize ?? bearerTokenAuthorizer(() => adminToken(controller.config.admin, env));
+  const authorize = options.authorize ?? bearerTokenAuthorizer(staticToken);
+  const consoleConfig = options.config.console;
+  // Behind the relay, the page, its sessions and the audit trail are the supervisor's; a worker serves the data.
+  const ownConsole = consoleConfig.enabled && relaySecret === undefined;
+  const sessions = ownConsole ? new SessionStore({ ttlMs: consoleConfig.sessionTtlMs, maxSessions: consoleConfig.maxSessions }) : undefined;
+  const callers: CallerDeps = { authorize, sessions, staticToken };
+  const assets = ownConsole ? await ConsoleAssets.load() : undefined;
+  if (ownConsole && !assets) log.warn('the ops console was not built (npm run build): /console answers 404');
+  const reloads = consoleConfig.enabled ? new ReloadHistory(controller) : undefined;
+  const sources = { controller, guards: options.guards, rollouts: options.rollouts, live: options.live, audit, reloads: reloads! };
+  const hub = reloads
+    ? new EventHub({
+        snapshot: () => consoleSnapshot(sources),
+        history: () => ({ metrics: options.live !== undefined, ...(options.live?.history() ?? { t: [], series: {} }) }),
+        maxStreams: consoleConfig.maxStreams,
+        sessionLive: (id) => sessions?.get(id) !== undefined,
+        log,
+        headers: SECURITY_HEADERS,
+      })
+    : undefined;
+  if (hub) {
+    reloads!.onReload(() => hub.changed());
+    audit?.onEntry(() => hub.changed());
+  }
+  const deps = { controller, guards: options.guards, rollouts: options.rollouts, audit, ...(hub ? { events: hub.open.bind(hub) } : {}) };
+
+  function recordAudit(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    entry: { actor: AdminCaller['actor']; action: string; target: Record<string, string> | null },
+    outcome: { status: number; error?: string },
+    before: unknown,
+    after: unknown,
+  ) {
+    if (relaySecret !== undefined) {
+      // The relay records it once, with the client's address, whatever the number of workers.
+      const relayed: RelayedAudit = { ...entry, request: { method: req.method ?? 'GET', path: path.slice(0, 512) }, outcome, before, after };
+      const encoded = encodeHeader(relayed);
+      if (!res.headersSent)
+        res.setHeader(
+          AUDIT_HEADER,
+          encoded.length <= 12_000 ? encoded : encodeHeader({ ...relayed, before: { omitted: 'too large' }, after: { omitted: 'too large' } }),
+        );
+      return;
+    }
+    return audit?.record({
+      ...entry,
+      peer: peerAddress(req.socket.remoteAddress),
+      ...(typeof req.headers['x-forwarded-for'] === 'string' ? { forwardedFor: req.headers['x-forwarded-for'].slice(0, 256) } : {}),
+      request: { method: req.method ?? 'GET', path: path.slice(0, 512) },
+      outcome,
+      before,
+      after,
+    });
+  }
+
+  /** The relay asks whether a credential may log in to the console (read or write): the principal, or the refusal. */
+  async function verifyForRelay(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
+    const action = new URL(raw, 'http://admin').searchParams.get('action') === 'write' ? 'write' : 'read';
+    try {
+      const principal = await authorize({ method: 'POST', path: '/admin/session', headers: req.headers, rawHeaders: req.rawHeaders, action });
+      send(res, 200, { principal: principal ?? null });
+    } catch (err) {
+      const mapped = toResponse(err);
+      send(res, mapped.status, { ...mapped.body, actor: refusedActor(err) }, mapped.headers);
+    }
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    const path = q < 0 ? raw : raw.slice(0, q);
     const method = req.method ?? 'GET';
     if (path === '/metrics' && options.metrics && (method === 'GET' || method === 'HEAD')) {
       const { contentType, body } = await options.metrics.exposition();
@@ -166,23 +169,74 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
       res.end(method === 'HEAD' ? undefined : body);
       return;
     }
+    const action = method === 'GET' || method === 'HEAD' ? 'read' : 'write';
+    const found = match(path, deps);
+    const handler = found?.routes[method];
+    let caller: AdminCaller | undefined;
+    let before: unknown;
     try {
-      await authorize({ method, path, headers: req.headers, action: method === 'GET' || method === 'HEAD' ? 'read' : 'write' });
-      const found = match(path, controller, options.guards, options.rollouts);
+      if (ownConsole && (path === '/console' || path.startsWith('/console/'))) {
+        if (!assets) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', 'the ops console was not built with this gateway (npm run build)');
+        if (assets.serve(req, res, path)) return;
+        throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such console file: ${path.slice(0, 200)}`);
+      }
+      if (sessions && path === '/admin/session') {
+        const answer = await sessionEndpoint(req, path, { sessions, authorize, staticToken, audit, secureCookie: consoleConfig.secureCookie });
+        if (method !== 'GET' && method !== 'HEAD') hub?.changed();
+        return send(res, answer.status, answer.body, answer.headers);
+      }
+      if (relaySecret !== undefined) {
+        if (!fromRelay(req.headers, relaySecret))
+          throw new GatewayError(
+            'GW_ERR_ADMIN_FORBIDDEN',
+            "this is a data-plane worker's private admin API: call the supervisor's admin address, which relays to every worker",
+          );
+        if (path === '/admin/session/verify') return await verifyForRelay(req, res, raw);
+      }
+      const relayedAs = relaySecret !== undefined ? decodeHeader<RelayedSession>(req.headers[ACTOR_HEADER]) : undefined;
+      caller = relayedAs ? relayedCaller(relayedAs, action, staticToken) : await authorizeCall(req, path, action, callers);
       if (!found) throw new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such admin endpoint: ${method} ${path.slice(0, 200)}`);
-      const handler = found.routes[method];
       if (!handler) {
         const allow = Object.keys(found.routes).join(', ');
         throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method} is not allowed here; use ${allow}`, { headers: { allow } });
       }
-      const { status, body } = await handler.run(req, found.params);
-      if (handler.action === 'write') log.info({ method, path, status }, 'admin change');
+      const context = { url: new URL(raw, 'http://admin'), caller };
+      if (handler.stream) return handler.stream(req, res, context);
+      if (handler.audit) before = stateOf(handler.audit);
+      const { status, body } = await handler.run!(req, context);
+      if (handler.action === 'write') log.info({ method, path, status, actor: caller.actor }, 'admin change');
+      if (handler.audit) await recordAudit(req, res, path, { actor: caller.actor, ...handler.audit }, { status }, before, stateOf(handler.audit));
+      hub?.changed();
       send(res, status, body);
     } catch (err) {
       const mapped = toResponse(err);
       if (mapped.unexpected !== undefined) log.error({ err: mapped.unexpected, method, path }, 'unexpected admin error');
       else if (mapped.status === 401 || mapped.status === 403)
         log.warn({ method, path, status: mapped.status, peer: req.socket.remoteAddress }, 'admin call refused');
+      if (caller && handler?.audit) {
+        // An authorised change that failed (invalid weights, a rollout conflict): recorded with the state it left.
+        await recordAudit(
+          req,
+          res,
+          path,
+          { actor: caller.actor, ...handler.audit },
+          { status: mapped.status, error: mapped.body.error },
+          before,
+          stateOf(handler.audit),
+        );
+      } else if (!caller && (mapped.status === 401 || mapped.status === 403) && path !== '/admin/session') {
+        const target = handler?.audit?.target ?? null;
+        await recordAudit(
+          req,
+          res,
+          path,
+          { actor: refusedActor(err), action: handler?.audit?.action ?? `${action} (refused)`, target },
+          { status: mapped.status, error: mapped.body.error },
+          null,
+          null,
+        );
+      }
+      if (res.headersSent) return void res.destroy();
       // A refused or half-read body must not be parsed as the next request on this connection.
       const close = !req.complete;
       send(res, mapped.status, mapped.body, close ? { ...mapped.headers, connection: 'close' } : mapped.headers);
@@ -201,7 +255,12 @@ export function createAdminServer(options: AdminServerOptions): http.Server {
     const body = JSON.stringify({ error: `malformed HTTP request (${err.code ?? 'parse error'})` });
     socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
-  return server;
+  return Object.assign(server, {
+    closeConsole: () => {
+      hub?.close('shutdown');
+      reloads?.stop();
+    },
+  });
 }
 
 /**
@@ -220,7 +279,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     // Metrics still need the port; every admin endpoint answers 401 until a token is configured.
     log.warn(`admin API endpoints refuse every call: set admin.token in the config or ${ADMIN_TOKEN_ENV} to enable them; /metrics is served`);
   }
-  const server = createAdminServer(options);
+  const server = await createAdminServer(options);
   // A cluster worker's admin port is its own (the supervisor relays to each); otherwise Node would share it.
   server.listen({ port: config.port, host: config.host, exclusive: options.exclusive === true });
   await once(server, 'listening');
@@ -232,6 +291,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
     server,
     close: () =>
       new Promise<void>((resolve) => {
+        server.closeConsole();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -4,8 +4,11 @@
 // (rate limits, rollouts) goes through Redis, as between pods.
 
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { AggregatorRegistry } from 'prom-client';
+import { AuditTrail, auditPath } from '../admin/audit.js';
 import { startAdminRelay } from '../admin/relay.js';
+import { RELAY_SECRET_ENV } from '../admin/relayed.js';
 import type { RunningAdmin } from '../admin/server.js';
 import { adminToken } from '../admin/token.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -59,8 +62,10 @@ export interface Supervisor {
   stop(signal: NodeJS.Signals): Promise<number>;
 }
 
-export async function superviseWorkers(config: GatewayConfig, log: Logger, env: NodeJS.ProcessEnv): Promise<Supervisor> {
+export async function superviseWorkers(config: GatewayConfig, log: Logger, env: NodeJS.ProcessEnv, configFile?: string): Promise<Supervisor> {
   const count = config.server.workers;
+  // Workers' admin APIs answer only calls that carry this (the relay's), so nothing reaches them around the audit trail.
+  const relaySecret = randomBytes(32).toString('base64url');
   const admins = new Map<number, string>();
   const numbers = new Map<Worker, number>();
   const banners = new Map<number, string[]>();
@@ -77,7 +82,7 @@ export async function superviseWorkers(config: GatewayConfig, log: Logger, env: 
   let allExited: (() => void) | undefined;
 
   const fork = (n: number): void => {
-    const worker = cluster.fork({ [WORKER_ENV]: String(n) });
+    const worker = cluster.fork({ [WORKER_ENV]: String(n), [RELAY_SECRET_ENV]: relaySecret });
     numbers.set(worker, n);
     worker.on('message', (m: unknown) => {
       if (!isFromWorker(m)) return;
@@ -118,10 +123,17 @@ export async function superviseWorkers(config: GatewayConfig, log: Logger, env: 
   const metricsOn = config.telemetry.metrics.enabled;
   const wanted = config.admin.enabled && (metricsOn || config.auth !== undefined || adminToken(config.admin, env) !== undefined);
   const aggregator = metricsOn ? new AggregatorRegistry() : undefined;
+  // The one audit trail: the relay records each action once, from the first worker's account of it.
+  const audit =
+    wanted && config.admin.audit.enabled
+      ? await AuditTrail.open({ path: auditPath(config.admin.audit, configFile), maxFileBytes: config.admin.audit.maxFileBytes, log })
+      : undefined;
   const admin = wanted
     ? await startAdminRelay({
         config: config.admin,
         log,
+        secret: relaySecret,
+        ...(audit ? { audit } : {}),
         workers: () => admins,
         ...(aggregator ? { metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }) } : {}),
       })
@@ -143,6 +155,7 @@ export async function superviseWorkers(config: GatewayConfig, log: Logger, env: 
     await gone;
     clearTimeout(timer);
     await admin?.close();
+    await audit?.close();
     const failed = [...exited].filter(([, code]) => code !== 0);
     if (failed.length > 0) log.error({ workers: Object.fromEntries(failed) }, 'data-plane workers did not stop cleanly');
     return failed.length > 0 ? 1 : 0;

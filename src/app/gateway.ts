@@ -4,6 +4,9 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { startAdminServer, type RunningAdmin } from '../admin/server.js';
+import { AuditTrail, auditPath } from '../admin/audit.js';
+import { LiveStats } from '../admin/live-stats.js';
+import { RELAY_SECRET_ENV } from '../admin/relayed.js';
 import { anyOf, bearerTokenAuthorizer, jwtAdminAuthorizer, type AdminAuthorizer } from '../admin/auth.js';
 import { adminToken } from '../admin/token.js';
 import { createBackend, servedBackend } from '../backends/create.js';
@@ -152,6 +155,16 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   let grpc: RunningGrpcDataPlane | undefined;
   let admin: RunningAdmin | undefined;
   let extAuthz: RunningExtAuthz;
+  // The ops console and the audit trail live on the admin port; the console's figures come from the metrics registry.
+  const adminConfig = config.admin;
+  // A worker's admin API answers only its supervisor's relay, which keeps the one audit trail and the console sessions.
+  const relaySecret = options.worker ? (options.env ?? process.env)[RELAY_SECRET_ENV] : undefined;
+  const audit =
+    adminConfig.enabled && adminConfig.audit.enabled && relaySecret === undefined
+      ? await AuditTrail.open({ path: auditPath(adminConfig.audit, options.configFile), maxFileBytes: adminConfig.audit.maxFileBytes, log })
+      : undefined;
+  const live = adminConfig.enabled && adminConfig.console.enabled && metrics ? new LiveStats(metrics) : undefined;
+  live?.start();
   try {
     server.listen(config.server.port, config.server.host);
     await once(server, 'listening');
@@ -175,6 +188,9 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
       ...(metrics ? { metrics } : {}),
       config: config.admin,
       log,
+      ...(audit ? { audit } : {}),
+      ...(live ? { live } : {}),
+      ...(relaySecret ? { relaySecret } : {}),
       ...(adminAuthorizer ? { authorize: adminAuthorizer } : {}),
       ...(options.env ? { env: options.env } : {}),
       ...(options.worker ? { exclusive: true } : {}),
@@ -192,6 +208,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     server.close();
     grpc?.forceShutdown();
     await admin?.close();
+    live?.stop();
+    await audit?.close();
     await rollouts.close();
     await controller.close();
     await rateLimitStore.close();
@@ -221,6 +239,8 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
         onDraining: () => controller.stopWatching(), // no reload may start backends while we drain
         onStopAccepting: async () => {
           await admin?.close();
+          live?.stop();
+          await audit?.close();
         },
         backgroundIdle: () => controller.shadow.idle(),
         release,

@@ -139,7 +139,7 @@ export async function startCommand(argv: string[], io: CommandIo): Promise<numbe
   forProcess(config);
   // A worker's every line (access log included) names the worker.
   const log = worker ? createLogger(config.logging.level).child({ worker: number }) : createLogger(config.logging.level);
-  if (config.server.workers > 1 && !worker) return supervise(config, log, io);
+  if (config.server.workers > 1 && !worker) return supervise(config, log, io, file);
 
   // Before any pipeline is built: pipelines add spans only when tracing records (decided at build time).
   const tracing = await startTracing({ otlpEndpoint: config.telemetry.tracing.otlpEndpoint, sampleRatio: config.telemetry.tracing.sampleRatio });
@@ -183,8 +183,8 @@ export async function startCommand(argv: string[], io: CommandIo): Promise<numbe
  * `server.workers` > 1: this process supervises the workers (each runs this command again, as a worker) and serves
  * the admin API by relaying to them; it prints worker 1's banner with the relay's address once every worker serves.
  */
-async function supervise(config: GatewayConfig, log: Logger, io: CommandIo): Promise<number> {
-  const supervisor = await superviseWorkers(config, log, io.env);
+async function supervise(config: GatewayConfig, log: Logger, io: CommandIo, file: string): Promise<number> {
+  const supervisor = await superviseWorkers(config, log, io.env, file);
   stopOnSignals(log, {
     // Each worker has shutdownTimeoutMs from the stop message; the supervisor waits a little longer for the last one.
     deadlineMs: config.server.shutdownTimeoutMs + 2_000,

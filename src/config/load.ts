@@ -1,5 +1,5 @@
 // Loads a config file: YAML → ${ENV} substitution → strict schema → file checks (files it reads exist and are readable,
-// the directory it writes the disagreement log to exists and is writable); reports every problem by path.
+// the directories it writes the disagreement log and the audit trail to exist and are writable); reports every problem by path.
 
 import { access, readFile, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -86,6 +86,8 @@ export async function parseConfig(raw: unknown, options: { baseDir: string; sour
   }
   const logDirProblem = await disagreementLogProblem(substituted, options.baseDir);
   if (logDirProblem) problems.push(logDirProblem);
+  const auditDirProblem = await writableDirProblem(substituted, ['admin', 'audit', 'path'], options.baseDir);
+  if (auditDirProblem) problems.push(auditDirProblem);
   if (problems.length > 0 || !result.success) throw new ConfigError(options.source, sortByPath(problems));
   for (const input of inputFiles(result.data)) input.resolve(path.resolve(options.baseDir, input.path));
   return result.data;
@@ -148,6 +150,21 @@ async function disagreementLogProblem(config: unknown, baseDir: string): Promise
     return undefined;
   } catch {
     return `disagreementLog.path: directory ${dir} does not exist or is not writable`;
+  }
+}
+
+/** Like the disagreement log's: the directory of a file the config writes (here `admin.audit.path`) must be writable. */
+async function writableDirProblem(config: unknown, at: string[], baseDir: string): Promise<string | undefined> {
+  let value: unknown = config;
+  for (const key of at) value = isRecord(value) ? value[key] : undefined;
+  if (typeof value !== 'string' || value === '') return undefined;
+  const dir = path.dirname(path.resolve(baseDir, value));
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+    await access(dir, constants.W_OK);
+    return undefined;
+  } catch {
+    return `${at.join('.')}: directory ${dir} does not exist or is not writable`;
   }
 }
 

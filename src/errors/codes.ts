@@ -49,6 +49,12 @@ export const ERROR_CODES = {
   GW_ERR_OVERRIDE_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the caller may not choose the model version' },
   GW_ERR_ADMIN_UNAUTHORIZED: { status: 401, grpc: 'UNAUTHENTICATED', message: 'the admin API needs a valid bearer token' },
   GW_ERR_ADMIN_FORBIDDEN: { status: 403, grpc: 'PERMISSION_DENIED', message: 'the caller may not perform this admin action' },
+  GW_ERR_CSRF_REJECTED: {
+    status: 403,
+    grpc: 'PERMISSION_DENIED',
+    message: "a console call that changes state needs the session's CSRF token and must come from the console's own origin",
+  },
+  GW_ERR_ADMIN_STREAMS_FULL: { status: 503, grpc: 'UNAVAILABLE', message: 'too many live streams are open on the admin API' },
   GW_ERR_INVALID_WEIGHTS: { status: 400, grpc: 'INVALID_ARGUMENT', message: 'invalid weights' },
   GW_ERR_CONFIG_INVALID: { status: 422, grpc: 'INVALID_ARGUMENT', message: 'the config file is invalid; the running config is unchanged' },
   GW_ERR_RELOAD_FAILED: { status: 500, grpc: 'INTERNAL', message: 'reload failed; the running config is unchanged' },

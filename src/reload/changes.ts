@@ -38,6 +38,7 @@ export function restartOnlyChanges(before: GatewayConfig, after: GatewayConfig):
     .filter((k) => before.server[k] !== after.server[k])
     .map((k) => `server.${k}`);
   for (const k of ['enabled', 'host', 'port'] as const) if (before.admin[k] !== after.admin[k]) changed.push(`admin.${k}`);
+  for (const k of ['audit', 'console'] as const) if (JSON.stringify(before.admin[k]) !== JSON.stringify(after.admin[k])) changed.push(`admin.${k}`);
   if (JSON.stringify(before.coordination) !== JSON.stringify(after.coordination)) changed.push('coordination');
   if (JSON.stringify(before.rolloutState) !== JSON.stringify(after.rolloutState)) changed.push('rolloutState');
   return changed;

@@ -19,6 +19,8 @@ export interface Disagreement {
   comparison: readonly OutputComparison[];
   primary: readonly Tensor[];
   shadow: readonly Tensor[];
+  /** The request's inputs, written only with `includeInputs` (they may be personal data). */
+  inputs?: readonly Tensor[];
 }
 
 export interface LoggedTensor {
@@ -80,6 +82,7 @@ export class DisagreementLog {
       primaryVersion: d.primaryVersion,
       shadowVersion: d.shadowVersion,
       comparison: d.comparison.filter((o) => o.rowsAgreed < o.rows || o.mismatch !== undefined).map(finiteComparison),
+      ...(this.#config.includeInputs && d.inputs ? { inputs: d.inputs.map((t) => this.#tensor(t)) } : {}),
       primary: d.primary.map((t) => this.#tensor(t)),
       shadow: d.shadow.map((t) => this.#tensor(t)),
     })}\n`;

@@ -136,6 +136,7 @@ export function shadowStage({ plans, catalog, runtime }: ShadowStageOptions): St
         comparison: comparison.outputs,
         primary: outputs,
         shadow: s.result.outputs,
+        inputs: ctx.inference!.inputs,
       });
     }
   }

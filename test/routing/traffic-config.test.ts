@@ -10,7 +10,13 @@ const parse = (raw: unknown) => parseConfig(raw, { baseDir: ROOT, source: 'test'
 
 test('defaults: admin on loopback:8081 without a token, reload watching, no traffic keys on a model', async (t) => {
   const config = await parse(withIris({}));
-  t.deepEqual(config.admin, { enabled: true, host: '127.0.0.1', port: 8081 });
+  t.deepEqual(config.admin, {
+    enabled: true,
+    host: '127.0.0.1',
+    port: 8081,
+    audit: { enabled: true, maxFileBytes: 16 * 1024 * 1024 },
+    console: { enabled: true, sessionTtlMs: 8 * 60 * 60 * 1000, maxSessions: 64, maxStreams: 16, secureCookie: false },
+  });
   t.deepEqual(config.reload, { watch: true, debounceMs: 300, pollIntervalMs: 5000, drainTimeoutMs: 30_000 });
   t.is(config.disagreementLog, undefined);
   const model = config.models.iris!;
@@ -30,7 +36,7 @@ test('shadow and disagreement-log defaults', async (t) => {
     maxConcurrent: 8,
     compare: { probabilities: { mode: 'regression', maxRelL2: 0.01, maxAbsDiff: 1e-6 } },
   });
-  t.deepEqual(config.disagreementLog, { path: 'd.jsonl', sampleRate: 1, maxFileBytes: 64 * 1024 * 1024, maxElementsPerOutput: 1024 });
+  t.deepEqual(config.disagreementLog, { path: 'd.jsonl', sampleRate: 1, maxFileBytes: 64 * 1024 * 1024, maxElementsPerOutput: 1024, includeInputs: false });
 });
 
 test('sticky header names are lower-cased (HTTP headers are case-insensitive)', async (t) => {

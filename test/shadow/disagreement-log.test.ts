@@ -30,7 +30,7 @@ function entry(i: number, elements = 3): Disagreement {
 
 test('each disagreement is one JSON line with the request id, the disagreeing outputs and both answers', async (t) => {
   const file = path.join(await dir(), 'd.jsonl');
-  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 1 << 20, maxElementsPerOutput: 2 }, log);
+  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 1 << 20, maxElementsPerOutput: 2, includeInputs: false }, log);
   d.record(entry(1));
   d.record(entry(2));
   await d.close();
@@ -54,7 +54,12 @@ test('each disagreement is one JSON line with the request id, the disagreeing ou
 test('sampleRate keeps the given fraction (injected rng)', async (t) => {
   const file = path.join(await dir(), 'd.jsonl');
   let i = 0;
-  const d = new DisagreementLog(file, { path: file, sampleRate: 0.25, maxFileBytes: 1 << 20, maxElementsPerOutput: 8 }, log, () => (i++ % 4) / 4);
+  const d = new DisagreementLog(
+    file,
+    { path: file, sampleRate: 0.25, maxFileBytes: 1 << 20, maxElementsPerOutput: 8, includeInputs: false },
+    log,
+    () => (i++ % 4) / 4,
+  );
   for (let k = 0; k < 40; k++) d.record(entry(k));
   await d.close();
   t.like(d.stats(), { written: 10, sampledOut: 30 });
@@ -63,7 +68,7 @@ test('sampleRate keeps the given fraction (injected rng)', async (t) => {
 
 test('the file rotates to .1 before it would pass maxFileBytes, keeping one old file', async (t) => {
   const file = path.join(await dir(), 'd.jsonl');
-  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 2048, maxElementsPerOutput: 8 }, log);
+  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 2048, maxElementsPerOutput: 8, includeInputs: false }, log);
   for (let k = 0; k < 60; k++) {
     d.record(entry(k));
     await d.flush(); // one line per write, so every rotation boundary is exercised
@@ -80,9 +85,23 @@ test('the file rotates to .1 before it would pass maxFileBytes, keeping one old 
 
 test('a file that cannot be written drops and counts the lines; the log keeps working for the caller', async (t) => {
   const file = path.join(await dir(), 'missing-dir', 'd.jsonl');
-  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 1 << 20, maxElementsPerOutput: 8 }, log);
+  const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 1 << 20, maxElementsPerOutput: 8, includeInputs: false }, log);
   t.notThrows(() => d.record(entry(1)));
   await d.flush();
   t.like(d.stats(), { written: 0, dropped: 1 });
   await d.close();
+});
+
+test('includeInputs writes the request inputs beside both answers (cut like them); without it they are never written', async (t) => {
+  const input: Tensor = { name: 'input', datatype: 'FP32', shape: [1, 4], data: Float32Array.from([5.1, 3.5, 1.4, 0.2]) };
+  for (const includeInputs of [true, false]) {
+    const file = path.join(await dir(), 'd.jsonl');
+    const d = new DisagreementLog(file, { path: file, sampleRate: 1, maxFileBytes: 1 << 20, maxElementsPerOutput: 3, includeInputs }, log);
+    d.record({ ...entry(1), inputs: [input] });
+    await d.close();
+    const line = JSON.parse(await readFile(file, 'utf8')) as { inputs?: unknown[] };
+    if (includeInputs)
+      t.deepEqual(line.inputs, [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [...Float32Array.from([5.1, 3.5, 1.4])], truncated: true }]);
+    else t.false('inputs' in line);
+  }
 });

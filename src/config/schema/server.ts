@@ -143,6 +143,39 @@ export const adminSchema = z.strictObject({
    * does not start.
    */
   token: z.string().min(16, 'admin.token must be at least 16 characters').optional(),
+  /** The audit trail of operator actions (every admin change, console or CLI, and every refused call); read at start. */
+  audit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /**
+       * JSON Lines file; relative paths resolve against the config file's directory. Unset: `model-gateway-audit.jsonl`
+       * next to the config file (a gateway started without a file keeps the trail in memory and in its log only).
+       */
+      path: z.string().min(1).optional(),
+      /** When the file would grow past this many bytes it is rotated to `<path>.1` (one old file kept). */
+      maxFileBytes: z
+        .int()
+        .min(4096)
+        .default(16 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** The ops console at /console on the admin port: its login sessions and live stream; read at start. */
+  console: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** A console session ends this long after login (a JWT's own expiry ends it sooner), ms. */
+      sessionTtlMs: z
+        .int()
+        .min(60_000)
+        .default(8 * 60 * 60 * 1000),
+      /** Console sessions held at once; a login beyond it ends the oldest. */
+      maxSessions: z.int().min(1).max(10_000).default(64),
+      /** Live streams (GET /admin/events) open at once; more are refused with 503. */
+      maxStreams: z.int().min(1).max(1000).default(16),
+      /** Mark the session cookie `Secure` (set it when the console is reached over HTTPS through a proxy). */
+      secureCookie: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 /** Watching the config file and swapping in a new pipeline when it changes. */
@@ -157,7 +190,7 @@ export const reloadSchema = z.strictObject({
   drainTimeoutMs: z.int().min(0).default(30_000),
 });
 
-/** A JSON Lines file of sampled shadow disagreements (request id and both outputs; never the inputs). */
+/** A JSON Lines file of sampled shadow disagreements (request id and both outputs; the inputs only when asked). */
 export const disagreementLogSchema = z.strictObject({
   /** File path; relative paths resolve against the config file's directory. */
   path: z.string().min(1),
@@ -170,6 +203,8 @@ export const disagreementLogSchema = z.strictObject({
     .default(64 * 1024 * 1024),
   /** Elements of each output written per line; longer outputs are cut and marked `truncated`. */
   maxElementsPerOutput: z.int().min(1).default(1024),
+  /** Also write the request's inputs (cut like the outputs): they may be personal data, so off unless chosen. */
+  includeInputs: z.boolean().default(false),
 });
 
 /** State shared by the gateway replicas of one deployment (today: progressive rollouts). Absent: each replica on its own. */
