@@ -30,7 +30,7 @@ test('a minimal config gets every default', async (t) => {
     drainQuietMs: 0,
     maxHeaderBytes: 16 * 1024,
     maxConnections: 0,
-    maxBufferedBodyBytes: 256 * 1024 * 1024,
+    maxBufferedBodyBytes: 1024 * 1024 * 1024,
     shedAboveRssBytes: 0,
     workers: 1,
     grpc: { enabled: true, port: 8082, keepaliveTimeMs: 60_000, keepaliveTimeoutMs: 20_000, maxConnectionAgeMs: 0, maxConcurrentStreams: 1000 },

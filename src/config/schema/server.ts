@@ -73,12 +73,13 @@ export const serverSchema = z
      * Memory the request bodies in flight may take at once (admission by bytes): a body the gateway only forwards (or
      * binary tensor data) counts its size, a JSON body it decodes 20× its size (its parsed arrays, tensor and answer);
      * a body that would pass the cap is refused with 503 and Retry-After before it is read, unless nothing else is held.
-     * 0: no limit. At least maxBodyBytes.
+     * 0: no limit. At least maxBodyBytes. The default only stops floods; set it from the container's memory limit
+     * (deploy/ uses 192 MiB under 512Mi).
      */
     maxBufferedBodyBytes: z
       .int()
       .min(0)
-      .default(256 * 1024 * 1024),
+      .default(1024 * 1024 * 1024),
     /** Shed new inference with 503 while the process's RSS is above this many bytes (read every 100 ms). 0: off. */
     shedAboveRssBytes: z.int().min(0).default(0),
     /** The OIP over gRPC (inference.GRPCInferenceService and grpc.health.v1.Health): its own port, on server.host. */
