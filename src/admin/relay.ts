@@ -17,6 +17,7 @@ import { auditedAction } from './routes.js';
 import type { AdminConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toResponse } from '../errors/to-response.js';
+import { answerEdgesAsJson, refuseMissingHost } from '../http/edges.js';
 import { RequestBody } from '../http/request-body.js';
 import type { RunningAdmin } from './server.js';
 
@@ -169,7 +170,8 @@ export async function startAdminRelay(options: RelayOptions): Promise<RunningAdm
     write(res, 502, { 'content-type': 'application/json' }, JSON.stringify({ error: new GatewayError('GW_ERR_WORKERS_DISAGREE').message, workers: detail }));
   }
 
-  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: WORKER_TIMEOUT_MS + 10_000, requireHostHeader: true }, (req, res) => {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: WORKER_TIMEOUT_MS + 10_000, requireHostHeader: false }, (req, res) => {
+    if (refuseMissingHost(req, res)) return;
     handle(req, res).catch((err: unknown) => {
       const mapped = toResponse(err);
       if (mapped.unexpected !== undefined) log.error({ err: mapped.unexpected }, 'unexpected admin relay error');
@@ -182,7 +184,7 @@ export async function startAdminRelay(options: RelayOptions): Promise<RunningAdm
       );
     });
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
+  answerEdgesAsJson(server);
   server.listen(options.config.port, options.config.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;

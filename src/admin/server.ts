@@ -4,7 +4,7 @@
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditTrail } from './audit.js';
 import { bearerTokenAuthorizer, type AdminAuthorizer } from './auth.js';
@@ -20,6 +20,7 @@ import { ADMIN_TOKEN_ENV, adminToken } from './token.js';
 import type { AdminConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toResponse } from '../errors/to-response.js';
+import { answerEdgesAsJson, refuseMissingHost } from '../http/edges.js';
 import { peerAddress } from '../http/peer.js';
 import type { GatewayController } from '../reload/controller.js';
 import type { GuardRegistry } from '../resilience/registry.js';
@@ -243,18 +244,15 @@ export async function createAdminServer(options: AdminServerOptions): Promise<Ad
     }
   }
 
-  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, requireHostHeader: true }, (req, res) => {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, requireHostHeader: false }, (req, res) => {
+    if (refuseMissingHost(req, res)) return;
     handle(req, res).catch((err: unknown) => {
       log.error({ err }, 'unhandled admin error');
       if (!res.headersSent) send(res, 500, { error: 'internal gateway error' });
       else res.destroy();
     });
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
-    const body = JSON.stringify({ error: `malformed HTTP request (${err.code ?? 'parse error'})` });
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-  });
+  answerEdgesAsJson(server);
   return Object.assign(server, {
     closeConsole: () => {
       hub?.close('shutdown');

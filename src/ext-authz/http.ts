@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { ERROR_CODES } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { peerAddress } from '../http/peer.js';
+import { answerEdgesAsJson } from '../http/edges.js';
 import type { Logger } from '../telemetry/log.js';
 import { deny, type CheckResult, type ExtAuthzDecider } from './decide.js';
 
@@ -56,7 +57,8 @@ export async function startExtAuthzHttp(decider: ExtAuthzDecider, options: ExtAu
       });
     },
   );
-  server.on('clientError', (_err, socket) => socket.destroy());
+  // Envoy's checks are well-formed; anything else gets the gateway's JSON, not a silent close.
+  answerEdgesAsJson(server);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // Checks carry no body unless Envoy's with_request_body is set, and the decision never reads one.

@@ -17,15 +17,33 @@ export function rejectOnSocket(socket: Socket, status: number, reason: string, m
 }
 
 /** True for an HTTP/1.1 request without Host (RFC 9112 §3.2: answer 400); HTTP/1.0 needs none. */
-export function hostMissing(req: IncomingMessage): boolean {
+function hostMissing(req: IncomingMessage): boolean {
   return req.headers.host === undefined && (req.httpVersionMajor > 1 || req.httpVersionMinor >= 1);
 }
 
 /**
- * CONNECT (no tunnels here) → JSON 405; an `Expect` other than 100-continue → JSON 417. Node would close the socket
- * silently for the first and write a bodyless 417 for the second.
+ * Answers an HTTP/1.1 request that has no Host with a JSON 400 and closes the connection; true when it did (the
+ * server is created with `requireHostHeader: false`, so Node's bodyless 400 never goes out).
+ */
+export function refuseMissingHost(req: IncomingMessage, res: ServerResponse): boolean {
+  if (!hostMissing(req)) return false;
+  const body = JSON.stringify({ error: 'an HTTP/1.1 request needs a Host header' });
+  res.writeHead(400, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
+  return true;
+}
+
+/**
+ * Every answer Node's server would write itself, as JSON: a head its parser refused (431 too large, 408 too slow, 400
+ * malformed), CONNECT (no tunnels here: 405; Node would close silently), an `Expect` other than 100-continue (417).
  */
 export function answerEdgesAsJson(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'HPE_HEADER_OVERFLOW') return rejectOnSocket(socket, 431, 'Request Header Fields Too Large', 'request headers are too large');
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rejectOnSocket(socket, 408, 'Request Timeout', 'request was not received in time');
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  });
   server.on('connect', (_req: IncomingMessage, socket: Socket) =>
     rejectOnSocket(socket, 405, 'Method Not Allowed', 'CONNECT is not supported: this server answers the Open Inference Protocol'),
   );

@@ -4,7 +4,6 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
@@ -14,7 +13,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { ERROR_CODES } from '../errors/codes.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import { toResponse } from '../errors/to-response.js';
-import { answerEdgesAsJson, hostMissing, rejectOnSocket } from '../http/edges.js';
+import { answerEdgesAsJson, refuseMissingHost } from '../http/edges.js';
 import { peerAddress } from '../http/peer.js';
 import { RequestBody } from '../http/request-body.js';
 import { createContext } from '../pipeline/context.js';
@@ -133,16 +132,6 @@ export function createDataPlane(
   answerEdgesAsJson(server);
   overload.guard(server);
 
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'HPE_HEADER_OVERFLOW') return rejectOnSocket(socket, 431, 'Request Header Fields Too Large', 'request headers are too large');
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return rejectOnSocket(socket, 408, 'Request Timeout', 'request was not received in time');
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    rejectOnSocket(socket, 400, 'Bad Request', `malformed HTTP request (${err.code ?? 'parse error'})`);
-  });
-
   /** An answer before the pipeline; a request still waiting to send its body (Expect: 100-continue) never will: close. */
   function sendError(res: ServerResponse, err: GatewayError, expectsContinue: boolean): void {
     const mapped = toResponse(err);
@@ -153,11 +142,7 @@ export function createDataPlane(
     if (state.draining) state.lastArrivalMs = performance.now();
     const url = req.url ?? '/';
     const method = req.method ?? 'GET';
-    if (hostMissing(req)) {
-      // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused with 400 (and the connection closed).
-      const mapped = toResponse(new GatewayError('GW_ERR_INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header'));
-      return send(res, mapped.status, mapped.body, {}, true);
-    }
+    if (refuseMissingHost(req, res)) return;
     const route = matchRoute(pathOf(url));
     if (!route) {
       return sendError(res, new GatewayError('GW_ERR_ROUTE_NOT_FOUND', `no such endpoint: ${method} ${url.slice(0, 200)}`), expectsContinue);

@@ -19,7 +19,7 @@ test.before(async () => {
   const models = irisModels() as Record<string, Record<string, unknown>>;
   models.iris!.auth = { infer: { scopes: ['iris:infer'] } };
   gw = await startTestGateway({
-    ...gatewayConfig({ models, server: { maxBodyBytes: 1024 * 1024 } }),
+    ...gatewayConfig({ models, server: { maxBodyBytes: 1024 * 1024 }, admin: { port: 0, token: 'node-answers-admin-token-0123' } }),
     auth: { issuers: [{ issuer: ISS, audiences: ['gw'], algorithms: ['ES256'], jwks: { keys: [key.jwk] } }] },
   });
   port = Number(new URL(gw.url).port);
@@ -27,8 +27,8 @@ test.before(async () => {
 test.after.always(() => gw?.stop());
 
 /** Sends `head` (and, once `100 Continue` arrives, `body`) on one connection; returns everything read until close or 2 s. */
-async function exchange(head: string, body?: string): Promise<{ text: string; continued: boolean }> {
-  const socket = net.connect(port, '127.0.0.1');
+async function exchange(head: string, body?: string, to = port): Promise<{ text: string; continued: boolean }> {
+  const socket = net.connect(to, '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let text = '';
   let continued = false;
@@ -107,4 +107,16 @@ test('Expect: 100-continue on a request the gateway will serve: 100 Continue, th
   const res = final(ok.text);
   t.is(res.status, 200);
   t.like(res.json, { model_name: 'iris' });
+});
+
+test('the admin listener answers the same edges as JSON: no Host → 400, CONNECT → 405, a malformed head → 400', async (t) => {
+  const adminPort = Number(new URL(gw.admin!.url).port);
+  const noHost = final((await exchange('GET /admin/status HTTP/1.1\r\n\r\n', undefined, adminPort)).text);
+  t.is(noHost.status, 400);
+  t.regex(String(noHost.json.error), /needs a Host header/);
+  const tunnel = final((await exchange('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', undefined, adminPort)).text);
+  t.is(tunnel.status, 405);
+  const garbage = final((await exchange('GET /admin/status HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', undefined, adminPort)).text);
+  t.is(garbage.status, 400);
+  t.regex(String(garbage.json.error), /malformed HTTP request/);
 });
