@@ -18,6 +18,7 @@ import { inferRequestMessage, outputsFromResponse, shapeOf } from '../protocol/g
 import { isDatatype, type BackendMetadata, type InferenceRequest, type InferenceResult, type TensorMetadata } from '../protocol/oip.js';
 import { isShadowRequest, SHADOW_HEADER } from '../protocol/shadow-mark.js';
 import type { Backend } from './backend.js';
+import { MetadataProbe } from './metadata-probe.js';
 
 export interface GrpcBackendOptions {
   config: GrpcBackendConfig;
@@ -48,19 +49,15 @@ export class GrpcBackend implements Backend {
   readonly remote = true;
   readonly #config: GrpcBackendConfig;
   readonly #label: string;
-  readonly #log: Logger;
   readonly #model: string;
   readonly #client: grpc.Client;
-  #metadata: BackendMetadata | undefined;
-  #probeTimer: NodeJS.Timeout | undefined;
-  #probeFailing = false;
+  readonly #probe: MetadataProbe;
   #closed = false;
 
   constructor(opts: GrpcBackendOptions) {
     const { config } = opts;
     this.#config = config;
     this.#label = opts.label;
-    this.#log = opts.log;
     this.#model = config.model ?? opts.model;
     const credentials = config.tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
     this.#client = new grpc.Client(config.target, credentials, {
@@ -77,25 +74,31 @@ export class GrpcBackend implements Backend {
       // Its own channel: versions never share a connection's failure or its concurrency limit.
       'grpc.use_local_subchannel_pool': 1,
     });
+    this.#probe = new MetadataProbe({
+      fetch: () => this.#fetchMetadata(),
+      intervalMs: config.probeIntervalMs,
+      log: opts.log,
+      target: config.target,
+    });
   }
 
   /** Like `http`: a remote that is not up yet leaves the version not-ready while the probe keeps trying. */
-  async start(): Promise<void> {
-    await this.#probe();
-    this.#schedule();
+  start(): Promise<void> {
+    return this.#probe.start();
   }
 
   metadata(): BackendMetadata {
-    if (!this.#metadata)
+    const metadata = this.#probe.metadata;
+    if (!metadata)
       throw new GatewayError('GW_ERR_MODEL_NOT_READY', `${this.#label}: the backend's metadata has not been fetched yet`, {
         headers: { 'retry-after': RETRY_AFTER },
       });
-    return this.#metadata;
+    return metadata;
   }
 
   /** Ready once the remote's metadata was fetched; later failures are the breaker's business, as for `http`. */
   ready(): boolean {
-    return !this.#closed && this.#metadata !== undefined;
+    return !this.#closed && this.#probe.metadata !== undefined;
   }
 
   /** Asks the remote's ModelReady now. */
@@ -134,7 +137,7 @@ export class GrpcBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#probeTimer);
+    this.#probe.close();
     this.#client.close();
   }
 
@@ -219,37 +222,13 @@ export class GrpcBackend implements Backend {
     }
   }
 
-  /** Fetches the remote's metadata; logs the first failure of a run loudly and the rest quietly. */
-  async #probe(): Promise<void> {
-    try {
-      const res = await this.#call<ModelRequestMessage, ModelMetadataResponseMessage>('ModelMetadata', this.#modelRequest(), {
-        signal: new AbortController().signal,
-        deadline: Date.now() + this.#config.probeTimeoutMs,
-      });
-      this.#metadata = metadataFrom(res);
-      if (this.#probeFailing) this.#log.info({ backend: this.#config.target }, 'backend metadata fetched again');
-      this.#probeFailing = false;
-    } catch (err) {
-      if (this.#closed) return;
-      const fields = { backend: this.#config.target, reason: err instanceof Error ? err.message : String(err) };
-      if (!this.#probeFailing)
-        this.#log.warn(
-          fields,
-          this.#metadata
-            ? 'cannot refresh the backend metadata; keeping the last one'
-            : 'backend not reachable yet; the version stays not-ready and will be retried',
-        );
-      else this.#log.debug(fields, 'backend metadata probe failed again');
-      this.#probeFailing = true;
-    }
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    this.#probeTimer = setTimeout(() => {
-      void this.#probe().then(() => this.#schedule());
-    }, this.#config.probeIntervalMs);
-    this.#probeTimer.unref();
+  /** One ModelMetadata call (the probe makes it at start and every probeIntervalMs). */
+  async #fetchMetadata(): Promise<BackendMetadata> {
+    const res = await this.#call<ModelRequestMessage, ModelMetadataResponseMessage>('ModelMetadata', this.#modelRequest(), {
+      signal: new AbortController().signal,
+      deadline: Date.now() + this.#config.probeTimeoutMs,
+    });
+    return metadataFrom(res);
   }
 }
 

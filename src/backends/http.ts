@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { HttpBackendConfig } from '../config/schema.js';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { BackendMetadata, InferenceRequest, InferenceResult } from '../protocol/oip.js';
+import { MetadataProbe } from './metadata-probe.js';
 import { RetryBudget } from './retry-budget.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { StreamedBody } from '../http/request-body.js';
@@ -49,9 +50,7 @@ export class HttpBackend implements Backend {
   readonly #budget: RetryBudget | undefined;
   /** `headers` from the config, names lower-cased so they replace (never duplicate) a forwarded header. */
   readonly #configuredHeaders: Record<string, string>;
-  #metadata: BackendMetadata | undefined;
-  #probeTimer: NodeJS.Timeout | undefined;
-  #probeFailing = false;
+  readonly #probe: MetadataProbe;
   #closed = false;
   #retries = 0;
 
@@ -82,21 +81,27 @@ export class HttpBackend implements Backend {
           opts.clock ?? systemClock,
         )
       : undefined;
+    this.#probe = new MetadataProbe({
+      fetch: () => this.#fetchMetadata(),
+      intervalMs: config.probeIntervalMs,
+      log: opts.log,
+      target: `${this.#paths.origin}${this.#paths.metadata}`,
+    });
   }
 
   /**
    * Fetches the remote's metadata once. A remote that is not up yet is no reason to fail the gateway (in a pod the
    * runtime container may start later): the version stays not-ready and the probe keeps trying in the background.
    */
-  async start(): Promise<void> {
-    await this.#probe();
-    this.#schedule();
+  start(): Promise<void> {
+    return this.#probe.start();
   }
 
   metadata(): BackendMetadata {
-    if (!this.#metadata)
+    const metadata = this.#probe.metadata;
+    if (!metadata)
       throw new GatewayError('GW_ERR_MODEL_NOT_READY', `${this.#label}: the backend's metadata has not been fetched yet`, { headers: RETRY_AFTER });
-    return this.#metadata;
+    return metadata;
   }
 
   /**
@@ -104,7 +109,7 @@ export class HttpBackend implements Backend {
    * pull the whole pod (and any fallback version) out of service; breakers deal with a failing remote instead.
    */
   ready(): boolean {
-    return !this.#closed && this.#metadata !== undefined;
+    return !this.#closed && this.#probe.metadata !== undefined;
   }
 
   /** Asks the remote's own ready endpoint now. */
@@ -158,7 +163,7 @@ export class HttpBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#probeTimer);
+    this.#probe.close();
     // destroy, not close: by the time backends close, the server has drained; a call still waiting on a hung remote
     // must not hold shutdown up.
     await this.#pool.destroy();
@@ -252,40 +257,15 @@ export class HttpBackend implements Backend {
     return new GatewayError('GW_ERR_BAD_GATEWAY', `${this.#label}: the backend answered ${detail}`);
   }
 
-  /** Fetches the remote's metadata; logs the first failure of a run loudly and the rest quietly. */
-  async #probe(): Promise<void> {
-    try {
-      const res = await this.#request(
-        { method: 'GET', path: this.#paths.metadata, headers: { ...this.#configuredHeaders }, signal: AbortSignal.timeout(this.#config.probeTimeoutMs) },
-        false,
-      );
-      const metadata = res.status === 200 ? parseRemoteMetadata(res.body) : undefined;
-      if (!metadata) throw new Error(res.status === 200 ? 'the metadata body is not OIP model metadata' : `metadata request answered ${res.status}`);
-      this.#metadata = metadata;
-      if (this.#probeFailing) this.#log.info({ backend: this.#paths.origin }, 'backend metadata fetched again');
-      this.#probeFailing = false;
-    } catch (err) {
-      if (this.#closed) return; // the pool was destroyed under the probe: nothing to report
-      const fields = { backend: `${this.#paths.origin}${this.#paths.metadata}`, reason: err instanceof Error ? err.message : String(err) };
-      if (!this.#probeFailing)
-        this.#log.warn(
-          fields,
-          this.#metadata
-            ? 'cannot refresh the backend metadata; keeping the last one'
-            : 'backend not reachable yet; the version stays not-ready and will be retried',
-        );
-      else this.#log.debug(fields, 'backend metadata probe failed again');
-      this.#probeFailing = true;
-    }
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    this.#probeTimer = setTimeout(() => {
-      void this.#probe().then(() => this.#schedule());
-    }, this.#config.probeIntervalMs);
-    // Probes never keep the process alive on their own.
-    this.#probeTimer.unref();
+  /** One fetch of the remote's model metadata (the probe calls it at start and every probeIntervalMs). */
+  async #fetchMetadata(): Promise<BackendMetadata> {
+    const res = await this.#request(
+      { method: 'GET', path: this.#paths.metadata, headers: { ...this.#configuredHeaders }, signal: AbortSignal.timeout(this.#config.probeTimeoutMs) },
+      false,
+    );
+    const metadata = res.status === 200 ? parseRemoteMetadata(res.body) : undefined;
+    if (!metadata) throw new Error(res.status === 200 ? 'the metadata body is not OIP model metadata' : `metadata request answered ${res.status}`);
+    return metadata;
   }
 }
 
