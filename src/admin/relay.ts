@@ -20,6 +20,7 @@ import { toResponse } from '../errors/to-response.js';
 import { answerEdgesAsJson, refuseMissingHost } from '../http/edges.js';
 import { RequestBody } from '../http/request-body.js';
 import type { RunningAdmin } from './server.js';
+import { dialAddress } from '../http/address.js';
 
 export type { WorkerAdmins } from './relay-console.js';
 
@@ -188,9 +189,8 @@ export async function startAdminRelay(options: RelayOptions): Promise<RunningAdm
   server.listen(options.config.port, options.config.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
-  const host = options.config.host === '0.0.0.0' || options.config.host === '::' ? '127.0.0.1' : options.config.host;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `http://${dialAddress(options.config.host, port)}`,
     port,
     server,
     close: () =>

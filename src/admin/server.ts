@@ -25,6 +25,7 @@ import { peerAddress } from '../http/peer.js';
 import type { GatewayController } from '../reload/controller.js';
 import type { GuardRegistry } from '../resilience/registry.js';
 import type { RolloutManager } from '../rollout/manager.js';
+import { dialAddress } from '../http/address.js';
 
 export interface AdminServerOptions {
   controller: GatewayController;
@@ -282,9 +283,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Run
   server.listen({ port: config.port, host: config.host, exclusive: options.exclusive === true });
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `http://${dialAddress(config.host, port)}`,
     port,
     server,
     close: () =>

@@ -36,6 +36,7 @@ import { RolloutManager } from '../rollout/manager.js';
 import { RolloutSignals } from '../rollout/signals.js';
 import { defaultReplicaId, LocalRolloutStore, stateFileOf, type RolloutStore } from '../rollout/store.js';
 import { registerRolloutMetrics } from './state-metrics.js';
+import { dialAddress } from '../http/address.js';
 
 export interface RunningGateway {
   /** Base URL of the data plane, e.g. http://127.0.0.1:8080 */
@@ -218,7 +219,6 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
     throw err;
   }
   const { port } = server.address() as AddressInfo;
-  const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   let stopping: Promise<void> | undefined;
 
   const release = async () => {
@@ -251,7 +251,7 @@ export async function startGateway(config: GatewayConfig, log: Logger, options: 
   };
 
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `http://${dialAddress(config.server.host, port)}`,
     port,
     state,
     server,

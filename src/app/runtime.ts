@@ -19,6 +19,7 @@ import { Overload } from '../server/overload.js';
 import type { RunningGrpcDataPlane } from '../server/grpc.js';
 import type { Logger } from '../telemetry/log.js';
 import { drainGateway } from './drain.js';
+import { dialAddress } from '../http/address.js';
 
 export const RUNTIME_DEFAULTS = { host: '127.0.0.1', port: 8000 } as const;
 
@@ -187,7 +188,6 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
     throw err;
   }
   const { port } = server.address() as AddressInfo;
-  const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   let stopping: Promise<void> | undefined;
   // The gateway's drain timeline: not-ready at once, still accepting for the drain delay, in-flight requests finish
   // (Connection: close), then the workers close — all within shutdownTimeoutMs.
@@ -209,5 +209,5 @@ export async function startRuntime(config: GatewayConfig, log: Logger): Promise<
     ).then(() => undefined);
     return stopping;
   };
-  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, state, server, grpc, stop };
+  return { url: `http://${dialAddress(config.server.host, port)}`, port, state, server, grpc, stop };
 }

@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { GatewayError } from '../errors/gateway-error.js';
 import type { Logger } from '../telemetry/log.js';
 import { deny, type CheckRequest, type CheckResult, type ExtAuthzDecider } from './decide.js';
+import { dialAddress } from '../http/address.js';
 
 export const EXTERNAL_AUTH_PROTO = 'envoy/service/auth/v3/external_auth.proto';
 
@@ -187,9 +188,8 @@ export async function startExtAuthzGrpc(decider: ExtAuthzDecider, options: ExtAu
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${bindHost}:${options.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  const shownHost = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : bindHost;
   return {
-    address: `${shownHost}:${port}`,
+    address: dialAddress(options.host, port),
     port,
     close: () =>
       new Promise<void>((resolve) => {

@@ -9,6 +9,7 @@ import { peerAddress } from '../http/peer.js';
 import { answerEdgesAsJson } from '../http/edges.js';
 import type { Logger } from '../telemetry/log.js';
 import { deny, type CheckResult, type ExtAuthzDecider } from './decide.js';
+import { dialAddress } from '../http/address.js';
 
 /** Envoy (1.19+) removes the upstream headers named here when the check allows the request. */
 export const HEADERS_TO_REMOVE = 'x-envoy-auth-headers-to-remove';
@@ -86,9 +87,8 @@ export async function startExtAuthzHttp(decider: ExtAuthzDecider, options: ExtAu
   server.listen(options.port, options.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
-  const host = options.host === '0.0.0.0' || options.host === '::' ? '127.0.0.1' : options.host;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `http://${dialAddress(options.host, port)}`,
     port,
     close: () =>
       new Promise<void>((resolve) => {

@@ -24,6 +24,7 @@ import { modelCalls, type ModelCall } from './grpc-calls.js';
 import { GrpcHealth } from './grpc-health.js';
 import { errorStatus } from './grpc-status.js';
 import { toGrpcStatus } from '../errors/to-grpc-status.js';
+import { dialAddress } from '../http/address.js';
 
 /**
  * OIP extensions over gRPC: none. `binary_tensor_data` is REST's way to send raw tensors; gRPC has raw contents in the
@@ -151,9 +152,8 @@ export async function startGrpcDataPlane(
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${bindHost}:${settings.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : bindHost;
   return {
-    address: `${shownHost}:${port}`,
+    address: dialAddress(config.host, port),
     port,
     health,
     draining: () => health.notify(),
